@@ -1,0 +1,100 @@
+// Activation policies (identity, relu, gelu_tanh, gelu_erf) and the elementwise kernels that
+// apply them: in place, and gated (`act(a) * b`, the T5 v1.1 / UL2 FFN). A policy works on a
+// scalar and on an xsimd batch, so GEMM epilogues and standalone kernels share one definition.
+#pragma once
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <string_view>
+
+#include "pali3/kernels/simd.hpp"
+
+namespace pali3::kernels {
+
+namespace act {
+
+struct identity {
+    static constexpr std::string_view name = "identity";
+    static constexpr bool is_identity = true;
+    static float apply(float x) noexcept { return x; }
+    template <class Arch>
+    static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
+        return x;
+    }
+};
+
+struct relu {
+    static constexpr std::string_view name = "relu";
+    static constexpr bool is_identity = false;
+    static float apply(float x) noexcept { return x > 0.f ? x : 0.f; }
+    template <class Arch>
+    static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
+        return xsimd::max(x, fbatch<Arch>(0.f));
+    }
+};
+
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the form ViT/SigLIP and T5 v1.1 use.
+// Computed as x * sigmoid(2u): the same function, one exp instead of a tanh.
+struct gelu_tanh {
+    static constexpr std::string_view name = "gelu_tanh";
+    static constexpr bool is_identity = false;
+    static constexpr float k0 = 0.7978845608028654f;  // sqrt(2/pi)
+    static constexpr float k1 = 0.044715f;
+    static float apply(float x) noexcept {
+        const float u = k0 * (x + k1 * x * x * x);
+        return x / (1.f + std::exp(-2.f * u));
+    }
+    template <class Arch>
+    static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
+        using B = fbatch<Arch>;
+        const B x2 = x * x;
+        const B u = B(-2.f * k0) * xsimd::fma(B(k1) * x2, x, x);
+        return x / (B(1.f) + xsimd::exp(u));
+    }
+};
+
+// 0.5 x (1 + erf(x / sqrt(2))), the exact GELU, computed as 0.5 x erfc(-x / sqrt(2)) so the
+// negative tail does not lose its digits to 1 + erf(x) ~ 0.
+struct gelu_erf {
+    static constexpr std::string_view name = "gelu_erf";
+    static constexpr bool is_identity = false;
+    static constexpr float inv_sqrt2 = 0.7071067811865476f;
+    static float apply(float x) noexcept { return 0.5f * x * std::erfc(-x * inv_sqrt2); }
+    template <class Arch>
+    static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
+        using B = fbatch<Arch>;
+        return B(0.5f) * x * xsimd::erfc(x * B(-inv_sqrt2));
+    }
+};
+
+}  // namespace act
+
+template <class A>
+concept activation = requires(float x) {
+    { A::apply(x) } -> std::same_as<float>;
+    { A::is_identity } -> std::convertible_to<bool>;
+};
+
+// x[i] = Act(x[i]) for i < n.
+template <activation Act, class Arch = default_arch>
+void apply_activation(float* x, std::size_t n) noexcept {
+    using B = fbatch<Arch>;
+    std::size_t i = 0;
+    for (; i + B::size <= n; i += B::size) Act::template apply<Arch>(B::load_unaligned(x + i)).store_unaligned(x + i);
+    for (; i < n; ++i) x[i] = Act::apply(x[i]);
+}
+
+// out[i] = Act(gate[i]) * up[i]: the gated FFN (T5 v1.1 `wi_0` -> gate, `wi_1` -> up).
+// `out` may alias `gate` or `up`.
+template <activation Act, class Arch = default_arch>
+void gated_activation(const float* gate, const float* up, float* out, std::size_t n) noexcept {
+    using B = fbatch<Arch>;
+    std::size_t i = 0;
+    for (; i + B::size <= n; i += B::size)
+        (Act::template apply<Arch>(B::load_unaligned(gate + i)) * B::load_unaligned(up + i))
+            .store_unaligned(out + i);
+    for (; i < n; ++i) out[i] = Act::apply(gate[i]) * up[i];
+}
+
+}  // namespace pali3::kernels

@@ -1,0 +1,320 @@
+// Packed, cache-blocked GEMM: C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C], A f32, W in f32,
+// bf16 or f16 (either layout, see matrix.hpp), f32 accumulation.
+//
+// Structure (BLIS-like, with the operands' roles swapped for row-major C):
+//   jc: n in blocks of nc   - a packed W block (kc x nc, f32) stays in L2
+//   pc: k in blocks of kc   - W is converted from its storage while packing
+//   ic: m in blocks of mc   - a packed A block (mc x kc)
+//   ir: rows in panels of mr  - one A micro-panel (mr x kc) stays in L1
+//   jr: cols in panels of nr  - micro-kernel: mr x nr accumulators in registers
+// The epilogue runs on the last k block, on registers, before the single store. Threads split
+// n (or m when n is narrow) on panel boundaries; k is never split, so every element of C is
+// summed in the same order for any thread count. m <= 4 goes to the GEMV kernels.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <utility>
+
+#include "pali3/core/threading.hpp"
+#include "pali3/kernels/gemv.hpp"
+#include "pali3/kernels/elementwise.hpp"
+#include "pali3/kernels/matrix.hpp"
+#include "pali3/kernels/simd.hpp"
+
+namespace pali3::kernels {
+
+// Register tile and cache blocking for an architecture. mr x (nr_vectors * W) accumulators
+// must fit the register file with room for the W loads and one broadcast.
+template <class Arch>
+struct gemm_tiling {
+    static constexpr std::size_t width = fbatch<Arch>::size;
+    static constexpr std::size_t nr_vectors = 2;
+    static constexpr std::size_t nr = nr_vectors * width;
+    static constexpr std::size_t mr = is_avx512<Arch> ? 14 : 6;  // 28 or 12 accumulators
+    std::size_t mc = mr * 24;
+    std::size_t kc = 256;
+    std::size_t nc = 1024;
+};
+
+namespace detail {
+
+// Per-thread scratch reused across calls (packing buffers); grows, never shrinks.
+class scratch_buffer {
+public:
+    float* get(std::size_t n) {
+        if (n > capacity_) {
+            const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+            void* p = std::aligned_alloc(64, bytes);
+            if (!p) throw std::bad_alloc();
+            data_.reset(static_cast<float*>(p));
+            capacity_ = n;
+        }
+        return data_.get();
+    }
+
+private:
+    struct free_deleter {
+        void operator()(float* p) const noexcept { std::free(p); }
+    };
+    std::unique_ptr<float, free_deleter> data_;
+    std::size_t capacity_ = 0;
+};
+
+inline float* gemm_scratch(std::size_t slot, std::size_t n) {
+    thread_local scratch_buffer buffers[2];
+    return buffers[slot].get(n);
+}
+
+struct tile_ops {
+    bool load_c_before;  // add the current C (a partial sum from earlier k blocks) before Act
+    bool add_bias;
+    bool apply_act;
+    bool load_c_after;  // add the current C (the old value, accumulate) after Act
+};
+
+template <class Arch, class Act>
+inline fbatch<Arch> tile_epilogue(fbatch<Arch> v, const float* c, const float* bias,
+                                  const tile_ops& ops) {
+    if (ops.load_c_before) v += fbatch<Arch>::load_unaligned(c);
+    if (ops.add_bias) v += fbatch<Arch>::load_unaligned(bias);
+    if (ops.apply_act) v = Act::template apply<Arch>(v);
+    if (ops.load_c_after) v += fbatch<Arch>::load_unaligned(c);
+    return v;
+}
+
+inline float tile_epilogue_scalar(float v, float c, float bias, const tile_ops& ops,
+                                  float (*act)(float)) {
+    if (ops.load_c_before) v += c;
+    if (ops.add_bias) v += bias;
+    if (ops.apply_act) v = act(v);
+    if (ops.load_c_after) v += c;
+    return v;
+}
+
+// MR x NR tile of C from an A micro-panel (kc x MR, k-major) and a W micro-panel (kc x NR).
+template <std::size_t MR, class Arch, class Act>
+void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __restrict bp,
+                  float* c, std::size_t ldc, std::size_t n_valid, const float* bias, float alpha,
+                  const tile_ops& ops) {
+    using B = fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    constexpr std::size_t NV = gemm_tiling<Arch>::nr_vectors;
+    B acc[MR][NV];
+    static_for<MR>([&](auto i) { static_for<NV>([&](auto v) { acc[i][v] = B(0.f); }); });
+    for (std::size_t p = 0; p < kc; ++p) {
+        B b[NV];
+        static_for<NV>([&](auto v) { b[v] = B::load_aligned(bp + v * W); });
+        static_for<MR>([&](auto i) {
+            const B a(ap[i]);
+            static_for<NV>([&](auto v) { acc[i][v] = xsimd::fma(a, b[v], acc[i][v]); });
+        });
+        ap += MR;
+        bp += NV * W;
+    }
+    const B va(alpha);
+    if (n_valid == NV * W) {
+        static_for<MR>([&](auto i) {
+            static_for<NV>([&](auto v) {
+                float* ct = c + i * ldc + v * W;
+                tile_epilogue<Arch, Act>(acc[i][v] * va, ct, bias + v * W, ops).store_unaligned(ct);
+            });
+        });
+    } else {
+        alignas(64) float tmp[MR][NV * W];
+        static_for<MR>([&](auto i) {
+            static_for<NV>([&](auto v) { (acc[i][v] * va).store_aligned(&tmp[i][v * W]); });
+        });
+        for (std::size_t i = 0; i < MR; ++i)
+            for (std::size_t j = 0; j < n_valid; ++j)
+                c[i * ldc + j] = tile_epilogue_scalar(tmp[i][j], c[i * ldc + j],
+                                                      bias ? bias[j] : 0.f, ops, &Act::apply);
+    }
+}
+
+template <class Arch, class Act>
+using micro_kernel_fn = void (*)(std::size_t, const float*, const float*, float*, std::size_t,
+                                 std::size_t, const float*, float, const tile_ops&);
+
+// micro_kernel<1..MR>, so a short last row panel computes only its rows.
+template <class Arch, class Act>
+constexpr auto micro_kernel_table() {
+    constexpr std::size_t MR = gemm_tiling<Arch>::mr;
+    return []<std::size_t... I>(std::index_sequence<I...>) {
+        return std::array<micro_kernel_fn<Arch, Act>, MR>{&micro_kernel<I + 1, Arch, Act>...};
+    }(std::make_index_sequence<MR>{});
+}
+
+// Packs A rows [0, mc) x cols [0, kc) into panels of mr rows, each k-major (a short last panel
+// uses its own row count as stride).
+template <std::size_t MR>
+void pack_a(const float* a, std::size_t lda, std::size_t mc, std::size_t kc, float* dst) {
+    for (std::size_t i0 = 0; i0 < mc; i0 += MR) {
+        const std::size_t mr = std::min(MR, mc - i0);
+        if (mr == MR) {
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t i = 0; i < MR; ++i) dst[p * MR + i] = a[(i0 + i) * lda + p];
+        } else {
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t i = 0; i < mr; ++i) dst[p * mr + i] = a[(i0 + i) * lda + p];
+        }
+        dst += mr * kc;
+    }
+}
+
+// dst[p * ldd + j] = src[j * lds + p] for j < W, p < len: W rows become one vector per p.
+template <class Arch>
+inline void gather_columns(const float* src, std::size_t lds, std::size_t len, float* dst,
+                           std::size_t ldd) {
+    using B = fbatch<Arch>;
+    using I = xsimd::batch<std::int32_t, Arch>;
+    alignas(64) std::int32_t idx[B::size];
+    for (std::size_t j = 0; j < B::size; ++j) idx[j] = static_cast<std::int32_t>(j * lds);
+    const I vidx = I::load_aligned(idx);
+    for (std::size_t p = 0; p < len; ++p) B::gather(src + p, vidx).store_aligned(dst + p * ldd);
+}
+
+// Packs W(j0 .. j0+nc, p0 .. p0+kc) into panels of NR columns (kc x NR each, zero-padded),
+// converting the storage to f32.
+template <class Arch, std::size_t NR, class T>
+void pack_w(const weight_ref<T>& w, std::size_t j0, std::size_t nc, std::size_t p0,
+            std::size_t kc, float* dst) {
+    using B = fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    for (std::size_t jp = 0; jp < nc; jp += NR) {
+        const std::size_t nr = std::min(NR, nc - jp);
+        if (w.layout == weight_layout::kn) {
+            for (std::size_t p = 0; p < kc; ++p) {
+                const T* src = w.data + (p0 + p) * w.ld + j0 + jp;
+                float* d = dst + p * NR;
+                if (nr == NR) {
+                    for (std::size_t v = 0; v < NR; v += W) load_as_float<Arch>(src + v).store_aligned(d + v);
+                } else {
+                    for (std::size_t j = 0; j < nr; ++j) d[j] = to_float(src[j]);
+                    for (std::size_t j = nr; j < NR; ++j) d[j] = 0.f;
+                }
+            }
+        } else {
+            // (n, k) storage: a transpose. Groups of W stored rows are gathered one k at a time
+            // (f32 straight from W; other storage through a converted f32 staging copy).
+            for (std::size_t jv = 0; jv < NR; jv += W) {
+                const std::size_t rows = jv < nr ? std::min(W, nr - jv) : 0;
+                if (rows == W) {
+                    const float* base;
+                    std::size_t stride;
+                    alignas(64) float stage[W * 64];
+                    if constexpr (std::is_same_v<T, float>) {
+                        base = w.data + (j0 + jp + jv) * w.ld + p0;
+                        stride = w.ld;
+                        gather_columns<Arch>(base, stride, kc, dst + jv, NR);
+                    } else {
+                        for (std::size_t pb = 0; pb < kc; pb += 64) {
+                            const std::size_t len = std::min<std::size_t>(64, kc - pb);
+                            for (std::size_t j = 0; j < W; ++j)
+                                convert<Arch>(w.data + (j0 + jp + jv + j) * w.ld + p0 + pb,
+                                              stage + j * 64, len);
+                            gather_columns<Arch>(stage, 64, len, dst + pb * NR + jv, NR);
+                        }
+                    }
+                } else {
+                    for (std::size_t j = 0; j < W; ++j) {
+                        if (j < rows) {
+                            const T* src = w.data + (j0 + jp + jv + j) * w.ld + p0;
+                            for (std::size_t p = 0; p < kc; ++p) dst[p * NR + jv + j] = to_float(src[p]);
+                        } else {
+                            for (std::size_t p = 0; p < kc; ++p) dst[p * NR + jv + j] = 0.f;
+                        }
+                    }
+                }
+            }
+        }
+        dst += kc * NR;
+    }
+}
+
+// One thread's share: rows [m0, m1), columns [n0, n1).
+template <class Arch, class Act, class T>
+void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+                std::size_t ldc, const epilogue<Act>& ep, const gemm_tiling<Arch>& tiling,
+                std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+    using tiling_t = gemm_tiling<Arch>;
+    constexpr std::size_t MR = tiling_t::mr, NR = tiling_t::nr;
+    static constexpr auto kernels = micro_kernel_table<Arch, Act>();
+    const std::size_t k = w.k;
+    // A non-linear epilogue that also accumulates needs the whole k sum before it may touch C.
+    const std::size_t kc_max =
+        (!Act::is_identity && ep.accumulate) ? k : std::min(tiling.kc, k);
+    const std::size_t mc_max = std::min(tiling.mc, m1 - m0);
+    const std::size_t nc_max = std::min(tiling.nc, ((n1 - n0 + NR - 1) / NR) * NR);
+    float* wp = gemm_scratch(0, nc_max * kc_max);
+    float* ap = gemm_scratch(1, (mc_max + MR) * kc_max);
+
+    for (std::size_t jc = n0; jc < n1; jc += nc_max) {
+        const std::size_t nc = std::min(nc_max, n1 - jc);
+        for (std::size_t pc = 0; pc < k; pc += kc_max) {
+            const std::size_t kc = std::min(kc_max, k - pc);
+            const bool first = pc == 0, last = pc + kc == k;
+            tile_ops ops{};
+            ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
+            ops.add_bias = first && ep.bias != nullptr;
+            ops.apply_act = last && !Act::is_identity;
+            ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+            pack_w<Arch, NR>(w, jc, nc, pc, kc, wp);
+            for (std::size_t ic = m0; ic < m1; ic += mc_max) {
+                const std::size_t mc = std::min(mc_max, m1 - ic);
+                pack_a<MR>(a + ic * lda + pc, lda, mc, kc, ap);
+                for (std::size_t ir = 0; ir < mc; ir += MR) {
+                    const std::size_t mr = std::min(MR, mc - ir);
+                    const float* apanel = ap + ir * kc;
+                    const auto kernel = kernels[mr - 1];
+                    for (std::size_t jr = 0; jr < nc; jr += NR) {
+                        const std::size_t nr = std::min(NR, nc - jr);
+                        const float* bias = ep.bias ? ep.bias + jc + jr : nullptr;
+                        kernel(kc, apanel, wp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr,
+                               bias, ep.alpha, ops);
+                    }
+                }
+            }
+        }
+    }
+}
+
+}  // namespace detail
+
+// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C]. See matrix.hpp for the operands.
+// Rows of A and C are lda / ldc apart. m <= gemv_max_rows takes the GEMV path.
+template <class Arch = default_arch, activation Act = act::identity, weight_storage T,
+          core::executor E = core::sequential>
+void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+          std::size_t ldc, const epilogue<Act>& ep = {}, E&& exec = E{},
+          const gemm_tiling<Arch>& tiling = {}) {
+    detail::check_operands("gemm", m, lda, w, a, c, ldc);
+    if (m == 0) return;
+    if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
+    using tiling_t = gemm_tiling<Arch>;
+    if (tiling.kc == 0 || tiling.mc == 0 || tiling.nc == 0)
+        throw value_error(core::describe("bad GEMM blocking", "gemm", "mc, kc, nc > 0", 0));
+    const std::size_t threads = exec.size();
+    const std::size_t n_panels = (w.n + tiling_t::nr - 1) / tiling_t::nr;
+    const std::size_t m_panels = (m + tiling_t::mr - 1) / tiling_t::mr;
+    // Split n when every thread gets at least two column panels; otherwise split m.
+    const bool split_n = n_panels >= 2 * threads || n_panels >= m_panels;
+    const std::size_t parts = std::max<std::size_t>(
+        1, std::min(threads, split_n ? n_panels : m_panels));
+    exec.run(parts, [&](std::size_t t) {
+        if (split_n) {
+            const core::range r = core::split(w.n, parts, t, tiling_t::nr);
+            if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end);
+        } else {
+            const core::range r = core::split(m, parts, t, tiling_t::mr);
+            if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
+        }
+    });
+}
+
+}  // namespace pali3::kernels

@@ -1,0 +1,158 @@
+// Matrix-vector products for decoding: C (m, n) = A (m, k) . W^T for m <= 4 rows, streaming the
+// weight matrix exactly once whatever m is (beams and small batches share one pass). Bound by
+// memory bandwidth: a bf16 W halves the bytes read. Each output element is produced by one task
+// in a fixed order, so the result does not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "pali3/core/threading.hpp"
+#include "pali3/kernels/matrix.hpp"
+#include "pali3/kernels/simd.hpp"
+
+namespace pali3::kernels {
+
+inline constexpr std::size_t gemv_max_rows = 4;
+
+namespace detail {
+
+template <std::size_t N, class F>
+inline void static_for(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (f(std::integral_constant<std::size_t, I>{}), ...);
+    }(std::make_index_sequence<N>{});
+}
+
+template <class Act>
+inline void finish(float dot, std::size_t j, float* c, const epilogue<Act>& ep) {
+    float v = ep.alpha * dot;
+    if (ep.bias) v += ep.bias[j];
+    v = Act::apply(v);
+    if (ep.accumulate) v += c[j];
+    c[j] = v;
+}
+
+// W stored (n, k): each output is a dot product over a contiguous row. Four rows at a time give
+// four independent FMA chains per input row.
+template <std::size_t M, class Arch, class Act, class T>
+void gemv_nk_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+                   std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+    using B = fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    constexpr std::size_t R = 4;
+    const std::size_t k = w.k;
+    std::size_t j = j0;
+    for (; j + R <= j1; j += R) {
+        B acc[R][M];
+        static_for<R>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = B(0.f); }); });
+        std::size_t p = 0;
+        for (; p + W <= k; p += W) {
+            B x[M];
+            static_for<M>([&](auto i) { x[i] = B::load_unaligned(a + i * lda + p); });
+            static_for<R>([&](auto r) {
+                const B wv = load_as_float<Arch>(w.data + (j + r) * w.ld + p);
+                static_for<M>([&](auto i) { acc[r][i] = xsimd::fma(wv, x[i], acc[r][i]); });
+            });
+        }
+        static_for<R>([&](auto r) {
+            static_for<M>([&](auto i) {
+                float s = hsum<Arch>(acc[r][i]);
+                for (std::size_t q = p; q < k; ++q)
+                    s += a[i * lda + q] * to_float(w.data[(j + r) * w.ld + q]);
+                finish(s, j + r, c + i * ldc, ep);
+            });
+        });
+    }
+    for (; j < j1; ++j) {
+        B acc[M];
+        static_for<M>([&](auto i) { acc[i] = B(0.f); });
+        std::size_t p = 0;
+        for (; p + W <= k; p += W) {
+            const B wv = load_as_float<Arch>(w.data + j * w.ld + p);
+            static_for<M>([&](auto i) {
+                acc[i] = xsimd::fma(wv, B::load_unaligned(a + i * lda + p), acc[i]);
+            });
+        }
+        static_for<M>([&](auto i) {
+            float s = hsum<Arch>(acc[i]);
+            for (std::size_t q = p; q < k; ++q) s += a[i * lda + q] * to_float(w.data[j * w.ld + q]);
+            finish(s, j, c + i * ldc, ep);
+        });
+    }
+}
+
+// W stored (k, n): outputs j0..j1 accumulate a[p] * W[p, j] over p; a block of V vectors of
+// outputs stays in registers while the rows of W stream past.
+template <std::size_t M, class Arch, class Act, class T>
+void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+                   std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+    using B = fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    constexpr std::size_t V = M <= 2 ? 4 : 2;
+    const std::size_t k = w.k;
+    std::size_t j = j0;
+    for (; j + V * W <= j1; j += V * W) {
+        B acc[M][V];
+        static_for<M>([&](auto i) { static_for<V>([&](auto v) { acc[i][v] = B(0.f); }); });
+        for (std::size_t p = 0; p < k; ++p) {
+            const T* row = w.data + p * w.ld + j;
+            B wv[V];
+            static_for<V>([&](auto v) { wv[v] = load_as_float<Arch>(row + v * W); });
+            static_for<M>([&](auto i) {
+                const B x(a[i * lda + p]);
+                static_for<V>([&](auto v) { acc[i][v] = xsimd::fma(x, wv[v], acc[i][v]); });
+            });
+        }
+        static_for<M>([&](auto i) {
+            alignas(64) float out[V * W];
+            static_for<V>([&](auto v) { acc[i][v].store_aligned(out + v * W); });
+            for (std::size_t q = 0; q < V * W; ++q) finish(out[q], j + q, c + i * ldc, ep);
+        });
+    }
+    for (; j < j1; ++j) {
+        static_for<M>([&](auto i) {
+            float s = 0.f;
+            for (std::size_t p = 0; p < k; ++p) s += a[i * lda + p] * to_float(w.data[p * w.ld + j]);
+            finish(s, j, c + i * ldc, ep);
+        });
+    }
+}
+
+template <std::size_t M, class Arch, class Act, class T, class E>
+void gemv_rows(const float* a, std::size_t lda, const weight_ref<T>& w, float* c, std::size_t ldc,
+               const epilogue<Act>& ep, E& exec) {
+    // Chunks aligned to 64 outputs keep every chunk on the same vector path for any thread count.
+    constexpr std::size_t grain = 64;
+    const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
+    exec.run(parts, [&](std::size_t t) {
+        const core::range r = core::split(w.n, parts, t, grain);
+        if (w.layout == weight_layout::nk)
+            gemv_nk_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
+        else
+            gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
+    });
+}
+
+}  // namespace detail
+
+// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C], for 1 <= m <= gemv_max_rows.
+template <class Arch = default_arch, activation Act = act::identity, weight_storage T,
+          core::executor E = core::sequential>
+void gemv(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+          std::size_t ldc, const epilogue<Act>& ep = {}, E&& exec = E{}) {
+    detail::check_operands("gemv", m, lda, w, a, c, ldc);
+    if (m > gemv_max_rows)
+        throw shape_error(core::describe("too many rows for gemv", "gemv",
+                                         "m <= " + std::to_string(gemv_max_rows), m));
+    switch (m) {
+        case 0: return;
+        case 1: return detail::gemv_rows<1, Arch>(a, lda, w, c, ldc, ep, exec);
+        case 2: return detail::gemv_rows<2, Arch>(a, lda, w, c, ldc, ep, exec);
+        case 3: return detail::gemv_rows<3, Arch>(a, lda, w, c, ldc, ep, exec);
+        default: return detail::gemv_rows<4, Arch>(a, lda, w, c, ldc, ep, exec);
+    }
+}
+
+}  // namespace pali3::kernels

@@ -1,0 +1,61 @@
+// Helpers shared by the tests: seeded random data (never zeros) and error measures against
+// double-precision references.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "pali3/core/storage.hpp"
+
+namespace pali3::test {
+
+// Normal(0, scale) values, seeded; no exact zeros.
+inline std::vector<float> random_vector(std::size_t n, std::uint32_t seed, float scale = 1.f) {
+    std::mt19937 gen(seed);
+    std::normal_distribution<float> dist(0.f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        do x = dist(gen);
+        while (x == 0.f);
+    }
+    return v;
+}
+
+template <class T>
+std::vector<T> to_storage(const std::vector<float>& v) {
+    std::vector<T> out(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        if constexpr (std::is_same_v<T, float>) out[i] = v[i];
+        else if constexpr (std::is_same_v<T, bf16>) out[i] = to_bf16(v[i]);
+        else out[i] = to_f16(v[i]);
+    }
+    return out;
+}
+
+// Normalised mean squared error: sum (got - ref)^2 / sum ref^2.
+template <class Got>
+double nmse(const Got& got, const std::vector<double>& ref) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const double d = static_cast<double>(got[i]) - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+// max |got - ref| / max(|ref|, floor)
+template <class Got>
+double max_rel_error(const Got& got, const std::vector<double>& ref, double floor = 1e-3) {
+    double worst = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const double d = std::abs(static_cast<double>(got[i]) - ref[i]) / std::max(std::abs(ref[i]), floor);
+        worst = std::max(worst, d);
+    }
+    return worst;
+}
+
+}  // namespace pali3::test

@@ -1,0 +1,60 @@
+#include <atomic>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/core/threading.hpp"
+
+using namespace pali3;
+
+TEST_CASE("thread_pool runs every task exactly once", "[core][threading]") {
+    for (std::size_t threads : {1u, 2u, 3u, 8u}) {
+        core::thread_pool pool(threads);
+        CHECK(pool.size() == threads);
+        for (std::size_t n : {0u, 1u, 2u, 7u, 1000u}) {
+            std::vector<std::atomic<int>> hits(n);
+            for (int round = 0; round < 3; ++round) pool.run(n, [&](std::size_t i) { hits[i]++; });
+            for (auto& h : hits) REQUIRE(h.load() == 3);
+        }
+    }
+}
+
+TEST_CASE("thread_pool rethrows the first task exception and stays usable", "[core][threading]") {
+    core::thread_pool pool(3);
+    CHECK_THROWS_AS(pool.run(100, [](std::size_t i) {
+        if (i == 17) throw std::runtime_error("task 17");
+    }), std::runtime_error);
+    std::atomic<int> count{0};
+    pool.run(50, [&](std::size_t) { count++; });
+    CHECK(count == 50);
+}
+
+TEST_CASE("nested runs execute inline instead of deadlocking", "[core][threading]") {
+    core::thread_pool pool(2);
+    std::atomic<int> count{0};
+    pool.run(4, [&](std::size_t) { pool.run(5, [&](std::size_t) { count++; }); });
+    CHECK(count == 20);
+}
+
+TEST_CASE("thread counts out of range are rejected with the range", "[core][threading]") {
+    CHECK_THROWS_WITH(core::thread_pool(0), Catch::Contains("expected 1..1024, found 0"));
+    CHECK_THROWS_AS(core::thread_pool(5000), value_error);
+}
+
+TEST_CASE("split covers the range on grain boundaries", "[core][threading]") {
+    for (std::size_t n : {0u, 1u, 5u, 64u, 1000u, 1023u})
+        for (std::size_t parts : {1u, 2u, 3u, 7u})
+            for (std::size_t grain : {1u, 16u, 64u}) {
+                std::size_t expect_begin = 0;
+                for (std::size_t i = 0; i < parts; ++i) {
+                    const auto r = core::split(n, parts, i, grain);
+                    REQUIRE(r.begin == expect_begin);
+                    REQUIRE(r.end >= r.begin);
+                    if (r.end != n) REQUIRE(r.end % grain == 0);
+                    expect_begin = r.end;
+                }
+                REQUIRE(expect_begin == n);
+            }
+}

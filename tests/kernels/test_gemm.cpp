@@ -1,0 +1,137 @@
+// GEMM and GEMV against the double-precision reference over odd shapes, every storage type,
+// both weight layouts, every epilogue, several thread counts and blockings.
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/kernels/gemm.hpp"
+#include "pali3/kernels/reference.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::kernels;
+
+namespace {
+
+struct problem {
+    std::size_t m, n, k;
+};
+
+// Shapes: M = 1..4 (GEMV path), K = 1, sizes off every SIMD width and tile size, k larger than
+// the k block, and the real ViT-B/16 MLP shape trimmed in m.
+const problem shapes[] = {{1, 1, 1},    {1, 33, 65},   {2, 17, 1},    {3, 100, 31},
+                          {4, 129, 300}, {5, 7, 3},     {5, 33, 1},    {13, 47, 129},
+                          {15, 31, 300}, {29, 65, 257}, {64, 64, 64},  {100, 130, 530},
+                          {257, 97, 1031}, {31, 3072, 768}};
+
+template <class T, class Act>
+void check_gemm(const problem& p, weight_layout layout, const epilogue<Act>& ep_template,
+                bool with_bias, bool padded, const gemm_tiling<default_arch>& tiling,
+                double bound) {
+    const std::size_t lda = p.k + (padded ? 3 : 0);
+    const std::size_t ldc = p.n + (padded ? 5 : 0);
+    const std::size_t ldw = (layout == weight_layout::nk ? p.k : p.n) + (padded ? 7 : 0);
+    const std::size_t w_rows = layout == weight_layout::nk ? p.n : p.k;
+    const auto seed = static_cast<std::uint32_t>(p.m * 131 + p.n * 7 + p.k);
+    const auto a = test::random_vector(p.m * lda, seed);
+    const auto wf = test::random_vector(w_rows * ldw, seed + 1, 0.2f);
+    const auto w_store = test::to_storage<T>(wf);
+    const auto bias = test::random_vector(p.n, seed + 2);
+    const auto c0 = test::random_vector(p.m * ldc, seed + 3);
+    const weight_ref<T> w{w_store.data(), p.n, p.k, ldw, layout};
+    epilogue<Act> ep = ep_template;
+    ep.bias = with_bias ? bias.data() : nullptr;
+
+    const auto expect = ref::gemm(p.m, a.data(), lda, w, c0.data(), ldc, ep);
+
+    std::vector<float> first;
+    for (std::size_t threads : {1u, 2u, 3u}) {
+        auto c = c0;
+        if (threads == 1) {
+            gemm(p.m, a.data(), lda, w, c.data(), ldc, ep, core::sequential{}, tiling);
+        } else {
+            core::thread_pool pool(threads);
+            gemm(p.m, a.data(), lda, w, c.data(), ldc, ep, pool, tiling);
+        }
+        std::vector<float> got(p.m * p.n);
+        for (std::size_t i = 0; i < p.m; ++i)
+            for (std::size_t j = 0; j < p.n; ++j) got[i * p.n + j] = c[i * ldc + j];
+        const double err = test::nmse(got, expect);
+        INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " layout="
+                  << (layout == weight_layout::nk ? "nk" : "kn") << " act=" << Act::name
+                  << " bias=" << with_bias << " accumulate=" << ep.accumulate << " threads="
+                  << threads << " storage=" << storage_traits<T>::name << " nmse=" << err);
+        REQUIRE(err <= bound);
+        // Padding columns of C are never written.
+        for (std::size_t i = 0; i < p.m; ++i)
+            for (std::size_t j = p.n; j < ldc; ++j) REQUIRE(c[i * ldc + j] == c0[i * ldc + j]);
+        if (threads == 1) first = got;
+        else REQUIRE(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) == 0);
+    }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float, bf16, f16) {
+    // f32 accumulation over k <= 1031 terms of O(1) products: NMSE ~ k * 2^-48, far below 1e-9.
+    // The reference uses the same (rounded) stored weights, so the bound holds for bf16 and f16.
+    const double bound = 1e-9;
+    const gemm_tiling<default_arch> defaults{};
+    gemm_tiling<default_arch> small{};
+    small.mc = gemm_tiling<default_arch>::mr * 2;
+    small.kc = 16;
+    small.nc = gemm_tiling<default_arch>::nr * 2;
+    for (const auto& p : shapes) {
+        for (auto layout : {weight_layout::nk, weight_layout::kn}) {
+            check_gemm<TestType>(p, layout, epilogue<>{}, false, false, defaults, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{}, true, true, defaults, bound);
+            check_gemm<TestType>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, false, small, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::relu>{}, true, true, small, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, small, bound);
+        }
+    }
+}
+
+TEST_CASE("bf16 weights against the f32 weights they were rounded from", "[kernels][gemm]") {
+    // bf16 keeps 8 significant bits: each weight carries a relative error <= 2^-9, uniform-ish,
+    // so the output NMSE is about 2^-18 / 3 ~ 1.3e-6. Bound: 1e-5.
+    const problem p{37, 211, 517};
+    const auto a = test::random_vector(p.m * p.k, 1);
+    const auto wf = test::random_vector(p.n * p.k, 2, 0.1f);
+    const auto wb = test::to_storage<bf16>(wf);
+    std::vector<float> c(p.m * p.n);
+    gemm(p.m, a.data(), p.k, weight_nk(wb.data(), p.n, p.k), c.data(), p.n);
+    const auto expect = ref::gemm(p.m, a.data(), p.k, weight_nk(wf.data(), p.n, p.k), nullptr, p.n, epilogue<>{});
+    const double err = test::nmse(c, expect);
+    INFO("nmse " << err);
+    CHECK(err < 1e-5);
+    CHECK(err > 1e-8);  // the rounding is really there
+}
+
+TEST_CASE("gemv handles up to four rows and matches gemm's rows", "[kernels][gemv]") {
+    const std::size_t n = 301, k = 523;
+    const auto a = test::random_vector(4 * k, 5);
+    const auto wf = test::random_vector(n * k, 6, 0.1f);
+    const auto wb = test::to_storage<bf16>(wf);
+    for (std::size_t m = 1; m <= 4; ++m) {
+        std::vector<float> c(m * n);
+        gemv(m, a.data(), k, weight_nk(wb.data(), n, k), c.data(), n);
+        const auto expect = ref::gemm(m, a.data(), k, weight_nk(wb.data(), n, k), nullptr, n, epilogue<>{});
+        REQUIRE(test::nmse(c, expect) < 1e-10);
+    }
+    std::vector<float> c(5 * n);
+    CHECK_THROWS_AS(gemv(5, a.data(), k, weight_nk(wb.data(), n, k), c.data(), n), shape_error);
+}
+
+TEST_CASE("gemm rejects inconsistent operands with a clear message", "[kernels][gemm]") {
+    std::vector<float> a(64), w(64), c(64);
+    CHECK_THROWS_WITH(gemm(8, a.data(), 4, weight_nk(w.data(), 8, 8), c.data(), 8),
+                      "lda smaller than k (at gemm): expected >= 8, found 4");
+    CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_nk(w.data(), 8, 8), c.data(), 7), shape_error);
+    CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_ref<float>{w.data(), 8, 8, 4, weight_layout::kn}, c.data(), 8), shape_error);
+    CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_nk<float>(nullptr, 8, 8), c.data(), 8), value_error);
+    CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_nk(w.data(), 0, 8), c.data(), 8), shape_error);
+    CHECK_NOTHROW(gemm(0, a.data(), 8, weight_nk(w.data(), 8, 8), c.data(), 8));
+}
