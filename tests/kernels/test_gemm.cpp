@@ -80,7 +80,6 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     const double bound = 1e-9;
     const gemm_tiling<default_arch> defaults{};
     gemm_tiling<default_arch> small{};
-    small.mc = gemm_tiling<default_arch>::mr * 2;
     small.kc = 16;
     small.nc = gemm_tiling<default_arch>::nr * 2;
     for (const auto& p : shapes) {

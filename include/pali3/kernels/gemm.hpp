@@ -2,11 +2,12 @@
 // bf16 or f16 (either layout, see matrix.hpp), f32 accumulation.
 //
 // Structure (BLIS-like, with the operands' roles swapped for row-major C):
-//   jc: n in blocks of nc   - a packed W block (kc x nc, f32) stays in L2
-//   pc: k in blocks of kc   - W is converted from its storage while packing
-//   ic: m in blocks of mc   - a packed A block (mc x kc)
+//   pc: k in blocks of kc     - all rows of A packed once per k block (mr-row panels)
+//   jc: n in blocks of nc     - a packed W block (kc x nc, f32) stays in L2; W is converted
+//                               from its storage (and transposed if stored (n, k)) here
 //   ir: rows in panels of mr  - one A micro-panel (mr x kc) stays in L1
 //   jr: cols in panels of nr  - micro-kernel: mr x nr accumulators in registers
+// A and W are each packed exactly once per call.
 // The epilogue runs on the last k block, on registers, before the single store. Threads split
 // n (or m when n is narrow) on panel boundaries; k is never split, so every element of C is
 // summed in the same order for any thread count. m <= 4 goes to the GEMV kernels.
@@ -37,7 +38,6 @@ struct gemm_tiling {
     static constexpr std::size_t nr_vectors = 2;
     static constexpr std::size_t nr = nr_vectors * width;
     static constexpr std::size_t mr = is_avx512<Arch> ? 14 : 6;  // 28 or 12 accumulators
-    std::size_t mc = mr * 24;
     std::size_t kc = 256;
     std::size_t nc = 1024;
 };
@@ -107,6 +107,13 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
     constexpr std::size_t NV = gemm_tiling<Arch>::nr_vectors;
     B acc[MR][NV];
     static_for<MR>([&](auto i) { static_for<NV>([&](auto v) { acc[i][v] = B(0.f); }); });
+    // The C tile is read at the end (partial sums of earlier k blocks, residual); C is often
+    // larger than L2, so start fetching it now.
+    static_for<MR>([&](auto i) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + NV * W - 1, 1, 3);
+    });
+#pragma GCC unroll 4
     for (std::size_t p = 0; p < kc; ++p) {
         B b[NV];
         static_for<NV>([&](auto v) { b[v] = B::load_aligned(bp + v * W); });
@@ -122,7 +129,7 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         static_for<MR>([&](auto i) {
             static_for<NV>([&](auto v) {
                 float* ct = c + i * ldc + v * W;
-                tile_epilogue<Arch, Act>(acc[i][v] * va, ct, bias + v * W, ops).store_unaligned(ct);
+                tile_epilogue<Arch, Act>(acc[i][v] * va, ct, bias ? bias + v * W : nullptr, ops).store_unaligned(ct);
             });
         });
     } else {
@@ -179,6 +186,44 @@ inline void gather_columns(const float* src, std::size_t lds, std::size_t len, f
     for (std::size_t p = 0; p < len; ++p) B::gather(src + p, vidx).store_aligned(dst + p * ldd);
 }
 
+// dst[p * ldd + j] = float(src[j * lds + p]) for j, p < 16: a 16x16 transpose in registers
+// (64 shuffles per 256 elements), converting the storage on load.
+template <class Arch, class T>
+inline void transpose_16x16(const T* src, std::size_t lds, float* dst, std::size_t ldd) {
+#if defined(__AVX512F__)
+    if constexpr (is_avx512<Arch>) {
+        __m512 r[16], t[16];
+        for (int j = 0; j < 16; ++j) r[j] = load_as_float<Arch>(src + j * lds);
+        for (int i = 0; i < 8; ++i) {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // r[4q + c], lane l: rows 4q..4q+3 at column 4l + c.
+        for (int q = 0; q < 4; ++q) {
+            const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+            const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+            r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+            r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+            r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+            r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+        }
+        for (int c = 0; c < 4; ++c) {
+            const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+            const __m512 s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+            const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+            const __m512 s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+            _mm512_store_ps(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0x88));
+            _mm512_store_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0xdd));
+            _mm512_store_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0x88));
+            _mm512_store_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0xdd));
+        }
+        return;
+    }
+#endif
+    for (std::size_t j = 0; j < 16; ++j)
+        for (std::size_t p = 0; p < 16; ++p) dst[p * ldd + j] = to_float(src[j * lds + p]);
+}
+
 // Packs W(j0 .. j0+nc, p0 .. p0+kc) into panels of NR columns (kc x NR each, zero-padded),
 // converting the storage to f32.
 template <class Arch, std::size_t NR, class T>
@@ -205,19 +250,18 @@ void pack_w(const weight_ref<T>& w, std::size_t j0, std::size_t nc, std::size_t 
             for (std::size_t jv = 0; jv < NR; jv += W) {
                 const std::size_t rows = jv < nr ? std::min(W, nr - jv) : 0;
                 if (rows == W) {
-                    const float* base;
-                    std::size_t stride;
-                    alignas(64) float stage[W * 64];
-                    if constexpr (std::is_same_v<T, float>) {
-                        base = w.data + (j0 + jp + jv) * w.ld + p0;
-                        stride = w.ld;
-                        gather_columns<Arch>(base, stride, kc, dst + jv, NR);
-                    } else {
-                        for (std::size_t pb = 0; pb < kc; pb += 64) {
+                    const T* src = w.data + (j0 + jp + jv) * w.ld + p0;
+                    std::size_t p = 0;
+                    if constexpr (W == 16) {
+                        for (; p + 16 <= kc; p += 16) transpose_16x16<Arch>(src + p, w.ld, dst + p * NR + jv, NR);
+                    }
+                    if (p < kc) {
+                        // Tail (and non-AVX-512 targets): copy/convert up to 64 k of each row into
+                        // a contiguous stage, then gather columns from it (all in L1).
+                        alignas(64) float stage[W * 64];
+                        for (std::size_t pb = p; pb < kc; pb += 64) {
                             const std::size_t len = std::min<std::size_t>(64, kc - pb);
-                            for (std::size_t j = 0; j < W; ++j)
-                                convert<Arch>(w.data + (j0 + jp + jv + j) * w.ld + p0 + pb,
-                                              stage + j * 64, len);
+                            for (std::size_t j = 0; j < W; ++j) convert<Arch>(src + j * w.ld + pb, stage + j * 64, len);
                             gather_columns<Arch>(stage, 64, len, dst + pb * NR + jv, NR);
                         }
                     }
@@ -249,35 +293,34 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
     // A non-linear epilogue that also accumulates needs the whole k sum before it may touch C.
     const std::size_t kc_max =
         (!Act::is_identity && ep.accumulate) ? k : std::min(tiling.kc, k);
-    const std::size_t mc_max = std::min(tiling.mc, m1 - m0);
     const std::size_t nc_max = std::min(tiling.nc, ((n1 - n0 + NR - 1) / NR) * NR);
+    const std::size_t rows = m1 - m0;
     float* wp = gemm_scratch(0, nc_max * kc_max);
-    float* ap = gemm_scratch(1, (mc_max + MR) * kc_max);
+    float* ap = gemm_scratch(1, rows * kc_max);
 
-    for (std::size_t jc = n0; jc < n1; jc += nc_max) {
-        const std::size_t nc = std::min(nc_max, n1 - jc);
-        for (std::size_t pc = 0; pc < k; pc += kc_max) {
-            const std::size_t kc = std::min(kc_max, k - pc);
-            const bool first = pc == 0, last = pc + kc == k;
-            tile_ops ops{};
-            ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
-            ops.add_bias = first && ep.bias != nullptr;
-            ops.apply_act = last && !Act::is_identity;
-            ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+    for (std::size_t pc = 0; pc < k; pc += kc_max) {
+        const std::size_t kc = std::min(kc_max, k - pc);
+        const bool first = pc == 0, last = pc + kc == k;
+        tile_ops ops{};
+        ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
+        ops.add_bias = first && ep.bias != nullptr;
+        ops.apply_act = last && !Act::is_identity;
+        ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+        // A is packed once per k block for all rows (every W block reuses it); each
+        // micro-panel (MR x kc) then stays in L1 while the W panels of a block stream past.
+        pack_a<MR>(a + m0 * lda + pc, lda, rows, kc, ap);
+        for (std::size_t jc = n0; jc < n1; jc += nc_max) {
+            const std::size_t nc = std::min(nc_max, n1 - jc);
             pack_w<Arch, NR>(w, jc, nc, pc, kc, wp);
-            for (std::size_t ic = m0; ic < m1; ic += mc_max) {
-                const std::size_t mc = std::min(mc_max, m1 - ic);
-                pack_a<MR>(a + ic * lda + pc, lda, mc, kc, ap);
-                for (std::size_t ir = 0; ir < mc; ir += MR) {
-                    const std::size_t mr = std::min(MR, mc - ir);
-                    const float* apanel = ap + ir * kc;
-                    const auto kernel = kernels[mr - 1];
-                    for (std::size_t jr = 0; jr < nc; jr += NR) {
-                        const std::size_t nr = std::min(NR, nc - jr);
-                        const float* bias = ep.bias ? ep.bias + jc + jr : nullptr;
-                        kernel(kc, apanel, wp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, nr,
-                               bias, ep.alpha, ops);
-                    }
+            for (std::size_t ir = 0; ir < rows; ir += MR) {
+                const std::size_t mr = std::min(MR, rows - ir);
+                const float* apanel = ap + ir * kc;
+                const auto kernel = kernels[mr - 1];
+                float* crow = c + (m0 + ir) * ldc;
+                for (std::size_t jr = 0; jr < nc; jr += NR) {
+                    const std::size_t nr = std::min(NR, nc - jr);
+                    const float* bias = ep.bias ? ep.bias + jc + jr : nullptr;
+                    kernel(kc, apanel, wp + jr * kc, crow + jc + jr, ldc, nr, bias, ep.alpha, ops);
                 }
             }
         }
@@ -297,8 +340,8 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     if (m == 0) return;
     if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
     using tiling_t = gemm_tiling<Arch>;
-    if (tiling.kc == 0 || tiling.mc == 0 || tiling.nc == 0)
-        throw value_error(core::describe("bad GEMM blocking", "gemm", "mc, kc, nc > 0", 0));
+    if (tiling.kc == 0 || tiling.nc == 0)
+        throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));
     const std::size_t threads = exec.size();
     const std::size_t n_panels = (w.n + tiling_t::nr - 1) / tiling_t::nr;
     const std::size_t m_panels = (m + tiling_t::mr - 1) / tiling_t::mr;

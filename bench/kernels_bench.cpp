@@ -1,0 +1,248 @@
+// Kernel benchmarks at the real shapes of SigLIP B/16, G-opt/14 and UL2-3B, with OpenBLAS sgemm /
+// sgemv at the same shapes in the same binary as the baseline. Names: kernel/args..., the last
+// argument of GEMM/GEMV cases is the thread count. Counters: GFLOP/s or GB/s.
+// Machine limits (docs/benchmarks.md): ~135 GFLOP/s fp32 FMA per core, ~11 GB/s DRAM per thread.
+#include <cblas.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <pali3/pali3.hpp>
+
+using namespace pali3;
+using namespace pali3::kernels;
+
+namespace {
+
+std::vector<float> random_floats(std::size_t n, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(gen);
+    return v;
+}
+
+void set_gflops(benchmark::State& state, double flops) {
+    state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+void set_gbytes(benchmark::State& state, double bytes) {
+    state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// GEMM shapes (m, k, n): tokens x in-features x out-features.
+void gemm_shapes(benchmark::internal::Benchmark* b) {
+    const std::int64_t shapes[][3] = {
+        {64, 64, 64},                                     // smoke
+        {256, 768, 3072}, {256, 3072, 768}, {256, 768, 2304},    // ViT-B (patch 14 at 224 px)
+        {257, 1536, 6144}, {257, 6144, 1536}, {257, 1536, 4608}, // G-opt/14
+        {64, 2048, 5120}, {64, 5120, 2048}, {64, 2048, 2048},    // UL2-3B, 64-token prompt
+    };
+    for (auto& s : shapes)
+        for (std::int64_t t : {1, 2}) b->Args({s[0], s[1], s[2], t});
+}
+
+template <class T, weight_layout L>
+void bm_gemm(benchmark::State& state) {
+    const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
+    const auto a = random_floats(m * k, 1);
+    const auto wf = random_floats(n * k, 2);
+    std::vector<T> w(wf.size());
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        if constexpr (std::is_same_v<T, float>) w[i] = wf[i];
+        else w[i] = to_bf16(wf[i]);
+    }
+    std::vector<float> c(m * n);
+    const weight_ref<T> wr = L == weight_layout::nk ? weight_nk(w.data(), n, k) : weight_kn(w.data(), n, k);
+    core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
+    for (auto _ : state) {
+        gemm(m, a.data(), k, wr, c.data(), n, epilogue<>{}, pool);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    set_gflops(state, 2.0 * m * n * k);
+}
+
+void bm_openblas_sgemm(benchmark::State& state) {
+    const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
+    const auto a = random_floats(m * k, 1);
+    const auto w = random_floats(n * k, 2);
+    std::vector<float> c(m * n);
+    openblas_set_num_threads(static_cast<int>(state.range(3)));
+    for (auto _ : state) {
+        // W stored (n, k) as a PyTorch Linear weight: C = A . W^T, as gemm_f32 above.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                    static_cast<int>(k), 1.f, a.data(), static_cast<int>(k), w.data(),
+                    static_cast<int>(k), 0.f, c.data(), static_cast<int>(n));
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    set_gflops(state, 2.0 * m * n * k);
+}
+
+// GEMV: a set of weight matrices larger than the L3 cache (300 MiB here) is cycled so every call
+// reads its weights from DRAM. Args: m, k, n, threads.
+constexpr std::size_t rotation_bytes = std::size_t(640) << 20;
+
+template <class T>
+void bm_gemv(benchmark::State& state) {
+    const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
+    const std::size_t copies = std::max<std::size_t>(2, rotation_bytes / (n * k * sizeof(T)));
+    std::vector<T> w(copies * n * k);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        const float v = static_cast<float>((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+        if constexpr (std::is_same_v<T, float>) w[i] = v;
+        else w[i] = to_bf16(v);
+    }
+    const auto a = random_floats(m * k, 3);
+    std::vector<float> c(m * n);
+    core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
+    std::size_t next = 0;
+    for (auto _ : state) {
+        gemm(m, a.data(), k, weight_nk(w.data() + next * n * k, n, k), c.data(), n, epilogue<>{}, pool);
+        benchmark::DoNotOptimize(c.data());
+        next = (next + 1) % copies;
+    }
+    set_gbytes(state, static_cast<double>(n * k * sizeof(T)));
+    set_gflops(state, 2.0 * m * n * k);
+}
+
+void bm_openblas_sgemv(benchmark::State& state) {
+    const std::size_t k = state.range(1), n = state.range(2);
+    const std::size_t copies = std::max<std::size_t>(2, rotation_bytes / (n * k * sizeof(float)));
+    std::vector<float> w(copies * n * k, 0.001f);
+    const auto a = random_floats(k, 3);
+    std::vector<float> c(n);
+    openblas_set_num_threads(static_cast<int>(state.range(3)));
+    std::size_t next = 0;
+    for (auto _ : state) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n), static_cast<int>(k), 1.f,
+                    w.data() + next * n * k, static_cast<int>(k), a.data(), 1, 0.f, c.data(), 1);
+        benchmark::DoNotOptimize(c.data());
+        next = (next + 1) % copies;
+    }
+    set_gbytes(state, static_cast<double>(n * k * sizeof(float)));
+    set_gflops(state, 2.0 * n * k);
+}
+
+void gemv_shapes(benchmark::internal::Benchmark* b) {
+    for (std::int64_t t : {1, 2}) {
+        b->Args({1, 2048, 5120, t});  // UL2-3B wi_0 / wi_1
+        b->Args({1, 5120, 2048, t});  // UL2-3B wo
+        b->Args({4, 2048, 5120, t});  // 4 beams
+    }
+}
+
+void bm_softmax(benchmark::State& state) {
+    const std::size_t n = state.range(0);
+    auto x0 = random_floats(n, 4);
+    auto x = x0;
+    for (auto _ : state) {
+        std::memcpy(x.data(), x0.data(), n * sizeof(float));
+        softmax(x.data(), n, 0.125f);
+        benchmark::DoNotOptimize(x.data());
+    }
+    set_gbytes(state, 2.0 * n * sizeof(float));
+}
+
+void bm_layer_norm(benchmark::State& state) {
+    const std::size_t rows = state.range(0), width = state.range(1);
+    const auto x = random_floats(rows * width, 5);
+    const auto g = random_floats(width, 6), b = random_floats(width, 7);
+    std::vector<float> y(x.size());
+    for (auto _ : state) {
+        layer_norm(x.data(), width, y.data(), width, rows, width, g.data(), b.data(), 1e-6f);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_gbytes(state, 2.0 * rows * width * sizeof(float));
+}
+
+void bm_rms_norm(benchmark::State& state) {
+    const std::size_t rows = state.range(0), width = state.range(1);
+    const auto x = random_floats(rows * width, 5);
+    const auto g = random_floats(width, 6);
+    std::vector<float> y(x.size());
+    for (auto _ : state) {
+        rms_norm(x.data(), width, y.data(), width, rows, width, g.data(), 1e-6f);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_gbytes(state, 2.0 * rows * width * sizeof(float));
+}
+
+template <class Act>
+void bm_activation(benchmark::State& state) {
+    const std::size_t n = state.range(0);
+    const auto x0 = random_floats(n, 8);
+    auto x = x0;
+    for (auto _ : state) {
+        std::memcpy(x.data(), x0.data(), n * sizeof(float));
+        apply_activation<Act>(x.data(), n);
+        benchmark::DoNotOptimize(x.data());
+    }
+    set_gbytes(state, 2.0 * n * sizeof(float));
+}
+
+void bm_gated_gelu(benchmark::State& state) {
+    const std::size_t n = state.range(0);
+    const auto g = random_floats(n, 8), u = random_floats(n, 9);
+    std::vector<float> out(n);
+    for (auto _ : state) {
+        gated_activation<act::gelu_tanh>(g.data(), u.data(), out.data(), n);
+        benchmark::DoNotOptimize(out.data());
+    }
+    set_gbytes(state, 3.0 * n * sizeof(float));
+}
+
+void bm_convert_bf16(benchmark::State& state) {
+    const std::size_t n = state.range(0);
+    const auto x = random_floats(n, 10);
+    std::vector<bf16> h(n);
+    std::vector<float> back(n);
+    for (auto _ : state) {
+        convert(x.data(), h.data(), n);
+        convert(h.data(), back.data(), n);
+        benchmark::DoNotOptimize(back.data());
+    }
+    set_gbytes(state, 12.0 * n);
+}
+
+}  // namespace
+
+BENCHMARK(bm_gemm<float, weight_layout::nk>)->Name("gemm_f32")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm<float, weight_layout::kn>)->Name("gemm_f32_kn")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm<bf16, weight_layout::nk>)->Name("gemm_bf16")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
+BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();
+BENCHMARK(bm_openblas_sgemv)->Name("openblas_sgemv")->Args({1, 2048, 5120, 1})->Args({1, 5120, 2048, 1})->Args({1, 2048, 5120, 2})->UseRealTime();
+BENCHMARK(bm_softmax)->Name("softmax")->Arg(256)->Arg(3364)->Arg(5776);
+BENCHMARK(bm_layer_norm)->Name("layer_norm")->Args({256, 768})->Args({257, 1536});
+BENCHMARK(bm_rms_norm)->Name("rms_norm")->Args({64, 2048});
+BENCHMARK(bm_activation<act::gelu_tanh>)->Name("gelu_tanh")->Arg(256 * 3072);
+BENCHMARK(bm_activation<act::gelu_erf>)->Name("gelu_erf")->Arg(256 * 3072);
+BENCHMARK(bm_gated_gelu)->Name("gated_gelu")->Arg(64 * 5120);
+BENCHMARK(bm_convert_bf16)->Name("convert_bf16")->Arg(1 << 20);
+
+int main(int argc, char** argv) {
+    // Debian's OpenBLAS 0.3.21 does not recognise this CPU model and falls back to its generic
+    // "Prescott" kernels (~20 GFLOP/s). The fair baseline is its best AVX-512 kernel, so unless
+    // the user chose a core type, re-run this binary with OPENBLAS_CORETYPE=SkylakeX (the
+    // variable is read when the library loads, before main).
+    if (!std::getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+        execv("/proc/self/exe", argv);  // returns only on failure: then run with the default
+    }
+    std::printf("pali3 kernels on %s; OpenBLAS core %s\n", xsimd::default_arch::name(),
+                openblas_get_corename());
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
