@@ -94,7 +94,7 @@ void gated_activation(const float* gate, const float* up, float* out, std::size_
     for (; i + B::size <= n; i += B::size)
         (Act::template apply<Arch>(B::load_unaligned(gate + i)) * B::load_unaligned(up + i))
             .store_unaligned(out + i);
-    for (; i < n; ++i) out[i] = Act::apply(gate[i]) * up[i];
+    for (std::size_t rest = n - i; rest > 0; --rest, ++i) out[i] = Act::apply(gate[i]) * up[i];
 }
 
 }  // namespace pali3::kernels

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Turns pali3_bench JSON output (--benchmark_out=FILE --benchmark_out_format=json, ideally
+with --benchmark_repetitions=N) into the markdown tables of docs/benchmarks.md: medians per
+case, GEMM next to OpenBLAS at the same shape and thread count, and % of the machine limits."""
+import json
+import re
+import sys
+
+FMA_PEAK_PER_CORE = 135.0  # GFLOP/s, DESIGN.md section 3
+DRAM_GBS = {1: 11.0, 2: 21.0}
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    rows = {}
+    for b in data["benchmarks"]:
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        name = re.sub(r"(/real_time)?(_median)?$", "", b["name"])
+        rows[name] = b
+    return data.get("context", {}), rows
+
+
+def counter(b, key):
+    v = b.get(key)
+    return float(v) if v is not None else None
+
+
+def main(path):
+    context, rows = load(path)
+    print(f"Run: {context.get('date', '?')}, {context.get('num_cpus', '?')} CPUs, "
+          f"load {context.get('load_avg', '?')}\n")
+    print("| shape m/k/n | threads | pali3 f32 (n,k) | pali3 f32 (k,n) | pali3 bf16 | OpenBLAS | f32 / OpenBLAS | f32 % of peak |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, b in rows.items():
+        m = re.match(r"gemm_f32/(\d+)/(\d+)/(\d+)/(\d+)$", name)
+        if not m:
+            continue
+        shape, t = "/".join(m.groups()[:3]), int(m.group(4))
+        ours = counter(b, "GFLOP/s")
+        kn = rows.get(f"gemm_f32_kn/{shape}/{t}")
+        bf = rows.get(f"gemm_bf16/{shape}/{t}")
+        ob = rows.get(f"openblas_sgemm/{shape}/{t}")
+        obv = counter(ob, "GFLOP/s") if ob else None
+        fmt = lambda x: f"{x:.1f}" if x is not None else "-"
+        ratio = f"{ours / obv:.2f}" if obv else "-"
+        print(f"| {shape} | {t} | {fmt(ours)} | {fmt(counter(kn, 'GFLOP/s') if kn else None)} | "
+              f"{fmt(counter(bf, 'GFLOP/s') if bf else None)} | {fmt(obv)} | {ratio} | "
+              f"{100 * ours / (FMA_PEAK_PER_CORE * t):.0f}% |")
+    print()
+    print("| case | GB/s | % of DRAM bandwidth (threads) |")
+    print("|---|---|---|")
+    for name, b in rows.items():
+        if not re.match(r"(gemv_|openblas_sgemv)", name):
+            continue
+        t = int(name.split("/")[-1])
+        gbs = counter(b, "GB/s")
+        print(f"| {name} | {gbs:.1f} | {100 * gbs / DRAM_GBS[t]:.0f}% |")
+    print()
+    print("| case | GB/s |")
+    print("|---|---|")
+    for name, b in rows.items():
+        if re.match(r"(softmax|layer_norm|rms_norm|gelu|gated_gelu|convert_bf16)", name):
+            print(f"| {name} | {counter(b, 'GB/s'):.1f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench.json")
