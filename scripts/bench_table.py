@@ -19,7 +19,9 @@ def load(path):
             continue
         name = re.sub(r"(/real_time)?(_median)?$", "", b["name"])
         rows[name] = b
-    return data.get("context", {}), rows
+    # Random interleaving shuffles the order; print in a stable one.
+    key = lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]
+    return data.get("context", {}), {n: rows[n] for n in sorted(rows, key=key)}
 
 
 def counter(b, key):

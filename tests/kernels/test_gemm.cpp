@@ -24,7 +24,7 @@ struct problem {
 const problem shapes[] = {{1, 1, 1},    {1, 33, 65},   {2, 17, 1},    {3, 100, 31},
                           {4, 129, 300}, {5, 7, 3},     {5, 33, 1},    {13, 47, 129},
                           {15, 31, 300}, {29, 65, 257}, {64, 64, 64},  {100, 130, 530},
-                          {257, 97, 1031}, {31, 3072, 768}};
+                          {257, 97, 1031}, {31, 3072, 768}, {1, 19, 5003}, {3, 70, 4099}, {7, 45, 2500}};
 
 template <class T, class Act>
 void check_gemm(const problem& p, weight_layout layout, const epilogue<Act>& ep_template,
