@@ -1,0 +1,230 @@
+// Multi-head attention: self, cross, and incremental (KV cache). Policies are types:
+//   Scaling - attn::inv_sqrt_dim (ViT/SigLIP) or attn::unscaled (T5: no 1/sqrt(d));
+//   Storage - weight storage of the q/k/v/o matrices.
+// Sizes and the bias switch are config values; masks and the T5 relative position bias (owned
+// by the stack, shared by its layers) are forward arguments. Sequences of a batch are stored
+// consecutively: (batch * t, width). Heads run in parallel on the executor; each runs the tiled
+// online-softmax kernel, so memory does not grow with t^2.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pali3/core/workspace.hpp"
+#include "pali3/kernels/attention.hpp"
+#include "pali3/layers/linear.hpp"
+#include "pali3/layers/position_bias.hpp"
+
+namespace pali3::layers {
+
+namespace attn {
+struct inv_sqrt_dim {
+    static float scale(std::size_t head_dim) { return 1.f / std::sqrt(static_cast<float>(head_dim)); }
+};
+struct unscaled {
+    static float scale(std::size_t) { return 1.f; }
+};
+}  // namespace attn
+
+struct attention_config {
+    std::size_t width = 0;     // model width (input and output)
+    std::size_t heads = 0;
+    std::size_t head_dim = 0;  // 0: width / heads (ViT); T5 sets d_kv explicitly
+    bool bias = true;          // q/k/v/o biases (ViT: yes, T5: no)
+
+    std::size_t dim_per_head() const { return head_dim ? head_dim : (heads ? width / heads : 0); }
+    std::size_t inner() const { return heads * dim_per_head(); }
+};
+
+inline void validate(const attention_config& c, std::string_view where) {
+    if (c.width == 0 || c.heads == 0)
+        throw config_error(core::describe("attention with no width or heads", where, "width > 0 and heads > 0",
+                                          "width=" + std::to_string(c.width) + ", heads=" + std::to_string(c.heads)));
+    if (c.head_dim == 0 && c.width % c.heads != 0)
+        throw config_error(core::describe("attention heads do not divide the width", where,
+                                          "width % heads == 0", std::to_string(c.width) + " % " + std::to_string(c.heads) +
+                                                                    " = " + std::to_string(c.width % c.heads)));
+}
+
+// Keys and values of past positions, per layer: (batch, capacity, inner) each. Decoder
+// self-attention appends to it every step; cross-attention fills it once from the encoder memory.
+class kv_cache {
+public:
+    kv_cache(std::size_t batch, std::size_t capacity, std::size_t inner)
+        : batch_(batch), capacity_(capacity), inner_(inner), k_(batch * capacity * inner), v_(k_.size()) {}
+
+    std::size_t batch() const { return batch_; }
+    std::size_t capacity() const { return capacity_; }
+    std::size_t inner() const { return inner_; }
+    std::size_t length() const { return length_; }
+    void clear() { length_ = 0; }
+
+    float* keys(std::size_t b) { return k_.data() + b * capacity_ * inner_; }
+    float* values(std::size_t b) { return v_.data() + b * capacity_ * inner_; }
+    const float* keys(std::size_t b) const { return k_.data() + b * capacity_ * inner_; }
+    const float* values(std::size_t b) const { return v_.data() + b * capacity_ * inner_; }
+
+    void require_room(std::size_t extra, std::string_view where) const {
+        if (length_ + extra > capacity_)
+            throw value_error(core::describe("KV cache full", where, "at most " + std::to_string(capacity_) + " positions",
+                                             std::to_string(length_ + extra)));
+    }
+    void advance(std::size_t n) { length_ += n; }
+
+private:
+    std::size_t batch_, capacity_, inner_;
+    std::size_t length_ = 0;
+    std::vector<float> k_, v_;
+};
+
+template <class Scaling = attn::inv_sqrt_dim, weight_storage Storage = float>
+class attention {
+public:
+    explicit attention(const attention_config& c)
+        : cfg_((validate(c, "attention"), c)),
+          q_({c.width, c.inner(), c.bias}),
+          k_({c.width, c.inner(), c.bias}),
+          v_({c.width, c.inner(), c.bias}),
+          o_({c.inner(), c.width, c.bias}) {}
+    template <weights::weight_source S>
+    attention(const attention_config& c, const weights::cursor<S>& cur) : attention(c) {
+        load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.child("q", q_);
+        v.child("k", k_);
+        v.child("v", v_);
+        v.child("o", o_);
+    }
+
+    const attention_config& config() const { return cfg_; }
+
+    static std::size_t workspace_floats(const attention_config& c, std::size_t q_rows, std::size_t kv_rows) {
+        return 2 * core::workspace::padded(q_rows * c.inner()) + 2 * core::workspace::padded(kv_rows * c.inner());
+    }
+
+    // Self-attention over `batch` sequences of t tokens: y (batch*t, width) = o(attn(x)) [+ y].
+    // key_lens (optional, one per sequence) marks padding; `mask` adds causal/prefix structure.
+    template <core::executor E = core::sequential>
+    void forward(const float* x, std::size_t batch, std::size_t t, float* y, core::workspace& ws, E&& exec = E{},
+                 const kernels::attention_mask& mask = {}, std::span<const std::size_t> key_lens = {},
+                 const relative_position_bias* pos_bias = nullptr, bool accumulate = false, const trace& tr = {}) const {
+        forward_cross(x, batch, t, x, t, y, ws, exec, mask, key_lens, pos_bias, accumulate, tr);
+    }
+
+    // Cross-attention: queries from x (batch*tq rows), keys/values from memory (batch*tm rows).
+    template <core::executor E = core::sequential>
+    void forward_cross(const float* x, std::size_t batch, std::size_t tq, const float* memory, std::size_t tm, float* y,
+                       core::workspace& ws, E&& exec = E{}, const kernels::attention_mask& mask = {},
+                       std::span<const std::size_t> key_lens = {}, const relative_position_bias* pos_bias = nullptr,
+                       bool accumulate = false, const trace& tr = {}) const {
+        check_key_lens(key_lens, batch);
+        const std::size_t inner = cfg_.inner();
+        core::workspace::scope scope(ws);
+        float* k = ws.alloc(batch * tm * inner).data();  // (batch*tm, inner)
+        float* v = ws.alloc(batch * tm * inner).data();
+        k_.forward(memory, cfg_.width, batch * tm, k, inner, exec);
+        v_.forward(memory, cfg_.width, batch * tm, v, inner, exec);
+        attend_and_project(x, batch, tq, [&](std::size_t b) { return k + b * tm * inner; },
+                           [&](std::size_t b) { return v + b * tm * inner; }, inner, tm, y, ws, exec, mask, key_lens,
+                           pos_bias, accumulate, tr);
+    }
+
+    // Fills `cache` with the keys/values of the encoder memory (batch*tm rows) for cross-attention.
+    template <core::executor E = core::sequential>
+    void precompute_cross(const float* memory, std::size_t batch, std::size_t tm, kv_cache& cache, E&& exec = E{}) const {
+        check_cache(cache, batch);
+        cache.clear();
+        cache.require_room(tm, "attention.precompute_cross");
+        for (std::size_t b = 0; b < batch; ++b) {
+            k_.forward(memory + b * tm * cfg_.width, cfg_.width, tm, cache.keys(b), cfg_.inner(), exec);
+            v_.forward(memory + b * tm * cfg_.width, cfg_.width, tm, cache.values(b), cfg_.inner(), exec);
+        }
+        cache.advance(tm);
+    }
+
+    // Cross-attention against a precomputed cache (the decoder's per-step path).
+    template <core::executor E = core::sequential>
+    void forward_cached_cross(const float* x, std::size_t batch, std::size_t tq, const kv_cache& cache, float* y,
+                              core::workspace& ws, E&& exec = E{}, std::span<const std::size_t> key_lens = {},
+                              bool accumulate = false, const trace& tr = {}) const {
+        check_cache(cache, batch);
+        check_key_lens(key_lens, batch);
+        const std::size_t inner = cfg_.inner();
+        attend_and_project(x, batch, tq, [&](std::size_t b) { return cache.keys(b); },
+                           [&](std::size_t b) { return cache.values(b); }, inner, cache.length(), y, ws, exec, {},
+                           key_lens, nullptr, accumulate, tr);
+    }
+
+    // Causal self-attention for tq new tokens per sequence, appending their keys/values to the
+    // cache first: equals forward() with a causal mask over the whole sequence, one step at a time.
+    template <core::executor E = core::sequential>
+    void forward_step(const float* x, std::size_t batch, std::size_t tq, kv_cache& cache, float* y,
+                      core::workspace& ws, E&& exec = E{}, const relative_position_bias* pos_bias = nullptr,
+                      bool accumulate = false, const trace& tr = {}) const {
+        check_cache(cache, batch);
+        cache.require_room(tq, "attention.forward_step");
+        const std::size_t inner = cfg_.inner(), past = cache.length();
+        for (std::size_t b = 0; b < batch; ++b) {
+            k_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.keys(b) + past * inner, inner, exec);
+            v_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.values(b) + past * inner, inner, exec);
+        }
+        cache.advance(tq);
+        kernels::attention_mask mask;
+        mask.causal = true;
+        mask.q_offset = past;
+        const kv_cache& c = cache;
+        attend_and_project(x, batch, tq, [&](std::size_t b) { return c.keys(b); },
+                           [&](std::size_t b) { return c.values(b); }, inner, c.length(), y, ws, exec, mask, {},
+                           pos_bias, accumulate, tr);
+    }
+
+private:
+    void check_key_lens(std::span<const std::size_t> key_lens, std::size_t batch) const {
+        if (!key_lens.empty() && key_lens.size() != batch)
+            throw shape_error(core::describe("one key length per sequence", "attention", batch, key_lens.size()));
+    }
+    void check_cache(const kv_cache& cache, std::size_t batch) const {
+        if (cache.batch() != batch || cache.inner() != cfg_.inner())
+            throw shape_error(core::describe("KV cache shape", "attention",
+                                             "batch " + std::to_string(batch) + ", inner " + std::to_string(cfg_.inner()),
+                                             "batch " + std::to_string(cache.batch()) + ", inner " + std::to_string(cache.inner())));
+    }
+
+    template <class KeysOf, class ValuesOf, class E>
+    void attend_and_project(const float* x, std::size_t batch, std::size_t tq, KeysOf keys_of, ValuesOf values_of,
+                            std::size_t ld_kv, std::size_t tk, float* y, core::workspace& ws, E& exec,
+                            const kernels::attention_mask& mask, std::span<const std::size_t> key_lens,
+                            const relative_position_bias* pos_bias, bool accumulate, const trace& tr) const {
+        const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
+        if (pos_bias && pos_bias->config().heads != heads)
+            throw config_error(core::describe("position bias heads", "attention", heads, pos_bias->config().heads));
+        core::workspace::scope scope(ws);
+        float* q = ws.alloc(batch * tq * inner).data();    // (batch*tq, inner)
+        float* ctx = ws.alloc(batch * tq * inner).data();  // (batch*tq, inner)
+        q_.forward(x, cfg_.width, batch * tq, q, inner, exec);
+        const float scale = Scaling::scale(dh);
+        exec.run(batch * heads, [&](std::size_t task) {
+            const std::size_t b = task / heads, h = task % heads;
+            kernels::attention_mask m = mask;
+            if (!key_lens.empty()) m.key_len = std::min(m.key_len, key_lens[b]);
+            std::vector<float> bias_values;
+            kernels::distance_bias bias;
+            if (pos_bias) bias = pos_bias->by_distance(h, m.q_offset, tq, tk, bias_values);
+            kernels::attention(tq, tk, dh, q + b * tq * inner + h * dh, inner, keys_of(b) + h * dh, ld_kv,
+                               values_of(b) + h * dh, ld_kv, ctx + b * tq * inner + h * dh, inner, scale, m, bias);
+        });
+        tr("context", ctx, {batch * tq, inner});
+        o_.forward(ctx, inner, batch * tq, y, cfg_.width, exec, accumulate);
+    }
+
+    attention_config cfg_;
+    linear<Storage> q_, k_, v_, o_;
+};
+
+}  // namespace pali3::layers

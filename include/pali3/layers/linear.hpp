@@ -1,0 +1,123 @@
+// Linear layer (y = x W^T + b) and token embedding. The matrix is held in `Storage` (f32, bf16,
+// f16) as (out, in); vectors (bias) are f32. Forward runs the GEMM with a fused epilogue.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "pali3/core/threading.hpp"
+#include "pali3/kernels/gemm.hpp"
+#include "pali3/layers/module.hpp"
+
+namespace pali3::layers {
+
+struct linear_config {
+    std::size_t in = 0;
+    std::size_t out = 0;
+    bool bias = true;
+};
+
+inline void validate(const linear_config& c, std::string_view where) {
+    if (c.in == 0 || c.out == 0)
+        throw config_error(core::describe("linear layer with an empty side", where, "in > 0 and out > 0",
+                                          "in=" + std::to_string(c.in) + ", out=" + std::to_string(c.out)));
+}
+
+template <weight_storage Storage = float>
+class linear {
+public:
+    using storage = Storage;
+
+    explicit linear(const linear_config& c) : cfg_(c) { validate(c, "linear"); }
+    template <weights::weight_source S>
+    linear(const linear_config& c, const weights::cursor<S>& cur) : linear(c) {
+        load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.tensor("weight", weight_, {cfg_.out, cfg_.in});
+        if (cfg_.bias) v.tensor("bias", bias_, {cfg_.out});
+    }
+
+    const linear_config& config() const { return cfg_; }
+    kernels::weight_ref<Storage> weight() const { return kernels::weight_nk(weight_.data, cfg_.out, cfg_.in); }
+    const float* bias() const { return cfg_.bias ? bias_.data : nullptr; }
+
+    // y (rows, out) = Act(x (rows, in) W^T + b) [+ y when accumulate]. Rows are ldx / ldy apart.
+    template <kernels::activation Act = kernels::act::identity, core::executor E = core::sequential>
+    void forward(const float* x, std::size_t ldx, std::size_t rows, float* y, std::size_t ldy, E&& exec = E{},
+                 bool accumulate = false) const {
+        require_loaded();
+        kernels::epilogue<Act> ep{bias(), 1.f, accumulate};
+        kernels::gemm(rows, x, ldx, weight(), y, ldy, ep, exec);
+    }
+
+    // xtensor convenience: (rows, in) -> (rows, out).
+    template <core::executor E = core::sequential>
+    tensor<2> operator()(const tensor<2>& x, E&& exec = E{}) const {
+        if (x.shape()[1] != cfg_.in)
+            throw shape_error(core::describe("linear input width", "linear", cfg_.in, x.shape()[1]));
+        tensor<2> y = tensor<2>::from_shape({x.shape()[0], cfg_.out});
+        forward(x.data(), cfg_.in, x.shape()[0], y.data(), cfg_.out, exec);
+        return y;
+    }
+
+private:
+    void require_loaded() const {
+        if (!weight_.data || (cfg_.bias && !bias_.data))
+            throw value_error(core::describe("linear layer used before loading", "linear", "loaded weights", "none"));
+    }
+
+    linear_config cfg_;
+    param<Storage> weight_;
+    param<float> bias_;
+};
+
+struct embedding_config {
+    std::size_t vocab = 0;
+    std::size_t width = 0;
+};
+
+// Token embedding: rows of a (vocab, width) table, optionally scaled (tied T5 v1.0 heads use
+// d_model^-0.5 on the other side; PaLI's scaling choices live in the models).
+template <weight_storage Storage = float>
+class embedding {
+public:
+    explicit embedding(const embedding_config& c) : cfg_(c) {
+        if (c.vocab == 0 || c.width == 0)
+            throw config_error(core::describe("empty embedding", "embedding", "vocab > 0 and width > 0",
+                                              std::to_string(c.vocab) + " x " + std::to_string(c.width)));
+    }
+    template <weights::weight_source S>
+    embedding(const embedding_config& c, const weights::cursor<S>& cur) : embedding(c) {
+        load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.tensor("weight", table_, {cfg_.vocab, cfg_.width});
+    }
+
+    const embedding_config& config() const { return cfg_; }
+    const param<Storage>& table() const { return table_; }
+
+    // out (n, width) = table[ids]; an id outside the vocabulary is an error naming it.
+    void forward(const std::int32_t* ids, std::size_t n, float* out, float scale = 1.f) const {
+        if (!table_.data) throw value_error(core::describe("embedding used before loading", "embedding", "loaded weights", "none"));
+        for (std::size_t i = 0; i < n; ++i) {
+            if (ids[i] < 0 || static_cast<std::size_t>(ids[i]) >= cfg_.vocab)
+                throw value_error(core::describe("token id out of range", "embedding, position " + std::to_string(i),
+                                                 "0.." + std::to_string(cfg_.vocab - 1), ids[i]));
+            const Storage* row = table_.data + static_cast<std::size_t>(ids[i]) * cfg_.width;
+            kernels::convert(row, out + i * cfg_.width, cfg_.width);
+            if (scale != 1.f) kernels::scale(out + i * cfg_.width, scale, cfg_.width);
+        }
+    }
+
+private:
+    embedding_config cfg_;
+    param<Storage> table_;
+};
+
+}  // namespace pali3::layers

@@ -1,0 +1,106 @@
+// Feed-forward blocks.
+//   mlp<Act>:       fc2(Act(fc1 x + b1)) + b2           ViT/SigLIP ("fc1", "fc2"), T5 v1.0 (no bias)
+//   gated_mlp<Act>: wo(Act(wi_0 x) * wi_1 x)            T5 v1.1 / UL2 ("wi_0", "wi_1", "wo")
+// The activation is fused into the first GEMM's epilogue; the second GEMM can accumulate into
+// its output, which is how the residual connection is fused (x += mlp(LN(x))).
+#pragma once
+
+#include <cstddef>
+
+#include "pali3/core/workspace.hpp"
+#include "pali3/layers/linear.hpp"
+
+namespace pali3::layers {
+
+struct mlp_config {
+    std::size_t width = 0;
+    std::size_t hidden = 0;
+    bool bias = true;
+};
+
+template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Storage = float>
+class mlp {
+public:
+    using activation = Act;
+
+    explicit mlp(const mlp_config& c)
+        : cfg_(c), fc1_({c.width, c.hidden, c.bias}), fc2_({c.hidden, c.width, c.bias}) {}
+    template <weights::weight_source S>
+    mlp(const mlp_config& c, const weights::cursor<S>& cur) : mlp(c) {
+        load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.child("fc1", fc1_);
+        v.child("fc2", fc2_);
+    }
+
+    const mlp_config& config() const { return cfg_; }
+    static std::size_t workspace_floats(const mlp_config& c, std::size_t rows) {
+        return core::workspace::padded(rows * c.hidden);
+    }
+
+    // y (rows, width) = mlp(x) [+ y when accumulate]. y must not alias x unless accumulate is
+    // false and the caller no longer needs x.
+    template <core::executor E = core::sequential>
+    void forward(const float* x, std::size_t rows, float* y, core::workspace& ws, E&& exec = E{},
+                 bool accumulate = false, const trace& tr = {}) const {
+        core::workspace::scope scope(ws);
+        float* h = ws.alloc(rows * cfg_.hidden).data();  // (rows, hidden)
+        fc1_.template forward<Act>(x, cfg_.width, rows, h, cfg_.hidden, exec);
+        tr("hidden", h, {rows, cfg_.hidden});
+        fc2_.forward(h, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
+    }
+
+private:
+    mlp_config cfg_;
+    linear<Storage> fc1_, fc2_;
+};
+
+template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Storage = float>
+class gated_mlp {
+public:
+    using activation = Act;
+
+    explicit gated_mlp(const mlp_config& c)
+        : cfg_(c), wi0_({c.width, c.hidden, false}), wi1_({c.width, c.hidden, false}), wo_({c.hidden, c.width, false}) {
+        if (c.bias)
+            throw config_error(core::describe("gated MLP with biases", "gated_mlp", "bias = false (T5 v1.1 has none)", "bias = true"));
+    }
+    template <weights::weight_source S>
+    gated_mlp(const mlp_config& c, const weights::cursor<S>& cur) : gated_mlp(c) {
+        load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.child("wi_0", wi0_);
+        v.child("wi_1", wi1_);
+        v.child("wo", wo_);
+    }
+
+    const mlp_config& config() const { return cfg_; }
+    static std::size_t workspace_floats(const mlp_config& c, std::size_t rows) {
+        return 2 * core::workspace::padded(rows * c.hidden);
+    }
+
+    template <core::executor E = core::sequential>
+    void forward(const float* x, std::size_t rows, float* y, core::workspace& ws, E&& exec = E{},
+                 bool accumulate = false, const trace& tr = {}) const {
+        core::workspace::scope scope(ws);
+        float* g = ws.alloc(rows * cfg_.hidden).data();  // (rows, hidden)
+        float* u = ws.alloc(rows * cfg_.hidden).data();  // (rows, hidden)
+        wi0_.forward(x, cfg_.width, rows, g, cfg_.hidden, exec);
+        wi1_.forward(x, cfg_.width, rows, u, cfg_.hidden, exec);
+        kernels::gated_activation<Act>(g, u, g, rows * cfg_.hidden);
+        tr("hidden", g, {rows, cfg_.hidden});
+        wo_.forward(g, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
+    }
+
+private:
+    mlp_config cfg_;
+    linear<Storage> wi0_, wi1_, wo_;
+};
+
+}  // namespace pali3::layers

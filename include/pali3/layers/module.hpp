@@ -1,0 +1,142 @@
+// What every layer shares: the parameter visitor protocol and the named-activation trace.
+//
+// A module lists its tensors once, in `template <class V> void visit(V& v)`:
+//     v.tensor("weight", weight_, {out, in});     // a param<T> member and its shape
+//     v.child("fc1", fc1_);                       // a sub-module
+// and every whole-model operation is a visitor over that list: loading from a weight source,
+// enumerating (name, shape, storage), counting parameters, saving. One list, so the names that
+// are loaded, counted and saved cannot drift apart.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pali3/core/tensor.hpp"
+#include "pali3/weights/memory_source.hpp"
+#include "pali3/weights/source.hpp"
+
+namespace pali3::layers {
+
+using weights::param;
+
+struct param_info {
+    std::string name;
+    shape_t shape;
+    std::string_view storage;
+};
+
+// Loads every tensor from a cursor (names relative to the cursor's prefix).
+template <weights::weight_source S>
+struct loader {
+    weights::cursor<S> cur;
+
+    template <weight_storage T>
+    void tensor(std::string_view name, param<T>& p, const shape_t& shape) {
+        p = cur.template get<T>(name, shape);
+    }
+    template <class M>
+    void child(std::string_view name, M& m) {
+        loader<S> sub{cur.pp(name)};
+        m.visit(sub);
+    }
+};
+
+// Lists (full name, shape, storage) without touching data.
+struct lister {
+    std::string prefix;
+    std::vector<param_info>* out;
+
+    template <weight_storage T>
+    void tensor(std::string_view name, param<T>&, const shape_t& shape) {
+        out->push_back({weights::join_name(prefix, name), shape, storage_traits<T>::name});
+    }
+    template <class M>
+    void child(std::string_view name, M& m) {
+        lister sub{weights::join_name(prefix, name), out};
+        m.visit(sub);
+    }
+};
+
+// Copies every tensor into an in-memory source under its full name (as stored, any dtype).
+struct saver {
+    std::string prefix;
+    weights::memory_source* out;
+
+    template <weight_storage T>
+    void tensor(std::string_view name, param<T>& p, const shape_t& shape) {
+        if (!p.data)
+            throw value_error(core::describe("saving an unloaded parameter", weights::join_name(prefix, name),
+                                             "loaded weights", "none"));
+        out->add(weights::join_name(prefix, name), std::vector<T>(p.data, p.data + p.size()), shape);
+    }
+    template <class M>
+    void child(std::string_view name, M& m) {
+        saver sub{weights::join_name(prefix, name), out};
+        m.visit(sub);
+    }
+};
+
+template <class M, weights::weight_source S>
+void load(M& module, const weights::cursor<S>& cur) {
+    loader<S> l{cur};
+    module.visit(l);
+}
+
+template <class M>
+std::vector<param_info> parameters(M& module, std::string prefix = {}) {
+    std::vector<param_info> out;
+    lister l{std::move(prefix), &out};
+    module.visit(l);
+    return out;
+}
+
+template <class M>
+std::size_t parameter_count(M& module) {
+    std::size_t n = 0;
+    for (const auto& p : parameters(module)) n += shape_size(p.shape);
+    return n;
+}
+
+template <class M>
+void save(M& module, weights::memory_source& out, std::string prefix = {}) {
+    saver s{std::move(prefix), &out};
+    module.visit(s);
+}
+
+// Named activations. A module reports intermediate outputs as `trace(name, data, shape)`; the
+// names nest like parameter names ("vision.blocks.3.mlp_out"). A default trace has no callback
+// and costs one branch per report.
+class trace {
+public:
+    using callback = std::function<void(const std::string& name, std::span<const float> data, const shape_t& shape)>;
+
+    trace() = default;
+    explicit trace(callback fn, std::string prefix = {})
+        : fn_(std::make_shared<callback>(std::move(fn))), prefix_(std::move(prefix)) {}
+
+    bool enabled() const { return fn_ != nullptr; }
+    trace child(std::string_view name) const {
+        trace t;
+        if (fn_) {
+            t.fn_ = fn_;
+            t.prefix_ = weights::join_name(prefix_, name);
+        }
+        return t;
+    }
+    trace child(std::size_t index) const { return fn_ ? child(std::to_string(index)) : trace{}; }
+
+    void operator()(std::string_view name, const float* data, const shape_t& shape) const {
+        if (fn_) (*fn_)(weights::join_name(prefix_, name), std::span<const float>(data, shape_size(shape)), shape);
+    }
+
+private:
+    std::shared_ptr<callback> fn_;
+    std::string prefix_;
+};
+
+}  // namespace pali3::layers

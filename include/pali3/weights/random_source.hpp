@@ -1,0 +1,86 @@
+// Seeded random weights for tests and benchmarks. Every tensor is a pure function of
+// (seed, full name, shape): the same on every run, platform, load order and thread count (a
+// hand-written generator, not std::normal_distribution, whose output differs between standard
+// libraries). Scaled like the usual initialisers so activations stay O(1):
+//   rank >= 2:                         N(0, 1 / fan_in), fan_in = product of all dims but the first
+//                                      (our matrices are (out, in): PyTorch's convention)
+//   rank 1, name ends in weight/scale: 1 + N(0, 0.02^2)   (norm gains)
+//   rank 1, otherwise (biases ...):    N(0, 0.02^2)
+// Nothing is exactly zero, so tests exercise every term.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pali3/weights/source.hpp"
+
+namespace pali3::weights {
+
+class random_source {
+public:
+    explicit random_source(std::uint64_t seed = 0) : seed_(seed) {}
+
+    bool contains(const std::string&) const { return true; }
+
+    tensor_data get(const std::string& name, const shape_t& shape) const {
+        const std::size_t n = shape_size(shape);
+        auto values = std::make_shared<std::vector<float>>(n);
+        std::uint64_t state = seed_ ^ fnv1a(name) ^ (0x9e3779b97f4a7c15ull * (shape.size() + 1));
+        for (auto d : shape) {
+            state ^= d;
+            state = splitmix(state);
+        }
+        double mean = 0, stddev = 0.02;
+        if (shape.size() >= 2) {
+            double fan_in = 1;
+            for (std::size_t i = 1; i < shape.size(); ++i) fan_in *= static_cast<double>(shape[i]);
+            stddev = 1.0 / std::sqrt(fan_in);
+        } else if (ends_with(name, "weight") || ends_with(name, "scale")) {
+            mean = 1.0;
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            float v;
+            do v = static_cast<float>(mean + stddev * normal(state));
+            while (v == 0.f);
+            (*values)[i] = v;
+        }
+        tensor_data t;
+        t.type = dtype::f32;
+        t.shape = shape;
+        t.data = values->data();
+        t.owner = std::move(values);
+        return t;
+    }
+
+private:
+    static bool ends_with(std::string_view s, std::string_view suffix) {
+        return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+    }
+    static std::uint64_t fnv1a(std::string_view s) {
+        std::uint64_t h = 0xcbf29ce484222325ull;
+        for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+        return h;
+    }
+    static std::uint64_t splitmix(std::uint64_t& x) {
+        std::uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
+    // Box-Muller on two 53-bit uniforms in (0, 1).
+    static double normal(std::uint64_t& state) {
+        const double u1 = (static_cast<double>(splitmix(state) >> 11) + 0.5) * 0x1p-53;
+        const double u2 = (static_cast<double>(splitmix(state) >> 11) + 0.5) * 0x1p-53;
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+
+    std::uint64_t seed_;
+};
+
+static_assert(weight_source<random_source>);
+
+}  // namespace pali3::weights

@@ -1,0 +1,303 @@
+// Layers against plain double-precision compositions of the reference kernels, on random
+// weights from the seeded source, odd sizes and batch > 1.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/layers/attention.hpp"
+#include "pali3/layers/mlp.hpp"
+#include "pali3/kernels/reference.hpp"
+#include "pali3/layers/norm.hpp"
+#include "pali3/weights/random_source.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::layers;
+
+namespace {
+
+const weights::random_source seeded(1234);
+
+// Reads back a loaded parameter as floats (by saving the module).
+template <class M>
+std::vector<float> weight_of(M& module, const std::string& name) {
+    weights::memory_source saved;
+    save(module, saved);
+    const auto t = saved.get(name, [&] {
+        for (const auto& p : parameters(module))
+            if (p.name == name) return p.shape;
+        throw std::runtime_error("no parameter " + name);
+    }());
+    std::vector<float> out(t.size());
+    if (t.type == weights::dtype::f32) std::copy_n(static_cast<const float*>(t.data), t.size(), out.begin());
+    else
+        for (std::size_t i = 0; i < t.size(); ++i) out[i] = to_float(static_cast<const bf16*>(t.data)[i]);
+    return out;
+}
+
+// y = x W^T + b in double.
+std::vector<double> dense(const std::vector<double>& x, std::size_t rows, const std::vector<float>& w,
+                          const std::vector<float>* b, std::size_t in, std::size_t out) {
+    std::vector<double> y(rows * out);
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < out; ++o) {
+            double s = b ? (*b)[o] : 0.0;
+            for (std::size_t i = 0; i < in; ++i) s += x[r * in + i] * w[o * in + i];
+            y[r * out + o] = s;
+        }
+    return y;
+}
+
+std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace
+
+TEST_CASE("parameter visitor lists names, shapes and counts", "[layers][visitor]") {
+    attention<attn::inv_sqrt_dim, bf16> a({96, 4, 0, true});
+    const auto ps = parameters(a, "blocks.0.attn");
+    REQUIRE(ps.size() == 8);
+    CHECK(ps[0].name == "blocks.0.attn.q.weight");
+    CHECK(ps[0].shape == shape_t{96, 96});
+    CHECK(ps[0].storage == "BF16");
+    CHECK(ps[1].name == "blocks.0.attn.q.bias");
+    CHECK(ps[1].storage == "F32");
+    CHECK(parameter_count(a) == 4 * (96 * 96 + 96));
+    gated_mlp<> g({2048, 5120, false});
+    CHECK(parameter_count(g) == 3u * 2048 * 5120);
+    CHECK_THROWS_AS(gated_mlp<>({16, 32, true}), config_error);
+    CHECK_THROWS_WITH(attention<>({100, 3, 0, true}),
+                      "attention heads do not divide the width (at attention): expected width % heads == 0, found 100 % 3 = 1");
+}
+
+TEST_CASE("save then load reproduces a module exactly", "[layers][visitor]") {
+    mlp<> m({37, 53, true}, weights::cursor(seeded, "mlp"));
+    weights::memory_source saved;
+    save(m, saved, "mlp");
+    CHECK(saved.size() == 4);
+    mlp<> again({37, 53, true}, weights::cursor(saved, "mlp"));
+    const auto x = test::random_vector(5 * 37, 1);
+    std::vector<float> y1(5 * 37), y2(5 * 37);
+    core::workspace ws(mlp<>::workspace_floats(m.config(), 5));
+    m.forward(x.data(), 5, y1.data(), ws);
+    again.forward(x.data(), 5, y2.data(), ws);
+    CHECK(y1 == y2);
+    // Missing tensor: the full path is named.
+    weights::memory_source partial;
+    partial.add<float>("mlp.fc1.weight", test::random_vector(53 * 37, 1), {53, 37});
+    CHECK_THROWS_WITH((mlp<>({37, 53, true}, weights::cursor(partial, "mlp"))), Catch::Contains("mlp.fc1.bias"));
+}
+
+TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", float, bf16) {
+    const std::size_t rows = 7, width = 45, hidden = 83;
+    const auto x = test::random_vector(rows * width, 3);
+    core::workspace ws(gated_mlp<>::workspace_floats({width, hidden, false}, rows));
+    {
+        mlp<kernels::act::gelu_tanh, TestType> m({width, hidden, true}, weights::cursor(seeded, "m"));
+        auto y = test::random_vector(rows * width, 4);
+        const auto y0 = y;
+        m.forward(x.data(), rows, y.data(), ws, core::sequential{}, /*accumulate=*/true);
+        const auto w1 = weight_of(m, "fc1.weight"), b1 = weight_of(m, "fc1.bias");
+        const auto w2 = weight_of(m, "fc2.weight"), b2 = weight_of(m, "fc2.bias");
+        auto h = dense(to_double(x), rows, w1, &b1, width, hidden);
+        for (auto& v : h) v = kernels::ref::gelu_tanh(v);
+        auto expect = dense(h, rows, w2, &b2, hidden, width);
+        for (std::size_t i = 0; i < expect.size(); ++i) expect[i] += y0[i];
+        CHECK(test::nmse(y, expect) < 1e-10);
+    }
+    {
+        gated_mlp<kernels::act::gelu_tanh, TestType> g({width, hidden, false}, weights::cursor(seeded, "g"));
+        std::vector<float> y(rows * width);
+        g.forward(x.data(), rows, y.data(), ws);
+        const auto wi0 = weight_of(g, "wi_0.weight"), wi1 = weight_of(g, "wi_1.weight"), wo = weight_of(g, "wo.weight");
+        const auto a = dense(to_double(x), rows, wi0, nullptr, width, hidden);
+        auto u = dense(to_double(x), rows, wi1, nullptr, width, hidden);
+        for (std::size_t i = 0; i < u.size(); ++i) u[i] *= kernels::ref::gelu_tanh(a[i]);
+        const auto expect = dense(u, rows, wo, nullptr, hidden, width);
+        CHECK(test::nmse(y, expect) < 1e-10);
+    }
+}
+
+TEST_CASE("T5 relative position buckets", "[layers][position_bias]") {
+    // Bidirectional, 32 buckets, max distance 128: 16 per sign, 8 exact, then log-spaced.
+    CHECK(relative_position_bucket(0, true, 32, 128) == 0);
+    CHECK(relative_position_bucket(-3, true, 32, 128) == 3);
+    CHECK(relative_position_bucket(3, true, 32, 128) == 16 + 3);
+    CHECK(relative_position_bucket(-8, true, 32, 128) == 8);    // 8 + log(1)/log(16)*8
+    CHECK(relative_position_bucket(-16, true, 32, 128) == 10);  // 8 + log(2)/log(16)*8 = 10
+    CHECK(relative_position_bucket(-127, true, 32, 128) == 15);
+    CHECK(relative_position_bucket(-1000, true, 32, 128) == 15);
+    CHECK(relative_position_bucket(1000, true, 32, 128) == 31);
+    // Unidirectional (decoder): future keys share bucket 0; 16 exact, then log up to 31.
+    CHECK(relative_position_bucket(5, false, 32, 128) == 0);
+    CHECK(relative_position_bucket(-5, false, 32, 128) == 5);
+    CHECK(relative_position_bucket(-32, false, 32, 128) == 21);  // 16 + log(2)/log(8)*16 = 21.33
+    CHECK(relative_position_bucket(-500, false, 32, 128) == 31);
+}
+
+namespace {
+
+struct attention_case {
+    std::size_t batch, t, tm, width, heads;
+    bool causal;
+    bool padded;
+    bool t5;  // unscaled + relative bias, no biases
+};
+
+// Double-precision multi-head attention from saved q/k/v/o weights.
+template <class Layer>
+std::vector<double> reference_attention(Layer& layer, const std::vector<float>& x, const std::vector<float>& mem,
+                                        const attention_case& c, const std::vector<std::size_t>& key_lens,
+                                        const relative_position_bias* pb, double scale) {
+    const auto& cfg = layer.config();
+    const std::size_t inner = cfg.inner(), dh = cfg.dim_per_head();
+    const auto wq = weight_of(layer, "q.weight"), wk = weight_of(layer, "k.weight"), wv = weight_of(layer, "v.weight"),
+               wo = weight_of(layer, "o.weight");
+    std::vector<float> bq, bk, bv, bo;
+    if (cfg.bias) bq = weight_of(layer, "q.bias"), bk = weight_of(layer, "k.bias"), bv = weight_of(layer, "v.bias"), bo = weight_of(layer, "o.bias");
+    const auto q = dense(to_double(x), c.batch * c.t, wq, cfg.bias ? &bq : nullptr, c.width, inner);
+    const auto k = dense(to_double(mem), c.batch * c.tm, wk, cfg.bias ? &bk : nullptr, c.width, inner);
+    const auto v = dense(to_double(mem), c.batch * c.tm, wv, cfg.bias ? &bv : nullptr, c.width, inner);
+    std::vector<double> ctx(c.batch * c.t * inner, 0.0);
+    std::vector<float> bias_values;
+    for (std::size_t b = 0; b < c.batch; ++b)
+        for (std::size_t h = 0; h < c.heads; ++h) {
+            kernels::distance_bias db;
+            if (pb) db = pb->by_distance(h, 0, c.t, c.tm, bias_values);
+            for (std::size_t i = 0; i < c.t; ++i) {
+                std::vector<double> s(c.tm, -std::numeric_limits<double>::infinity());
+                double m = -std::numeric_limits<double>::infinity();
+                for (std::size_t j = 0; j < c.tm; ++j) {
+                    if (j >= key_lens[b] || (c.causal && j > i)) continue;
+                    double d = 0;
+                    for (std::size_t e = 0; e < dh; ++e)
+                        d += q[(b * c.t + i) * inner + h * dh + e] * k[(b * c.tm + j) * inner + h * dh + e];
+                    s[j] = d * scale + (pb ? db.by_distance[db.zero + static_cast<std::ptrdiff_t>(j) - static_cast<std::ptrdiff_t>(i)] : 0.0);
+                    m = std::max(m, s[j]);
+                }
+                if (m == -std::numeric_limits<double>::infinity()) continue;
+                double sum = 0;
+                for (auto& sj : s) sum += (sj = std::exp(sj - m));
+                for (std::size_t j = 0; j < c.tm; ++j)
+                    for (std::size_t e = 0; e < dh; ++e)
+                        ctx[(b * c.t + i) * inner + h * dh + e] += s[j] / sum * v[(b * c.tm + j) * inner + h * dh + e];
+            }
+        }
+    return dense(ctx, c.batch * c.t, wo, cfg.bias ? &bo : nullptr, inner, c.width);
+}
+
+template <class Scaling>
+void check_attention(const attention_case& c) {
+    const std::size_t dh = c.width / c.heads;
+    attention<Scaling> layer({c.width, c.heads, 0, !c.t5}, weights::cursor(seeded, "attn"));
+    relative_position_bias pb({c.heads, 32, 128, !c.causal}, weights::cursor(seeded, "rel"));
+    const bool self = c.tm == c.t;
+    const auto x = test::random_vector(c.batch * c.t * c.width, 11);
+    const auto mem = self ? x : test::random_vector(c.batch * c.tm * c.width, 12);
+    std::vector<std::size_t> key_lens(c.batch, c.tm);
+    if (c.padded)
+        for (std::size_t b = 0; b < c.batch; ++b) key_lens[b] = c.tm - (b * 3) % c.tm;
+    kernels::attention_mask mask;
+    mask.causal = c.causal;
+    const relative_position_bias* pbp = c.t5 ? &pb : nullptr;
+    const double scale = c.t5 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(dh));
+    const auto expect = reference_attention(layer, x, mem, c, key_lens, pbp, scale);
+
+    core::workspace ws(attention<Scaling>::workspace_floats(layer.config(), c.batch * c.t, c.batch * c.tm));
+    for (std::size_t threads : {1u, 2u}) {
+        core::thread_pool pool(threads);
+        std::vector<float> y(c.batch * c.t * c.width);
+        layer.forward_cross(x.data(), c.batch, c.t, mem.data(), c.tm, y.data(), ws, pool, mask,
+                            c.padded ? std::span<const std::size_t>(key_lens) : std::span<const std::size_t>{}, pbp);
+        INFO("batch " << c.batch << " t " << c.t << " tm " << c.tm << " causal " << c.causal << " padded " << c.padded
+                      << " t5 " << c.t5 << " threads " << threads);
+        REQUIRE(test::nmse(y, expect) < 1e-9);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("attention matches the reference: self, cross, masks, T5 bias", "[layers][attention]") {
+    const attention_case cases[] = {
+        {1, 1, 1, 16, 2, false, false, false},   {2, 9, 9, 24, 3, false, true, false},
+        {3, 70, 70, 40, 5, true, false, false},  {2, 33, 33, 32, 4, true, true, true},
+        {2, 300, 300, 24, 2, false, true, false}, {2, 13, 29, 36, 6, false, true, false},
+        {1, 150, 150, 32, 4, false, false, true}, {2, 5, 280, 16, 2, false, true, true},
+    };
+    for (const auto& c : cases) {
+        if (c.t5) check_attention<attn::unscaled>(c);
+        else check_attention<attn::inv_sqrt_dim>(c);
+    }
+}
+
+TEST_CASE("tiled attention equals untiled, fully masked rows give zeros", "[layers][attention]") {
+    const std::size_t tq = 67, tk = 301, dh = 19;
+    const auto q = test::random_vector(tq * dh, 1), k = test::random_vector(tk * dh, 2), v = test::random_vector(tk * dh, 3);
+    kernels::attention_mask mask;
+    mask.causal = true;
+    mask.q_offset = tk - tq;  // queries are the last tq positions (KV-cache decoding shape)
+    mask.prefix = 40;
+    std::vector<float> big(tq * dh), small(tq * dh);
+    kernels::attention(tq, tk, dh, q.data(), dh, k.data(), dh, v.data(), dh, big.data(), dh, 0.3f, mask, {}, {1024, 4096});
+    kernels::attention(tq, tk, dh, q.data(), dh, k.data(), dh, v.data(), dh, small.data(), dh, 0.3f, mask, {}, {5, 7});
+    std::vector<double> bd(big.begin(), big.end());
+    CHECK(test::nmse(small, bd) < 1e-12);
+
+    kernels::attention_mask none;
+    none.key_len = 0;
+    std::vector<float> out(tq * dh, 7.f);
+    kernels::attention(tq, tk, dh, q.data(), dh, k.data(), dh, v.data(), dh, out.data(), dh, 0.3f, none);
+    for (float o : out) REQUIRE(o == 0.f);
+    CHECK_THROWS_AS(kernels::attention(tq, tk, dh, q.data(), dh, k.data(), dh, v.data(), dh, out.data(), dh, -1.f), value_error);
+}
+
+TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attention]") {
+    const std::size_t batch = 2, t = 23, width = 48, heads = 4;
+    attention<attn::unscaled> layer({width, heads, 16, false}, weights::cursor(seeded, "dec"));
+    relative_position_bias pb({heads, 32, 128, false}, weights::cursor(seeded, "dec_rel"));
+    const auto x = test::random_vector(batch * t * width, 21);
+    const std::size_t tm = 31;
+    core::workspace ws(attention<attn::unscaled>::workspace_floats(layer.config(), batch * t, batch * tm));
+    kernels::attention_mask causal;
+    causal.causal = true;
+    std::vector<float> full(batch * t * width);
+    layer.forward(x.data(), batch, t, full.data(), ws, core::sequential{}, causal, {}, &pb);
+
+    kv_cache cache(batch, t, layer.config().inner());
+    std::vector<float> step_out(batch * t * width), xs(batch * width), ys(batch * width);
+    // Feed 3 tokens, then the rest one by one.
+    std::size_t pos = 0;
+    for (std::size_t chunk : {3u, 1u}) {
+        while (pos + chunk <= t && (chunk == 1 || pos == 0)) {
+            std::vector<float> xin(batch * chunk * width), yout(batch * chunk * width);
+            for (std::size_t b = 0; b < batch; ++b)
+                std::copy_n(x.data() + (b * t + pos) * width, chunk * width, xin.data() + b * chunk * width);
+            layer.forward_step(xin.data(), batch, chunk, cache, yout.data(), ws, core::sequential{}, &pb);
+            for (std::size_t b = 0; b < batch; ++b)
+                std::copy_n(yout.data() + b * chunk * width, chunk * width, step_out.data() + (b * t + pos) * width);
+            pos += chunk;
+        }
+    }
+    REQUIRE(pos == t);
+    std::vector<double> fd(full.begin(), full.end());
+    CHECK(test::nmse(step_out, fd) < 1e-12);
+    std::vector<float> extra(batch * width);
+    CHECK_THROWS_AS(layer.forward_step(extra.data(), batch, 1, cache, extra.data(), ws), value_error);
+
+    // Cross-attention against a precomputed cache equals the uncached path.
+    const auto mem = test::random_vector(batch * tm * width, 22);
+    kv_cache cross(batch, tm, layer.config().inner());
+    layer.precompute_cross(mem.data(), batch, tm, cross);
+    std::vector<float> a(batch * t * width), b2(batch * t * width);
+    const std::vector<std::size_t> lens{31, 17};
+    layer.forward_cross(x.data(), batch, t, mem.data(), tm, a.data(), ws, core::sequential{}, {}, lens);
+    layer.forward_cached_cross(x.data(), batch, t, cross, b2.data(), ws, core::sequential{}, lens);
+    CHECK(a == b2);
+}
+
+TEST_CASE("attention memory does not grow with t^2", "[layers][attention]") {
+    // 5776 tokens (1064 px at patch 14), one head of 64: the kernel's scratch is fixed by its
+    // tiles, far below the 5776^2 x 4 bytes = 133 MB of a materialised score matrix.
+    CHECK(kernels::attention_scratch_floats(64) * sizeof(float) < 200 * 1024);
+}

@@ -1,0 +1,99 @@
+#include <catch2/catch.hpp>
+
+#include "pali3/weights/memory_source.hpp"
+#include "pali3/weights/random_source.hpp"
+#include "pali3/weights/renaming_source.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::weights;
+
+TEST_CASE("memory source: get, shape checks, missing names, duplicates", "[weights]") {
+    memory_source src;
+    src.add<float>("enc.0.w", test::random_vector(6, 1), {2, 3});
+    CHECK(src.contains("enc.0.w"));
+    CHECK_FALSE(src.contains("enc.1.w"));
+    const cursor cur(src, "enc");
+    CHECK(cur.pp(0).full_name("w") == "enc.0.w");
+    auto p = cur.pp(0).get<float>("w", {2, 3});
+    CHECK(p.size() == 6);
+    CHECK_THROWS_WITH(cur.pp(0).get<float>("w", {3, 2}),
+                      "weight has the wrong shape (at enc.0.w): expected (3, 2), found (2, 3)");
+    CHECK_THROWS_WITH(cur.pp(1).get<float>("w", {2, 3}),
+                      "missing tensor (at enc.1.w): expected a tensor of shape (2, 3), found no such name");
+    CHECK_THROWS_AS(src.add<float>("enc.0.w", test::random_vector(6, 1), {2, 3}), value_error);
+    CHECK_THROWS_AS(src.add<float>("x", test::random_vector(5, 1), {2, 3}), shape_error);
+}
+
+TEST_CASE("params borrow matching storage and convert the rest", "[weights]") {
+    memory_source src;
+    const auto v = test::random_vector(10, 3);
+    src.add<float>("a", v, {10});
+    src.add<bf16>("b", test::to_storage<bf16>(v), {10});
+    const cursor cur(src);
+    const auto a32 = cur.get<float>("a", {10});
+    const auto a32_again = cur.get<float>("a", {10});
+    CHECK(a32.data == a32_again.data);  // zero copy
+    const auto ab = cur.get<bf16>("a", {10});
+    const auto bf = cur.get<float>("b", {10});
+    for (std::size_t i = 0; i < 10; ++i) {
+        CHECK(ab.data[i] == to_bf16(v[i]));
+        CHECK(bf.data[i] == to_float(to_bf16(v[i])));
+    }
+}
+
+TEST_CASE("random source is deterministic per name and scaled like the usual init", "[weights]") {
+    const random_source a(42), b(42), c(43);
+    const auto t1 = a.get("blocks.0.mlp.fc1.weight", {256, 512});
+    const auto t2 = b.get("blocks.0.mlp.fc1.weight", {256, 512});
+    const auto t3 = c.get("blocks.0.mlp.fc1.weight", {256, 512});
+    const auto t4 = a.get("blocks.1.mlp.fc1.weight", {256, 512});
+    const float* p1 = static_cast<const float*>(t1.data);
+    const float* p2 = static_cast<const float*>(t2.data);
+    const float* p3 = static_cast<const float*>(t3.data);
+    const float* p4 = static_cast<const float*>(t4.data);
+    double sum = 0, sq = 0;
+    bool same_seed_equal = true, other_seed_differs = false, other_name_differs = false;
+    for (std::size_t i = 0; i < t1.size(); ++i) {
+        same_seed_equal &= p1[i] == p2[i];
+        other_seed_differs |= p1[i] != p3[i];
+        other_name_differs |= p1[i] != p4[i];
+        sum += p1[i];
+        sq += double(p1[i]) * p1[i];
+        REQUIRE(p1[i] != 0.f);
+    }
+    CHECK(same_seed_equal);
+    CHECK(other_seed_differs);
+    CHECK(other_name_differs);
+    const double n = static_cast<double>(t1.size());
+    CHECK(std::abs(sum / n) < 0.01);
+    CHECK(sq / n == Approx(1.0 / 512).epsilon(0.05));  // variance 1 / fan_in
+    const auto gain = a.get("ln.weight", {64});
+    const auto bias = a.get("ln.bias", {64});
+    double gmean = 0, bmean = 0;
+    for (std::size_t i = 0; i < 64; ++i) {
+        gmean += static_cast<const float*>(gain.data)[i] / 64;
+        bmean += std::abs(static_cast<const float*>(bias.data)[i]) / 64;
+    }
+    CHECK(gmean == Approx(1.0).margin(0.02));
+    CHECK(bmean < 0.05);
+}
+
+TEST_CASE("renaming source maps our names to another naming", "[weights]") {
+    memory_source hf;
+    hf.add<float>("vision_model.encoder.layers.3.self_attn.q_proj.weight", test::random_vector(4, 1), {2, 2});
+    hf.add<float>("vision_model.post_layernorm.weight", test::random_vector(2, 2), {2});
+    const renaming_source ours(hf, {{"vision.blocks.{}.attn.q.weight", "vision_model.encoder.layers.{}.self_attn.q_proj.weight"},
+                                    {"vision.norm.{}", "vision_model.post_layernorm.{}"}},
+                               /*strict=*/true);
+    CHECK(ours.translate("vision.blocks.3.attn.q.weight").value() == "vision_model.encoder.layers.3.self_attn.q_proj.weight");
+    CHECK(ours.contains("vision.blocks.3.attn.q.weight"));
+    CHECK_FALSE(ours.contains("vision.blocks.4.attn.q.weight"));
+    CHECK(ours.contains("vision.norm.weight"));
+    CHECK_FALSE(ours.translate("text.unknown").has_value());
+    CHECK_THROWS_WITH(cursor(ours, "vision.blocks.4.attn.q").get<float>("weight", {2, 2}),
+                      Catch::Contains("vision_model.encoder.layers.4.self_attn.q_proj.weight") &&
+                          Catch::Contains("our name: vision.blocks.4.attn.q.weight"));
+    CHECK_THROWS_AS(cursor(ours, "vision.blocks.3.attn.q").get<float>("weight", {2, 3}), shape_error);
+    CHECK_THROWS_AS(renaming_source(hf, {{"a.{}.b", "c.d"}}), config_error);
+}
