@@ -14,7 +14,8 @@ cmake --build build/gcc -j "$jobs"
 ctest --test-dir build/gcc -j "$jobs" --output-on-failure
 # The benchmarks must keep running, not only compiling: one short pass over the small cases.
 build/gcc/bench/pali3_bench --benchmark_min_time=0.01 \
-  --benchmark_filter='softmax|layer_norm|rms_norm|gelu|gemm_f32/64/' >/dev/null
+  --benchmark_filter='softmax|layer_norm|rms_norm|gelu|gemm_f32/64/|vit_block/B16' >/dev/null
+build/gcc/examples/pali3_compose_variant >/dev/null
 
 echo "== clang++ -Werror, ASan + UBSan =="
 cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

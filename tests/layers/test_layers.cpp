@@ -301,3 +301,30 @@ TEST_CASE("attention memory does not grow with t^2", "[layers][attention]") {
     // tiles, far below the 5776^2 x 4 bytes = 133 MB of a materialised score matrix.
     CHECK(kernels::attention_scratch_floats(64) * sizeof(float) < 200 * 1024);
 }
+
+TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
+    linear<bf16> lin({13, 9, false}, weights::cursor(seeded, "lin"));
+    tensor<2> x = xt::zeros<float>(std::array<std::size_t, 2>{5, 13});
+    const auto xv = test::random_vector(5 * 13, 31);
+    std::copy(xv.begin(), xv.end(), x.begin());
+    const tensor<2> y = lin(x);
+    REQUIRE(y.shape()[0] == 5);
+    REQUIRE(y.shape()[1] == 9);
+    const auto w = weight_of(lin, "weight");
+    const auto expect = dense(to_double(xv), 5, w, nullptr, 13, 9);
+    CHECK(test::nmse(y, expect) < 1e-12);
+    tensor<2> bad = xt::zeros<float>(std::array<std::size_t, 2>{5, 12});
+    CHECK_THROWS_WITH(lin(bad), "linear input width (at linear): expected 13, found 12");
+    CHECK_THROWS_AS(linear<>({0, 4, true}), config_error);
+    linear<> unloaded({12, 4, true});
+    CHECK_THROWS_WITH(unloaded(bad), Catch::Contains("used before loading"));
+
+    embedding<bf16> emb({50, 8}, weights::cursor(seeded, "emb"));
+    const auto table = weight_of(emb, "weight");
+    const std::int32_t ids[] = {0, 49, 7};
+    std::vector<float> out(3 * 8);
+    emb.forward(ids, 3, out.data(), 2.f);
+    for (std::size_t d = 0; d < 8; ++d) CHECK(out[8 + d] == 2.f * table[49 * 8 + d]);
+    const std::int32_t bad_ids[] = {3, 50};
+    CHECK_THROWS_WITH(emb.forward(bad_ids, 2, out.data()), "token id out of range (at embedding, position 1): expected 0..49, found 50");
+}
