@@ -1,0 +1,223 @@
+// The UL2 / T5 encoder-decoder (T5 v1.1 family by default; v1.0 as a policy). RMSNorm pre-norm,
+// attention without 1/sqrt(d) scaling and without biases, relative position bias in block 0 of
+// each stack shared by its layers (encoder bidirectional, decoder unidirectional), FFN gated
+// GELU (v1.1) or ReLU (v1.0), untied lm_head (v1.1) or tied with d_model^-0.5 (v1.0).
+//   names: shared.weight, encoder.{rel_bias,blocks.{i},norm}, decoder.{rel_bias,blocks.{i}.{norm1,
+//          self_attn,norm2,cross_attn,norm3,mlp},norm}, lm_head.weight
+// Decoding state (self-attention KV caches, cross-attention K/V of the memory) is an explicit
+// object; the model itself is stateless after loading.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pali3/layers/block.hpp"
+#include "pali3/layers/linear.hpp"
+
+namespace pali3::models {
+
+struct t5_config {
+    std::size_t vocab = 0, d_model = 0, d_ff = 0, heads = 0, d_kv = 64;
+    std::size_t encoder_layers = 0, decoder_layers = 0;
+    std::size_t num_buckets = 32, max_distance = 128;
+    bool tied_embeddings = false;  // v1.0: lm_head = shared, logits scaled by d_model^-0.5
+    float eps = 1e-6f;
+
+    layers::block_config block() const {
+        return {{d_model, eps}, {d_model, heads, d_kv, false}, {d_model, d_ff, false}};
+    }
+};
+
+inline void check(const t5_config& c) {
+    if (c.vocab == 0 || c.encoder_layers == 0 || c.decoder_layers == 0 || c.d_kv == 0)
+        throw config_error(core::describe("bad T5 config", "t5_config", "vocab, layers, d_kv > 0",
+                                          "vocab=" + std::to_string(c.vocab) + ", layers=" + std::to_string(c.encoder_layers) +
+                                              "+" + std::to_string(c.decoder_layers)));
+    layers::check(c.block(), "t5_config block");
+}
+
+// T5 v1.1 shapes (google/t5-v1_1-* config.json); mT5 uses the 250,112-row multilingual vocabulary.
+namespace t5_sizes {
+inline constexpr std::size_t t5_vocab = 32128, mt5_vocab = 250112;
+inline t5_config small(std::size_t vocab = t5_vocab) { return {vocab, 512, 1024, 6, 64, 8, 8}; }
+inline t5_config base(std::size_t vocab = t5_vocab) { return {vocab, 768, 2048, 12, 64, 12, 12}; }
+inline t5_config large(std::size_t vocab = t5_vocab) { return {vocab, 1024, 2816, 16, 64, 24, 24}; }
+inline t5_config xl(std::size_t vocab = t5_vocab) { return {vocab, 2048, 5120, 32, 64, 24, 24}; }
+}  // namespace t5_sizes
+
+// Decoder block: causal self-attention (KV cache), cross-attention to the encoder memory, FFN.
+template <class Ffn, weight_storage Storage = float>
+class t5_decoder_block {
+public:
+    using attention_type = layers::attention<layers::attn::unscaled, Storage>;
+
+    explicit t5_decoder_block(const layers::block_config& c)
+        : cfg_((layers::check(c, "t5_decoder_block"), c)), norm1_(c.norm), self_(c.attn), norm2_(c.norm),
+          cross_(c.attn), norm3_(c.norm), mlp_(c.mlp) {}
+
+    template <class V>
+    void visit(V& v) {
+        v.child("norm1", norm1_);
+        v.child("self_attn", self_);
+        v.child("norm2", norm2_);
+        v.child("cross_attn", cross_);
+        v.child("norm3", norm3_);
+        v.child("mlp", mlp_);
+    }
+
+    const attention_type& cross_attention() const { return cross_; }
+
+    static std::size_t workspace_floats(const layers::block_config& c, std::size_t rows, std::size_t kv_rows) {
+        return core::workspace::padded(rows * c.attn.width) +
+               std::max(attention_type::workspace_floats(c.attn, rows, std::max(rows, kv_rows)),
+                        Ffn::workspace_floats(c.mlp, rows));
+    }
+
+    // x (batch*tq, d_model) in place: tq new tokens per sequence, appended to `self_cache`.
+    template <core::executor E>
+    void step(float* x, std::size_t batch, std::size_t tq, layers::kv_cache& self_cache,
+              const layers::kv_cache& cross_cache, std::span<const std::size_t> memory_lens,
+              const layers::relative_position_bias* bias, core::workspace& ws, E& exec, const layers::trace& tr) const {
+        const std::size_t w = cfg_.attn.width, rows = batch * tq;
+        core::workspace::scope scope(ws);
+        float* h = ws.alloc(rows * w).data();  // (rows, d_model)
+        norm1_.forward(x, w, rows, h, w);
+        self_.forward_step(h, batch, tq, self_cache, x, ws, exec, bias, true, tr.child("self_attn"));
+        tr("self_attn_out", x, {rows, w});
+        norm2_.forward(x, w, rows, h, w);
+        cross_.forward_cached_cross(h, batch, tq, cross_cache, x, ws, exec, memory_lens, true, tr.child("cross_attn"));
+        tr("cross_attn_out", x, {rows, w});
+        norm3_.forward(x, w, rows, h, w);
+        mlp_.forward(h, rows, x, ws, exec, true, tr.child("mlp"));
+        tr("mlp_out", x, {rows, w});
+    }
+
+private:
+    layers::block_config cfg_;
+    layers::rms_norm norm1_;
+    attention_type self_;
+    layers::rms_norm norm2_;
+    attention_type cross_;
+    layers::rms_norm norm3_;
+    Ffn mlp_;
+};
+
+// Per-sequence decoding state: one self-attention cache and one cross-attention cache per layer.
+struct t5_decoder_state {
+    std::vector<layers::kv_cache> self, cross;
+    std::vector<std::size_t> memory_lens;
+    std::size_t batch = 0;
+    std::size_t length() const { return self.empty() ? 0 : self.front().length(); }
+};
+
+template <class Ffn = layers::gated_mlp<kernels::act::gelu_tanh, float>, weight_storage Storage = float>
+class t5_model {
+public:
+    using encoder_block = layers::pre_norm_block<layers::rms_norm, layers::attention<layers::attn::unscaled, Storage>, Ffn>;
+    using decoder_block = t5_decoder_block<Ffn, Storage>;
+
+    explicit t5_model(const t5_config& c)
+        : cfg_((check(c), c)),
+          shared_({c.vocab, c.d_model}),
+          encoder_({c.block(), c.encoder_layers, true, layers::position_bias_config{c.heads, c.num_buckets, c.max_distance, true}}),
+          decoder_bias_({c.heads, c.num_buckets, c.max_distance, false}),
+          decoder_norm_({c.d_model, c.eps}) {
+        decoder_.reserve(c.decoder_layers);
+        for (std::size_t i = 0; i < c.decoder_layers; ++i) decoder_.emplace_back(c.block());
+        if (!c.tied_embeddings) lm_head_.emplace(layers::linear_config{c.d_model, c.vocab, false});
+    }
+    template <weights::weight_source S>
+    t5_model(const t5_config& c, const weights::cursor<S>& cur) : t5_model(c) {
+        layers::load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.child("shared", shared_);
+        v.child("encoder", encoder_);
+        v.child("decoder.rel_bias", decoder_bias_);
+        for (std::size_t i = 0; i < decoder_.size(); ++i) v.child("decoder.blocks." + std::to_string(i), decoder_[i]);
+        v.child("decoder.norm", decoder_norm_);
+        if (lm_head_) v.child("lm_head", *lm_head_);
+    }
+
+    const t5_config& config() const { return cfg_; }
+    const layers::embedding<Storage>& embedding() const { return shared_; }
+
+    std::size_t workspace_floats(std::size_t batch, std::size_t enc_len, std::size_t dec_len) const {
+        return std::max(encoder_.workspace_floats(batch, enc_len),
+                        decoder_block::workspace_floats(cfg_.block(), batch * dec_len, batch * enc_len));
+    }
+
+    // Embeds ids (n) into out (n, d_model).
+    void embed(const std::int32_t* ids, std::size_t n, float* out) const { shared_.forward(ids, n, out); }
+
+    // Encoder over already-embedded inputs x (batch*t, d_model), in place; lens = valid lengths.
+    template <core::executor E = core::sequential>
+    void encode(float* x, std::size_t batch, std::size_t t, std::span<const std::size_t> lens, core::workspace& ws,
+                E&& exec = E{}, const layers::trace& tr = {}) const {
+        encoder_.forward(x, batch, t, ws, exec, {}, lens, tr.child("encoder"));
+    }
+
+    // Prepares decoding against memory (batch*t, d_model): cross K/V computed once per layer.
+    template <core::executor E = core::sequential>
+    t5_decoder_state start(const float* memory, std::size_t batch, std::size_t t, std::span<const std::size_t> lens,
+                           std::size_t max_len, E&& exec = E{}) const {
+        t5_decoder_state s;
+        s.batch = batch;
+        s.memory_lens.assign(lens.begin(), lens.end());
+        if (s.memory_lens.empty()) s.memory_lens.assign(batch, t);
+        const std::size_t inner = cfg_.heads * cfg_.d_kv;
+        for (const auto& block : decoder_) {
+            s.self.emplace_back(batch, max_len, inner);
+            s.cross.emplace_back(batch, t, inner);
+            block.cross_attention().precompute_cross(memory, batch, t, s.cross.back(), exec);
+        }
+        return s;
+    }
+
+    // Feeds tq tokens per sequence (ids: batch*tq) and writes logits (batch*tq, vocab).
+    template <core::executor E = core::sequential>
+    void step(const std::int32_t* ids, std::size_t tq, t5_decoder_state& s, float* logits, core::workspace& ws,
+              E&& exec = E{}, const layers::trace& tr = {}) const {
+        const std::size_t rows = s.batch * tq, w = cfg_.d_model;
+        core::workspace::scope scope(ws);
+        float* x = ws.alloc(rows * w).data();  // (rows, d_model)
+        shared_.forward(ids, rows, x);
+        const layers::trace dtr = tr.child("decoder");
+        for (std::size_t i = 0; i < decoder_.size(); ++i)
+            decoder_[i].step(x, s.batch, tq, s.self[i], s.cross[i], s.memory_lens, &decoder_bias_, ws, exec,
+                             dtr.child("blocks").child(i));
+        decoder_norm_.forward(x, w, rows, x, w);
+        dtr("norm_out", x, {rows, w});
+        if (lm_head_) {
+            lm_head_->forward(x, w, rows, logits, cfg_.vocab, exec);
+        } else {  // tied (v1.0): shared^T, with the d_model^-0.5 rescale
+            kernels::scale(x, 1.f / std::sqrt(static_cast<float>(w)), rows * w);
+            kernels::gemm(rows, x, w, kernels::weight_nk(shared_.table().data, cfg_.vocab, w), logits, cfg_.vocab,
+                          kernels::epilogue<>{}, exec);
+        }
+        tr("logits", logits, {rows, cfg_.vocab});
+    }
+
+private:
+    t5_config cfg_;
+    layers::embedding<Storage> shared_;
+    layers::stack<encoder_block> encoder_;
+    layers::relative_position_bias decoder_bias_;
+    std::vector<decoder_block> decoder_;
+    layers::rms_norm decoder_norm_;
+    std::optional<layers::linear<Storage>> lm_head_;
+};
+
+// T5 v1.1 / UL2 (gated GELU) and T5 v1.0 (ReLU, no gate) in a given storage.
+template <weight_storage S = float>
+using t5_v11 = t5_model<layers::gated_mlp<kernels::act::gelu_tanh, S>, S>;
+template <weight_storage S = float>
+using t5_v10 = t5_model<layers::mlp<kernels::act::relu, S>, S>;
+
+}  // namespace pali3::models

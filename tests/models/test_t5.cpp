@@ -1,0 +1,85 @@
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/models/t5.hpp"
+#include "pali3/weights/random_source.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::models;
+
+TEST_CASE("UL2 / T5 parameter counts equal the closed-form numbers", "[models][t5]") {
+    t5_v11<bf16> ul2(t5_sizes::xl(t5_sizes::mt5_vocab));
+    CHECK(layers::parameter_count(ul2) == 3'742'619'648u);
+    // Each extra vocabulary row (<loc>, <seg> tokens) adds one embedding row and one lm_head row.
+    t5_v11<bf16> ul2_loc(t5_sizes::xl(t5_sizes::mt5_vocab + 1152));
+    CHECK(layers::parameter_count(ul2_loc) == 3'742'619'648u + 1152u * 2 * 2048);
+    t5_v11<bf16> xl(t5_sizes::xl());
+    CHECK(layers::parameter_count(xl) == 2'849'757'184u);  // "T5 v1.1-XL 2.850B"
+    const auto names = layers::parameters(ul2);
+    CHECK(names.front().name == "shared.weight");
+    CHECK(names.back().name == "lm_head.weight");
+}
+
+namespace {
+t5_config tiny(bool tied) {
+    t5_config c{97, 32, 56, 4, 8, 2, 3};
+    c.tied_embeddings = tied;
+    return c;
+}
+
+template <class Model>
+void check_decoding(bool tied) {
+    const auto c = tiny(tied);
+    const weights::random_source src(tied ? 5 : 6);
+    Model model(c, weights::cursor(src));
+    const std::size_t batch = 2, t = 9, steps = 6;
+    const std::vector<std::int32_t> enc_ids{3, 14, 15, 92, 65, 35, 89, 79, 32,  // sequence 0
+                                            38, 46, 26, 43, 0, 0, 0, 0, 0};      // sequence 1, 5 valid
+    const std::vector<std::size_t> lens{9, 5};
+    std::vector<float> memory(batch * t * c.d_model);
+    model.embed(enc_ids.data(), enc_ids.size(), memory.data());
+    core::workspace ws(model.workspace_floats(batch, t, steps));
+    model.encode(memory.data(), batch, t, lens, ws);
+
+    const std::vector<std::int32_t> dec_ids{0, 5, 17, 2, 44, 96, 0, 8, 8, 61, 1, 23};  // (batch, steps)
+    // All tokens at once (one causal pass) ...
+    auto full_state = model.start(memory.data(), batch, t, lens, steps);
+    std::vector<float> full(batch * steps * c.vocab);
+    model.step(dec_ids.data(), steps, full_state, full.data(), ws);
+    // ... equals one token at a time through the KV cache.
+    auto state = model.start(memory.data(), batch, t, lens, steps);
+    std::vector<float> logits(batch * c.vocab);
+    for (std::size_t s = 0; s < steps; ++s) {
+        const std::int32_t ids[2] = {dec_ids[s], dec_ids[steps + s]};
+        model.step(ids, 1, state, logits.data(), ws);
+        for (std::size_t b = 0; b < batch; ++b)
+            for (std::size_t v = 0; v < c.vocab; ++v)
+                REQUIRE(logits[b * c.vocab + v] == Approx(full[(b * steps + s) * c.vocab + v]).epsilon(1e-4).margin(1e-5));
+    }
+    // Sequence 1 alone (its 5 valid encoder tokens, no padding) gives the same logits.
+    std::vector<float> mem1(5 * c.d_model);
+    model.embed(enc_ids.data() + 9, 5, mem1.data());
+    const std::vector<std::size_t> len1{5};
+    model.encode(mem1.data(), 1, 5, len1, ws);
+    auto s1 = model.start(mem1.data(), 1, 5, len1, steps);
+    std::vector<float> single(steps * c.vocab);
+    model.step(dec_ids.data() + steps, steps, s1, single.data(), ws);
+    for (std::size_t i = 0; i < single.size(); ++i)
+        REQUIRE(single[i] == Approx(full[steps * c.vocab + i]).epsilon(1e-4).margin(1e-5));
+    // The cache is bounded.
+    CHECK_THROWS_AS(model.step(dec_ids.data(), 1, state, logits.data(), ws), value_error);
+}
+}  // namespace
+
+TEST_CASE("T5 v1.1 decoding: KV cache equals recomputation, batch equals single", "[models][t5]") {
+    check_decoding<t5_v11<float>>(false);
+}
+
+TEST_CASE("T5 v1.0 (ReLU, tied embeddings) decoding", "[models][t5]") {
+    check_decoding<t5_v10<bf16>>(true);
+    CHECK(layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(true))) ==
+          layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(false))) - 97u * 32);
+    CHECK_THROWS_AS(t5_v11<>(t5_config{97, 30, 56, 4, 0, 2, 2}), config_error);
+}
