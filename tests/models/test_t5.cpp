@@ -14,7 +14,7 @@ TEST_CASE("UL2 / T5 parameter counts equal the closed-form numbers", "[models][t
     CHECK(layers::parameter_count(ul2) == 3'742'619'648u);
     // Each extra vocabulary row (<loc>, <seg> tokens) adds one embedding row and one lm_head row.
     t5_v11<bf16> ul2_loc(t5_sizes::xl(t5_sizes::mt5_vocab + 1152));
-    CHECK(layers::parameter_count(ul2_loc) == 3'742'619'648u + 1152u * 2 * 2048);
+    CHECK(layers::parameter_count(ul2_loc) == 3'742'619'648ull + 1152ull * 2 * 2048);
     t5_v11<bf16> xl(t5_sizes::xl());
     CHECK(layers::parameter_count(xl) == 2'849'757'184u);  // "T5 v1.1-XL 2.850B"
     const auto names = layers::parameters(ul2);

@@ -97,3 +97,16 @@ TEST_CASE("renaming source maps our names to another naming", "[weights]") {
     CHECK_THROWS_AS(cursor(ours, "vision.blocks.3.attn.q").get<float>("weight", {2, 3}), shape_error);
     CHECK_THROWS_AS(renaming_source(hf, {{"a.{}.b", "c.d"}}), config_error);
 }
+
+TEST_CASE("uniform random init has the same scale", "[weights]") {
+    const random_source u(1, random_source::distribution::uniform);
+    const auto t = u.get("w", {64, 1024});
+    const float* p = static_cast<const float*>(t.data);
+    double sq = 0, mx = 0;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        sq += double(p[i]) * p[i];
+        mx = std::max(mx, double(std::abs(p[i])));
+    }
+    CHECK(sq / double(t.size()) == Approx(1.0 / 1024).epsilon(0.05));
+    CHECK(mx <= std::sqrt(3.0 / 1024) + 1e-6);
+}

@@ -27,7 +27,7 @@ struct t5_config {
     bool tied_embeddings = false;  // v1.0: lm_head = shared, logits scaled by d_model^-0.5
     float eps = 1e-6f;
 
-    layers::block_config block() const {
+    constexpr layers::block_config block() const {
         return {{d_model, eps}, {d_model, heads, d_kv, false}, {d_model, d_ff, false}};
     }
 };
@@ -43,10 +43,10 @@ inline void check(const t5_config& c) {
 // T5 v1.1 shapes (google/t5-v1_1-* config.json); mT5 uses the 250,112-row multilingual vocabulary.
 namespace t5_sizes {
 inline constexpr std::size_t t5_vocab = 32128, mt5_vocab = 250112;
-inline t5_config small(std::size_t vocab = t5_vocab) { return {vocab, 512, 1024, 6, 64, 8, 8}; }
-inline t5_config base(std::size_t vocab = t5_vocab) { return {vocab, 768, 2048, 12, 64, 12, 12}; }
-inline t5_config large(std::size_t vocab = t5_vocab) { return {vocab, 1024, 2816, 16, 64, 24, 24}; }
-inline t5_config xl(std::size_t vocab = t5_vocab) { return {vocab, 2048, 5120, 32, 64, 24, 24}; }
+constexpr t5_config small(std::size_t vocab = t5_vocab) { return {vocab, 512, 1024, 6, 64, 8, 8}; }
+constexpr t5_config base(std::size_t vocab = t5_vocab) { return {vocab, 768, 2048, 12, 64, 12, 12}; }
+constexpr t5_config large(std::size_t vocab = t5_vocab) { return {vocab, 1024, 2816, 16, 64, 24, 24}; }
+constexpr t5_config xl(std::size_t vocab = t5_vocab) { return {vocab, 2048, 5120, 32, 64, 24, 24}; }
 }  // namespace t5_sizes
 
 // Decoder block: causal self-attention (KV cache), cross-attention to the encoder memory, FFN.

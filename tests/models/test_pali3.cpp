@@ -1,0 +1,63 @@
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/models/pali3.hpp"
+#include "pali3/weights/random_source.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::models;
+
+TEST_CASE("PaLI-3 5B parameter counts per part", "[models][pali3]") {
+    fixed_pali3<presets::pali3_5b, bf16> model;  // unloaded: counting needs no weights
+    CHECK(layers::parameter_count(const_cast<vision_tower<bf16>&>(model.vision())) == 1'663'302'144u);
+    CHECK(layers::parameter_count(const_cast<t5_v11<bf16>&>(model.text())) == 3'742'619'648u);
+    CHECK(layers::parameter_count(model) == 1'663'302'144ull + 3'147'776ull + 3'742'619'648ull);  // 5.409B
+    CHECK(presets::pali3_5b_1064::value.vision.tokens() == 5776u);
+    pali3_config bad = presets::pali3_tiny::value;
+    bad.projector.out = 40;
+    CHECK_THROWS_WITH(pali3_model<>(bad), "PaLI-3 parts do not fit (at pali3_config): expected projector output != text d_model, found 40 vs 32");
+}
+
+TEST_CASE("PaLI-3 tiny: batched prompts of different lengths equal single runs", "[models][pali3]") {
+    const weights::random_source src(11);
+    fixed_pali3<presets::pali3_tiny> model{weights::cursor(src)};
+    const auto& c = model.config();
+    const std::size_t d = c.text.d_model, vocab = c.text.vocab, n = c.vision.tokens(), steps = 4;
+    const auto images = test::random_vector(2 * 3 * 32 * 32, 2, 0.5f);
+    const std::vector<std::vector<std::int32_t>> prompts{{5, 99, 7, 250, 3, 1}, {42, 8, 1}};
+    core::workspace ws(model.workspace_floats(2, 6, steps));
+
+    auto run = [&](const float* imgs, std::span<const std::vector<std::int32_t>> ps) {
+        std::size_t t_max = 0;
+        for (const auto& p : ps) t_max = std::max(t_max, p.size());
+        std::vector<float> memory(ps.size() * (n + t_max) * d);
+        const auto lens = model.encode(imgs, ps, memory.data(), ws);
+        auto state = model.start(memory.data(), ps.size(), lens, steps);
+        std::vector<float> logits(ps.size() * vocab), all;
+        std::vector<std::int32_t> ids(ps.size(), 0);  // decoder start token
+        for (std::size_t s = 0; s < steps; ++s) {
+            model.step(ids.data(), state, logits.data(), ws);
+            all.insert(all.end(), logits.begin(), logits.end());
+            for (std::size_t b = 0; b < ps.size(); ++b)  // greedy
+                ids[b] = static_cast<std::int32_t>(std::max_element(logits.begin() + b * vocab, logits.begin() + (b + 1) * vocab) -
+                                                   (logits.begin() + b * vocab));
+        }
+        return all;  // (steps, batch, vocab)
+    };
+    const auto both = run(images.data(), prompts);
+    const auto first = run(images.data(), std::span(prompts).subspan(0, 1));
+    const auto second = run(images.data() + 3 * 32 * 32, std::span(prompts).subspan(1, 1));
+    for (std::size_t s = 0; s < steps; ++s)
+        for (std::size_t v = 0; v < vocab; ++v) {
+            REQUIRE(both[(s * 2 + 0) * vocab + v] == Approx(first[s * vocab + v]).epsilon(1e-4).margin(1e-5));
+            REQUIRE(both[(s * 2 + 1) * vocab + v] == Approx(second[s * vocab + v]).epsilon(1e-4).margin(1e-5));
+        }
+    // Same weights, same inputs: same answer (determinism).
+    CHECK(run(images.data(), prompts) == both);
+    // Unknown token ids in the prompt are errors naming the position.
+    const std::vector<std::vector<std::int32_t>> bad{{1, 300}};
+    std::vector<float> memory((n + 2) * d);
+    CHECK_THROWS_WITH(model.encode(images.data(), bad, memory.data(), ws), Catch::Contains("token id out of range"));
+}
