@@ -30,7 +30,11 @@ elseif(MODE STREQUAL "subdirectory")
   run(${CMAKE_COMMAND} --build ${WORK}/build)
   run(${WORK}/build/consumer)
 elseif(MODE STREQUAL "include_only")
-  run(${CXX} -std=c++20 -O1 -I${PALI3_SOURCE}/include ${consumer_src}/main.cpp -pthread
+  # The fixed dependencies (stb, sentencepiece) come from pkg-config, as a Makefile user would do.
+  execute_process(COMMAND pkg-config --cflags --libs stb sentencepiece OUTPUT_VARIABLE deps
+                  OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+  separate_arguments(deps UNIX_COMMAND "${deps}")
+  run(${CXX} -std=c++20 -O1 -I${PALI3_SOURCE}/include ${consumer_src}/main.cpp ${deps} -pthread
       -o ${WORK}/consumer)
   run(${WORK}/consumer)
 else()

@@ -42,6 +42,27 @@ public:
         return it->second;
     }
 
+    // The tensor as stored, whatever its shape (for layout-changing name maps).
+    tensor_data get_raw(const std::string& name) const {
+        const auto it = tensors_.find(name);
+        if (it == tensors_.end())
+            throw format_error(core::describe("missing tensor", name, "a tensor", "no such name"));
+        return it->second;
+    }
+
+    // The stored tensor, or null when absent (no shape check).
+    const tensor_data* find(const std::string& name) const {
+        const auto it = tensors_.find(name);
+        return it == tensors_.end() ? nullptr : &it->second;
+    }
+
+    // Adds an already-built tensor (shared, not copied).
+    void add_data(const std::string& name, tensor_data t) {
+        if (tensors_.count(name))
+            throw value_error(core::describe("duplicate tensor name", name, "a new name", "already present"));
+        tensors_.emplace(name, std::move(t));
+    }
+
     // Names in sorted order (for inspection and "unexpected tensor" reports).
     std::vector<std::string> names() const {
         std::vector<std::string> out;

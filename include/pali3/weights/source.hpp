@@ -53,6 +53,15 @@ struct tensor_data {
     std::size_t size() const { return shape_size(shape); }
 };
 
+// What a checkpoint reader reports about one stored tensor (for inspection and diffs):
+// the file's dtype name (F32, BF16, I64...), shape and byte size.
+struct tensor_info {
+    std::string name;
+    std::string dtype;
+    shape_t shape;
+    std::size_t bytes = 0;
+};
+
 // The concept every backend models (in-memory, random, renaming; safetensors and npz later).
 template <class S>
 concept weight_source = requires(const S& s, const std::string& name, const shape_t& shape) {
