@@ -7,6 +7,7 @@
 // online-softmax kernel, so memory does not grow with t^2.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -73,6 +74,19 @@ public:
                                              std::to_string(length_ + extra)));
     }
     void advance(std::size_t n) { length_ += n; }
+
+    // A cache whose row b is row src[b] of this one (beam search expands and reorders hypotheses).
+    kv_cache gather(std::span<const std::size_t> src) const {
+        kv_cache out(src.size(), capacity_, inner_);
+        out.length_ = length_;
+        for (std::size_t b = 0; b < src.size(); ++b) {
+            if (src[b] >= batch_)
+                throw value_error(core::describe("KV cache row out of range", "kv_cache::gather", "< " + std::to_string(batch_), src[b]));
+            std::copy_n(keys(src[b]), length_ * inner_, out.keys(b));
+            std::copy_n(values(src[b]), length_ * inner_, out.values(b));
+        }
+        return out;
+    }
 
 private:
     std::size_t batch_, capacity_, inner_;

@@ -112,6 +112,16 @@ struct t5_decoder_state {
     std::vector<std::size_t> memory_lens;
     std::size_t batch = 0;
     std::size_t length() const { return self.empty() ? 0 : self.front().length(); }
+
+    // The state whose row b is row src[b] of this one (beam search).
+    t5_decoder_state gather(std::span<const std::size_t> src) const {
+        t5_decoder_state out;
+        out.batch = src.size();
+        for (const auto& c : self) out.self.push_back(c.gather(src));
+        for (const auto& c : cross) out.cross.push_back(c.gather(src));
+        for (const auto b : src) out.memory_lens.push_back(memory_lens.at(b));
+        return out;
+    }
 };
 
 template <class Ffn = layers::gated_mlp<kernels::act::gelu_tanh, float>, weight_storage Storage = float>

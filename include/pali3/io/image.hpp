@@ -1,0 +1,78 @@
+// Image files in and out, through Debian's libstb (stb_image / stb_image_write).
+// Decoding checks the header first: absurd dimensions are refused before any pixel memory is
+// allocated (at most 16384 px a side and 64 Mpixels), and corrupt or truncated files give a
+// format_error with stb's reason. Every image comes out 8-bit RGB (grey and RGBA converted).
+#pragma once
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pali3/core/error.hpp"
+
+namespace pali3::io {
+
+struct image {
+    std::size_t width = 0, height = 0;
+    std::vector<std::uint8_t> rgb;  // (height, width, 3)
+
+    std::uint8_t* at(std::size_t y, std::size_t x) { return rgb.data() + (y * width + x) * 3; }
+    const std::uint8_t* at(std::size_t y, std::size_t x) const { return rgb.data() + (y * width + x) * 3; }
+};
+
+struct image_limits {
+    std::size_t max_side = 16384;
+    std::size_t max_pixels = 64u << 20;
+};
+
+inline image decode_image(const std::uint8_t* bytes, std::size_t size, const std::string& name = "<memory>",
+                          image_limits limits = {}) {
+    if (size == 0) throw format_error(core::describe("empty image file", name, "JPEG, PNG or BMP data", "0 bytes"));
+    if (size > static_cast<std::size_t>(INT32_MAX))
+        throw format_error(core::describe("image file too large", name, "< 2 GiB", size));
+    int w = 0, h = 0, c = 0;
+    if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c))
+        throw format_error(core::describe("cannot read image header", name, "JPEG, PNG or BMP", stbi_failure_reason()));
+    if (w <= 0 || h <= 0 || static_cast<std::size_t>(w) > limits.max_side || static_cast<std::size_t>(h) > limits.max_side ||
+        static_cast<std::size_t>(w) * static_cast<std::size_t>(h) > limits.max_pixels)
+        throw format_error(core::describe("image dimensions out of range", name,
+                                          "<= " + std::to_string(limits.max_side) + " px a side and <= " +
+                                              std::to_string(limits.max_pixels) + " pixels",
+                                          std::to_string(w) + " x " + std::to_string(h)));
+    std::unique_ptr<stbi_uc, void (*)(void*)> px(stbi_load_from_memory(bytes, static_cast<int>(size), &w, &h, &c, 3), stbi_image_free);
+    if (!px) throw format_error(core::describe("cannot decode image", name, "a complete JPEG, PNG or BMP", stbi_failure_reason()));
+    image img;
+    img.width = static_cast<std::size_t>(w);
+    img.height = static_cast<std::size_t>(h);
+    img.rgb.assign(px.get(), px.get() + img.width * img.height * 3);
+    return img;
+}
+
+inline image load_image(const std::string& path, image_limits limits = {}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw format_error(core::describe("cannot open image", path, "a readable file", "no such file or no permission"));
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<std::size_t>(in.tellg());
+    if (size > static_cast<std::size_t>(INT32_MAX)) throw format_error(core::describe("image file too large", path, "< 2 GiB", size));
+    in.seekg(0);
+    std::vector<std::uint8_t> bytes(size);
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+    return decode_image(bytes.data(), bytes.size(), path, limits);
+}
+
+// Writes 8-bit pixels (channels 1, 3 or 4) as PNG.
+inline void write_png(const std::string& path, std::size_t width, std::size_t height, int channels, const std::uint8_t* data) {
+    if (!stbi_write_png(path.c_str(), static_cast<int>(width), static_cast<int>(height), channels, data,
+                        static_cast<int>(width) * channels))
+        throw format_error(core::describe("cannot write PNG", path, "a writable path", "stbi_write_png failed"));
+}
+inline void write_png(const std::string& path, const image& img) { write_png(path, img.width, img.height, 3, img.rgb.data()); }
+
+}  // namespace pali3::io

@@ -1,0 +1,235 @@
+// SentencePiece tokenizer with PaLI's location and segmentation tokens.
+//
+// PaLI adds 1024 `<loc0000>`..`<loc1023>` (box coordinates) and 128 `<seg000>`..`<seg127>` (VQ-VAE
+// mask codes) to the vocabulary. When the sentencepiece model already holds them (as user-defined
+// symbols, like PaliGemma's tokenizer) their ids come from the model; otherwise they are appended
+// after the model's last id (loc i -> size + i, seg i -> size + 1024 + i) and the text model's
+// vocabulary must include those rows. Either way each is one id, in both directions.
+// Ids follow T5: pad 0 (also the decoder start), eos 1, unk 2 — whatever the model file says.
+// Invalid UTF-8 input is an error (sentencepiece would silently replace it).
+#pragma once
+
+#include <sentencepiece_processor.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pali3/core/error.hpp"
+#include "pali3/core/json.hpp"
+
+namespace pali3::text {
+
+inline constexpr int num_loc_tokens = 1024;
+inline constexpr int num_seg_tokens = 128;
+
+inline std::string loc_token(int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "<loc%04d>", i);
+    return buf;
+}
+inline std::string seg_token(int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "<seg%03d>", i);
+    return buf;
+}
+
+// The comma-separated list of the 1152 PaLI symbols, for `--user_defined_symbols` when training.
+inline std::string pali_symbols() {
+    std::string s;
+    for (int i = 0; i < num_loc_tokens; ++i) s += (i ? "," : "") + loc_token(i);
+    for (int i = 0; i < num_seg_tokens; ++i) s += "," + seg_token(i);
+    return s;
+}
+
+class tokenizer {
+public:
+    static tokenizer load(const std::string& path) {
+        tokenizer t;
+        const auto status = t.sp_->Load(path);
+        if (!status.ok())
+            throw format_error(core::describe("cannot load sentencepiece model", path, "a sentencepiece model file", status.ToString()));
+        t.init();
+        return t;
+    }
+    static tokenizer from_serialized(std::string_view bytes) {
+        tokenizer t;
+        const auto status = t.sp_->LoadFromSerializedProto(bytes);
+        if (!status.ok())
+            throw format_error(core::describe("cannot load sentencepiece model", "<memory>", "a serialized model", status.ToString()));
+        t.init();
+        return t;
+    }
+
+    // Ids of `text` (+ eos when asked). Special tokens anywhere in the text become single ids.
+    std::vector<std::int32_t> encode(std::string_view text, bool add_eos = true) const {
+        if (const auto bad = json::find_invalid_utf8(text); bad != std::string_view::npos)
+            throw value_error(core::describe("text is not valid UTF-8", "tokenizer::encode", "UTF-8",
+                                             "bad byte at offset " + std::to_string(bad)));
+        std::vector<std::int32_t> out;
+        const auto plain = [&](std::string_view piece) {
+            if (piece.empty()) return;
+            for (const int id : sp_->EncodeAsIds(piece)) out.push_back(id);
+        };
+        if (native_) {
+            plain(text);
+        } else {
+            std::size_t start = 0, i = 0;
+            while (i < text.size()) {
+                int index = -1;
+                bool loc = false;
+                if (special_at(text, i, index, loc)) {
+                    plain(text.substr(start, i - start));
+                    out.push_back(loc ? loc_id(index) : seg_id(index));
+                    i += loc ? 9 : 8;
+                    start = i;
+                } else {
+                    ++i;
+                }
+            }
+            plain(text.substr(start));
+        }
+        if (add_eos) out.push_back(eos_id());
+        return out;
+    }
+
+    // Text of `ids`; pad and eos are dropped, special tokens are written out, unknown ids throw.
+    std::string decode(std::span<const std::int32_t> ids) const {
+        std::string out;
+        std::vector<int> run;
+        const auto flush = [&] {
+            if (!run.empty()) out += sp_->DecodeIds(run);
+            run.clear();
+        };
+        for (const auto id : ids) {
+            if (id < 0 || static_cast<std::size_t>(id) >= vocab_size())
+                throw value_error(core::describe("token id out of range", "tokenizer::decode", "0 <= id < " + std::to_string(vocab_size()), id));
+            if (id == pad_id() || id == eos_id()) continue;
+            if (const auto l = loc_index(id)) {
+                flush();
+                out += loc_token(*l);
+            } else if (const auto s = seg_index(id)) {
+                flush();
+                out += seg_token(*s);
+            } else {
+                run.push_back(id);
+            }
+        }
+        flush();
+        return out;
+    }
+
+    std::string piece(std::int32_t id) const {
+        if (const auto l = loc_index(id)) return loc_token(*l);
+        if (const auto s = seg_index(id)) return seg_token(*s);
+        if (id < 0 || id >= sp_->GetPieceSize())
+            throw value_error(core::describe("token id out of range", "tokenizer::piece", "0 <= id < " + std::to_string(vocab_size()), id));
+        return sp_->IdToPiece(id);
+    }
+
+    // Rows the text model's embedding needs (model pieces + appended PaLI tokens).
+    std::size_t vocab_size() const { return static_cast<std::size_t>(sp_->GetPieceSize()) + (native_ ? 0 : num_loc_tokens + num_seg_tokens); }
+    std::size_t model_pieces() const { return static_cast<std::size_t>(sp_->GetPieceSize()); }
+    bool native_pali_tokens() const { return native_; }
+
+    std::int32_t eos_id() const { return sp_->eos_id(); }
+    std::int32_t pad_id() const { return sp_->pad_id() >= 0 ? sp_->pad_id() : 0; }
+    std::int32_t unk_id() const { return sp_->unk_id(); }
+    std::int32_t bos_id() const { return sp_->bos_id(); }
+    std::int32_t decoder_start_id() const { return pad_id(); }
+
+    std::int32_t loc_id(int i) const {
+        check_index(i, num_loc_tokens, "loc");
+        return native_ ? loc_ids_[static_cast<std::size_t>(i)] : sp_->GetPieceSize() + i;
+    }
+    std::int32_t seg_id(int i) const {
+        check_index(i, num_seg_tokens, "seg");
+        return native_ ? seg_ids_[static_cast<std::size_t>(i)] : sp_->GetPieceSize() + num_loc_tokens + i;
+    }
+    std::optional<int> loc_index(std::int32_t id) const {
+        if (native_) {
+            const int d = id - loc_ids_.front();
+            if (d >= 0 && d < num_loc_tokens && loc_ids_[static_cast<std::size_t>(d)] == id) return d;
+            for (int i = 0; i < num_loc_tokens; ++i)
+                if (loc_ids_[static_cast<std::size_t>(i)] == id) return i;
+            return std::nullopt;
+        }
+        const int d = id - sp_->GetPieceSize();
+        if (d >= 0 && d < num_loc_tokens) return d;
+        return std::nullopt;
+    }
+    std::optional<int> seg_index(std::int32_t id) const {
+        if (native_) {
+            const int d = id - seg_ids_.front();
+            if (d >= 0 && d < num_seg_tokens && seg_ids_[static_cast<std::size_t>(d)] == id) return d;
+            for (int i = 0; i < num_seg_tokens; ++i)
+                if (seg_ids_[static_cast<std::size_t>(i)] == id) return i;
+            return std::nullopt;
+        }
+        const int d = id - sp_->GetPieceSize() - num_loc_tokens;
+        if (d >= 0 && d < num_seg_tokens) return d;
+        return std::nullopt;
+    }
+
+private:
+    tokenizer() : sp_(std::make_shared<sentencepiece::SentencePieceProcessor>()) {}
+
+    static void check_index(int i, int n, const char* what) {
+        if (i < 0 || i >= n)
+            throw value_error(core::describe(std::string(what) + " token index out of range", "tokenizer", "0 <= i < " + std::to_string(n), i));
+    }
+
+    // "<loc1234>" or "<seg123>" at text[i]?
+    static bool special_at(std::string_view text, std::size_t i, int& index, bool& loc) {
+        const auto digits = [&](std::size_t at, std::size_t n) {
+            int v = 0;
+            for (std::size_t k = 0; k < n; ++k) {
+                const char c = text[at + k];
+                if (c < '0' || c > '9') return -1;
+                v = v * 10 + (c - '0');
+            }
+            return v;
+        };
+        if (text.compare(i, 4, "<loc") == 0 && i + 9 <= text.size() && text[i + 8] == '>') {
+            index = digits(i + 4, 4);
+            loc = true;
+            return index >= 0 && index < num_loc_tokens;
+        }
+        if (text.compare(i, 4, "<seg") == 0 && i + 8 <= text.size() && text[i + 7] == '>') {
+            index = digits(i + 4, 3);
+            loc = false;
+            return index >= 0 && index < num_seg_tokens;
+        }
+        return false;
+    }
+
+    void init() {
+        loc_ids_.resize(num_loc_tokens);
+        seg_ids_.resize(num_seg_tokens);
+        int found = 0;
+        for (int i = 0; i < num_loc_tokens; ++i) {
+            loc_ids_[static_cast<std::size_t>(i)] = sp_->PieceToId(loc_token(i));
+            found += !sp_->IsUnknown(loc_ids_[static_cast<std::size_t>(i)]);
+        }
+        for (int i = 0; i < num_seg_tokens; ++i) {
+            seg_ids_[static_cast<std::size_t>(i)] = sp_->PieceToId(seg_token(i));
+            found += !sp_->IsUnknown(seg_ids_[static_cast<std::size_t>(i)]);
+        }
+        if (found != 0 && found != num_loc_tokens + num_seg_tokens)
+            throw format_error(core::describe("sentencepiece model has some PaLI tokens but not all", "tokenizer",
+                                              "all 1152 <loc>/<seg> pieces or none", std::to_string(found) + " of them"));
+        native_ = found != 0;
+        if (sp_->eos_id() < 0)
+            throw format_error(core::describe("sentencepiece model without an end-of-sequence id", "tokenizer", "eos_id >= 0", sp_->eos_id()));
+    }
+
+    std::shared_ptr<sentencepiece::SentencePieceProcessor> sp_;
+    std::vector<std::int32_t> loc_ids_, seg_ids_;
+    bool native_ = false;
+};
+
+}  // namespace pali3::text
