@@ -2,7 +2,8 @@
 # Installs the dependencies, then builds and runs the whole test suite twice:
 #   1. g++, Release, -march=native: unit tests, header self-containment, the three consumer
 #      builds, and a benchmark smoke run;
-#   2. clang++, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests.
+#   2. clang++, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests, the
+#      command line end to end, and a short libFuzzer run of both checkpoint readers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -20,7 +21,17 @@ build/gcc/examples/pali3_compose_variant >/dev/null
 echo "== clang++ -Werror, ASan + UBSan =="
 cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++ -DPALI3_WERROR=ON -DPALI3_SANITIZE=address,undefined \
-  -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF >/dev/null
+  -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF -DPALI3_FUZZ=ON >/dev/null
 cmake --build build/clang-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/clang-asan -j "$jobs" --output-on-failure -LE consumer
+# Fuzz each checkpoint reader for a while from the committed seeds (docs/weights.md: longer runs).
+for f in safetensors npz; do
+  mkdir -p "build/clang-asan/fuzz/corpus_$f"
+  log="build/clang-asan/fuzz/fuzz_$f.log"
+  if ! build/clang-asan/fuzz/fuzz_$f -max_total_time="${PALI3_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 \
+       -print_final_stats=1 "build/clang-asan/fuzz/corpus_$f" "fuzz/corpus/$f" >"$log" 2>&1; then
+    tail -40 "$log"; echo "fuzz_$f failed"; exit 1
+  fi
+  echo "fuzz_$f: $(grep -E 'stat::number_of_executed_units' "$log")"
+done

@@ -45,7 +45,10 @@ public:
         }
     }
 
-    bool has(const std::string& key) const { return flags_.count(key) != 0; }
+    bool has(const std::string& key) const {
+        used_.push_back(key);
+        return flags_.count(key) != 0;
+    }
     std::string get(const std::string& key, const std::string& fallback = "") const {
         const auto it = flags_.find(key);
         used_.push_back(key);

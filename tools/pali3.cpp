@@ -129,7 +129,9 @@ void usage() {
         "  generate IMAGE PROMPT --weights W --tokenizer T   (any prompt, raw tokens shown)\n"
         "  embed IMAGE --weights W [--texts a,b,c --text-weights W2 --tokenizer T]\n"
         "  dump (IMAGE | --pixels X.npy | --encoder-ids 1,2,3 --decoder-ids 0,5) --weights W --out DIR\n"
-        "  bench --preset P | --weights W   (per-stage timings, random weights when none)\n\n"
+        "  bench --preset P | --weights W   (per-stage timings, random weights when none)\n"
+        "  init OUT.safetensors --preset P [--seed N] [--naming pali3|hf]   (seeded random weights)\n"
+        "  convert IN OUT.safetensors [--naming pali3|hf] [--dtype f32|bf16]   (any naming in, ours or HF out)\n\n"
         "common flags: --threads N, --dtype f32|bf16, --max-new-tokens N, --beam N, --length-penalty A,\n"
         "              --resolution R, --preset P, --config config.json\n");
 }

@@ -205,6 +205,13 @@ TEST_CASE("task outputs: boxes, masks, and malformed sequences", "[tasks]") {
     CHECK(objs[1].problem.find("inverted") != std::string::npos);
     CHECK_FALSE(objs[2].where);
     CHECK(objs[2].problem.find("expected 4 <loc> tokens, found 1") != std::string::npos);
+    // Text before the first box is skipped; a run of 8 <loc> is two boxes (big_vision's regex does the same).
+    const auto run = generation::parse_objects(tok.encode("a <loc0001><loc0002><loc0010><loc0020><loc0003><loc0004><loc0030><loc0040> x"), tok, 1023, 1023);
+    REQUIRE(run.size() == 2);
+    CHECK(run[0].where);
+    CHECK(run[0].label.empty());
+    CHECK(run[1].where->x2 == Approx(40.f));
+    CHECK(run[1].label == "x");
     // Segmentation: 4 loc + 16 seg + label; a short seg run is "no mask".
     std::string seg = "<loc0100><loc0100><loc0900><loc0900>";
     for (int i = 0; i < 16; ++i) seg += text::seg_token(i * 7);

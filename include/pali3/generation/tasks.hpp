@@ -39,67 +39,57 @@ struct detection {
     std::string problem;                  // why there is no box / no mask, empty when fine
 };
 
-// Splits generated ids into objects separated by ";" text, each: 4 <loc>, optional 16 <seg>, label.
+// Scans generated ids for objects the way big_vision's output regex does: text before the first
+// <loc> is skipped; an object is 4 consecutive <loc>, then optionally 16 <seg>, then a label up to
+// the next <loc>/<seg> or ";". A run of more than 4 <loc> yields one object per 4; a shorter run,
+// inverted coordinates or a seg run other than 16 give an object with `problem` set (no box / no
+// mask). Ids outside the tokenizer are skipped.
 inline std::vector<detection> parse_objects(std::span<const std::int32_t> ids, const text::tokenizer& tok,
                                             std::size_t image_height, std::size_t image_width) {
-    std::vector<detection> out;
-    struct item { int loc = -1, seg = -1; std::int32_t id = 0; };
-    std::vector<std::vector<item>> groups(1);
-    std::vector<std::string> labels(1);
+    struct item { int loc = -1, seg = -1; bool sep = false; std::int32_t id = 0; };
+    std::vector<item> items;
     for (const auto id : ids) {
-        if (id == tok.eos_id() || id == tok.pad_id()) break;
-        if (id < 0 || static_cast<std::size_t>(id) >= tok.vocab_size()) {
-            groups.back().push_back({-2, -2, id});
-            continue;
-        }
-        item it{-1, -1, id};
+        if (id == tok.eos_id()) break;
+        if (id == tok.pad_id() || id < 0 || static_cast<std::size_t>(id) >= tok.vocab_size()) continue;
+        item it;
+        it.id = id;
         if (const auto l = tok.loc_index(id)) it.loc = *l;
         else if (const auto s = tok.seg_index(id)) it.seg = *s;
         else {
             const std::int32_t one[1] = {id};
-            const std::string piece = tok.decode(one);
-            if (piece.find(';') != std::string::npos) {
-                groups.emplace_back();
-                labels.emplace_back();
-                continue;
-            }
+            it.sep = tok.decode(one).find(';') != std::string::npos;
         }
-        groups.back().push_back(it);
+        items.push_back(it);
     }
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-        const auto& items = groups[g];
-        if (items.empty()) continue;
-        detection d;
+    const float sy = static_cast<float>(image_height) / 1023.f, sx = static_cast<float>(image_width) / 1023.f;
+    std::vector<detection> out;
+    std::size_t i = 0;
+    while (i < items.size()) {
+        if (items[i].loc < 0) { ++i; continue; }  // text before a box
         std::vector<int> locs;
-        std::vector<std::int32_t> label_ids;
-        std::size_t i = 0;
-        while (i < items.size() && items[i].loc >= 0) locs.push_back(items[i++].loc);
-        while (i < items.size() && items[i].seg >= 0) d.seg_codes.push_back(items[i++].seg);
-        for (; i < items.size(); ++i) {
-            if (items[i].loc >= 0 || items[i].seg >= 0 || items[i].loc == -2) {
-                d.problem = "location or segmentation tokens after the label";
-                continue;
-            }
-            label_ids.push_back(items[i].id);
-        }
-        d.label = tok.decode(label_ids);
-        while (!d.label.empty() && d.label.front() == ' ') d.label.erase(d.label.begin());
-        while (!d.label.empty() && d.label.back() == ' ') d.label.pop_back();
-        if (locs.size() != 4) {
+        while (i < items.size() && items[i].loc >= 0 && locs.size() < 4) locs.push_back(items[i++].loc);
+        detection d;
+        if (locs.size() < 4) {
             d.problem = "no box: expected 4 <loc> tokens, found " + std::to_string(locs.size());
         } else {
-            const float sy = static_cast<float>(image_height) / 1023.f, sx = static_cast<float>(image_width) / 1023.f;
             box b{locs[0] * sy, locs[1] * sx, locs[2] * sy, locs[3] * sx};
             if (b.y2 <= b.y1 || b.x2 <= b.x1)
-                d.problem = "no box: empty or inverted coordinates (" + std::to_string(locs[0]) + ", " + std::to_string(locs[1]) +
-                            ", " + std::to_string(locs[2]) + ", " + std::to_string(locs[3]) + ")";
+                d.problem = "no box: empty or inverted coordinates (" + std::to_string(locs[0]) + ", " + std::to_string(locs[1]) + ", " +
+                            std::to_string(locs[2]) + ", " + std::to_string(locs[3]) + ")";
             else
                 d.where = b;
         }
+        while (i < items.size() && items[i].seg >= 0) d.seg_codes.push_back(items[i++].seg);
         if (!d.seg_codes.empty() && d.seg_codes.size() != 16) {
             if (d.problem.empty()) d.problem = "no mask: expected 16 <seg> tokens, found " + std::to_string(d.seg_codes.size());
             d.seg_codes.clear();
         }
+        std::vector<std::int32_t> label;
+        while (i < items.size() && items[i].loc < 0 && items[i].seg < 0 && !items[i].sep) label.push_back(items[i++].id);
+        if (i < items.size() && items[i].sep) ++i;
+        d.label = tok.decode(label);
+        while (!d.label.empty() && d.label.front() == ' ') d.label.erase(d.label.begin());
+        while (!d.label.empty() && d.label.back() == ' ') d.label.pop_back();
         out.push_back(std::move(d));
     }
     return out;

@@ -230,4 +230,43 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
                                       type.empty() ? std::string("neither") : "model_type " + type));
 }
 
+// HF config.json for a vision tower (SiglipVisionConfig) or a T5 model (T5Config).
+inline json::value config_to_hf(const any_config& c) {
+    json::value v = json::value::make_object();
+    const auto n = [](std::size_t x) { return json::number(std::uint64_t{x}); };
+    if (c.kind == model_kind::vit) {
+        const auto& s = c.vision;
+        v.set("model_type", json::string("siglip_vision_model"));
+        v.set("hidden_size", n(s.width));
+        v.set("num_hidden_layers", n(s.depth));
+        v.set("intermediate_size", n(s.mlp));
+        v.set("num_attention_heads", n(s.heads));
+        v.set("patch_size", n(s.patch));
+        v.set("image_size", n(s.image));
+        v.set("num_channels", n(s.channels));
+        v.set("vision_use_head", json::value::make_bool(s.map_head));
+        v.set("layer_norm_eps", json::number(1e-6));
+        v.set("hidden_act", json::string("gelu_pytorch_tanh"));
+        return v;
+    }
+    if (c.kind == model_kind::t5) {
+        const auto& t = c.text;
+        v.set("model_type", json::string("t5"));
+        v.set("vocab_size", n(t.vocab));
+        v.set("d_model", n(t.d_model));
+        v.set("d_ff", n(t.d_ff));
+        v.set("num_heads", n(t.heads));
+        v.set("d_kv", n(t.d_kv));
+        v.set("num_layers", n(t.encoder_layers));
+        v.set("num_decoder_layers", n(t.decoder_layers));
+        v.set("relative_attention_num_buckets", n(t.num_buckets));
+        v.set("relative_attention_max_distance", n(t.max_distance));
+        v.set("feed_forward_proj", json::string(c.gated_ffn ? "gated-gelu" : "relu"));
+        v.set("tie_word_embeddings", json::value::make_bool(t.tied_embeddings));
+        v.set("layer_norm_epsilon", json::number(static_cast<double>(t.eps)));
+        return v;
+    }
+    throw config_error(core::describe("no HF config.json form for this model", "config_to_hf", "vit or t5", "pali3 / siglip_text"));
+}
+
 }  // namespace pali3::models

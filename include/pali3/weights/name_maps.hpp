@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/renaming_source.hpp"
 #include "pali3/weights/source.hpp"
 
@@ -237,6 +239,59 @@ private:
     const S* inner_;
     std::vector<map_rule> rules_;
 };
+
+// Writes our tensors under another naming (the reverse of a mapped_source) for maps whose layouts
+// are `same` or `reshape` (HF): fused tensors (`part`/`parts`) are concatenated in part order.
+// Layouts that need a transpose (big_vision) are refused: export those from the original tool.
+inline memory_source export_names(const memory_source& ours, const std::vector<map_rule>& rules) {
+    struct fused { std::vector<std::uint8_t> bytes; shape_t shape; dtype type = dtype::f32; std::size_t filled = 0, parts = 0; };
+    std::map<std::string, fused> pending;
+    memory_source out;
+    for (const auto& name : ours.names()) {
+        const tensor_data& t = *ours.find(name);
+        const map_rule* rule = nullptr;
+        std::string theirs;
+        for (const auto& r : rules) {
+            std::vector<std::string_view> caps;
+            if (!detail::match_pattern(r.ours, name, caps)) continue;
+            theirs = detail::substitute(r.theirs, caps);
+            if (theirs.back() == ']') continue;  // stacked layouts are read-only
+            rule = &r;
+            break;
+        }
+        if (!rule) throw format_error(core::describe("no name-map rule to export tensor", name, "a rule", "none"));
+        if (rule->how != layout::same && rule->how != layout::reshape)
+            throw format_error(core::describe("cannot export a tensor whose layout changes", name + " -> " + theirs,
+                                              "same or reshape layout", map_detail::layout_name(rule->how)));
+        if (!rule->parts) {
+            out.add_data(theirs, t);
+            continue;
+        }
+        auto& f = pending[theirs];
+        const std::size_t bytes = t.size() * dtype_size(t.type);
+        if (f.parts == 0) {
+            f.parts = rule->parts;
+            f.type = t.type;
+            f.shape = t.shape;
+            f.shape[0] *= rule->parts;
+            f.bytes.resize(bytes * rule->parts);
+        }
+        std::memcpy(f.bytes.data() + rule->part * bytes, t.data, bytes);
+        if (++f.filled == f.parts) {
+            auto buf = std::make_shared<std::vector<std::uint8_t>>(std::move(f.bytes));
+            tensor_data d;
+            d.type = f.type;
+            d.shape = f.shape;
+            d.data = buf->data();
+            d.owner = std::move(buf);
+            out.add_data(theirs, std::move(d));
+        }
+    }
+    for (const auto& [name, f] : pending)
+        if (f.filled != f.parts)
+            throw format_error(core::describe("fused tensor incomplete on export", name, std::to_string(f.parts) + " parts", f.filled));
+    return out;
+}
 
 // ---- the maps -------------------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end checks of the `pali3` command line on files it writes itself:
+#   make-demo -> inspect / caption / vqa / detect / segment / generate / dump / bench,
+#   init -> convert to HF names (+ config.json) -> the same activations from either file,
+#   and the error paths (exit code 1 and a message naming the problem, never a crash).
+# usage: run.sh PALI3_BINARY SOURCE_DIR WORK_DIR
+set -uo pipefail
+P=$1; SRC=$2; W=$3
+rm -rf "$W"; mkdir -p "$W"
+IMG=$SRC/examples/data/sample.png
+fails=0
+ok()   { echo "ok: $*"; }
+bad()  { echo "FAIL: $*"; fails=$((fails + 1)); }
+# expect CODE PATTERN -- command...: exit status CODE and PATTERN in stdout+stderr
+expect() {
+  local code=$1 pattern=$2; shift 3
+  local out; out=$("$@" 2>&1); local rc=$?
+  if [[ $rc -ne $code ]]; then bad "exit $rc (wanted $code): $*"; echo "$out" | tail -5; return; fi
+  if ! grep -qE -- "$pattern" <<<"$out"; then bad "no /$pattern/ in output of: $*"; echo "$out" | tail -5; return; fi
+  ok "$* -> $code /$pattern/"
+}
+
+D=$W/demo
+F=(--weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model")
+expect 0 "RANDOM weights" -- "$P" make-demo "$D"
+expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$D/model.safetensors" --quiet
+expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 8
+expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 8 --dtype bf16 --threads 1
+expect 0 "prompt: \"answer en what is this\?\"" -- "$P" vqa "$IMG" "what is this?" "${F[@]}" --max-new-tokens 8 --beam 3
+expect 0 "overlay: " -- "$P" detect "$IMG" "house ; tree" "${F[@]}" --max-new-tokens 12 --out "$W/detect.png"
+expect 0 "overlay: " -- "$P" segment "$IMG" house "${F[@]}" --vqvae "$D/vae.npz" --max-new-tokens 12 --out "$W/segment.png"
+expect 0 "ids:" -- "$P" generate "$IMG" "caption en" "${F[@]}" --max-new-tokens 4
+expect 0 "wrote [0-9]+ activations" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model" --out "$W/act"
+expect 0 "decode step" -- "$P" bench --weights "$D/model.safetensors" --steps 2 --dtype f32
+expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2
+
+# One tower alone, in HF names with config.json beside it: same activations as from our file.
+mkdir -p "$W/hfv" "$W/hft" "$W/hft10"
+expect 0 "wrote" -- "$P" init "$W/vit.safetensors" --preset "vit:Ti/16@48" --seed 3
+expect 0 "converted" -- "$P" convert "$W/vit.safetensors" "$W/hfv/model.safetensors" --naming hf
+expect 0 "naming: HF SigLIP" -- "$P" inspect "$W/hfv/model.safetensors" --quiet
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/vit.safetensors" --out "$W/dv_ours"
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_hf"
+if diff -rq "$W/dv_ours" "$W/dv_hf" >/dev/null; then ok "vision activations identical (ours vs HF names)"; else bad "vision activations differ"; fi
+cp "$W/dv_ours/pixels.npy" "$W/pixels.npy"
+expect 0 "wrote" -- "$P" dump --pixels "$W/pixels.npy" --weights "$W/hfv/model.safetensors" --out "$W/dv_npy"
+if cmp -s "$W/dv_npy/pooled.npy" "$W/dv_hf/pooled.npy"; then ok "preprocessed .npy input gives the same embedding"; else bad "pixels.npy path differs"; fi
+expect 0 "image embedding" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors"
+cat > "$W/t5cfg.json" <<'JSON'
+{"model":"t5","text":{"vocab":101,"d_model":32,"d_ff":48,"heads":4,"d_kv":8,"encoder_layers":2,"decoder_layers":2,"ffn":"gated_gelu"}}
+JSON
+sed 's/gated_gelu/relu","tied_embeddings":true,"x":"/' "$W/t5cfg.json" > "$W/t5cfg10.json"
+for v in "" 10; do
+  expect 0 "wrote" -- "$P" init "$W/t5$v.safetensors" --config "$W/t5cfg$v.json" --seed 4
+  expect 0 "converted" -- "$P" convert "$W/t5$v.safetensors" "$W/hft$v/model.safetensors" --naming hf
+  expect 0 "wrote" -- "$P" dump --weights "$W/t5$v.safetensors" --encoder-ids 5,6,7,8,9 --decoder-ids 0,3,4 --out "$W/dt_ours$v"
+  expect 0 "wrote" -- "$P" dump --weights "$W/hft$v/model.safetensors" --encoder-ids 5,6,7,8,9 --decoder-ids 0,3,4 --out "$W/dt_hf$v"
+  if diff -rq "$W/dt_ours$v" "$W/dt_hf$v" >/dev/null && [[ -f "$W/dt_hf$v/logits.npy" ]]; then ok "T5$v activations identical"; else bad "T5$v activations differ"; fi
+done
+
+# Errors: exit 1 with a message that names the problem.
+printf 'garbage' > "$W/bad.safetensors"
+printf 'not an image' > "$W/bad.png"
+expect 1 "truncated safetensors|header" -- "$P" inspect "$W/bad.safetensors"
+expect 1 "cannot read image header" -- "$P" caption "$W/bad.png" "${F[@]}"
+expect 1 "cannot open image" -- "$P" caption "$W/missing.png" "${F[@]}"
+expect 1 "unknown flag for this command \(at --colour\)" -- "$P" caption "$IMG" "${F[@]}" --colour red
+expect 1 "prompt too long" -- "$P" vqa "$IMG" "$(printf 'what %.0s' {1..100})" "${F[@]}"
+expect 1 "not valid UTF-8" -- "$P" vqa "$IMG" $'caf\xff' "${F[@]}"
+expect 1 "tokenizer larger than the model" -- "$P" caption "$IMG" --weights "$W/vit.safetensors" --tokenizer "$D/tokenizer.model" --preset pali3_tiny
+expect 1 "cannot load sentencepiece model" -- "$P" caption "$IMG" --weights "$D/model.safetensors" --tokenizer "$W/bad.png"
+expect 1 "unknown preset" -- "$P" bench --preset pali3_9b
+expect 1 "missing flag \(at --vqvae\)" -- "$P" segment "$IMG" house "${F[@]}"
+expect 1 "bad token id" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids 1,x --out "$W/x"
+expect 1 "encoder id out of range" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids 1,1000 --out "$W/x"
+expect 2 "present with a wrong shape or dtype: [1-9]" -- "$P" inspect "$W/vit.safetensors" --preset "vit:S/16@48" --quiet
+expect 1 "unknown command" -- "$P" frobnicate
+
+echo "$fails failure(s)"
+exit $((fails > 0))
