@@ -17,6 +17,7 @@ ctest --test-dir build/gcc -j "$jobs" --output-on-failure
 build/gcc/bench/pali3_bench --benchmark_min_time=0.01 \
   --benchmark_filter='softmax|layer_norm|rms_norm|gelu|gemm_f32/64/|vit_block/B16' >/dev/null
 build/gcc/examples/pali3_compose_variant >/dev/null
+build/gcc/examples/pali3_siglip_train 100 >/dev/null
 
 echo "== clang++ -Werror, ASan + UBSan =="
 cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -24,7 +25,7 @@ cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF -DPALI3_FUZZ=ON >/dev/null
 cmake --build build/clang-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build/clang-asan -j "$jobs" --output-on-failure -LE consumer
+  ctest --test-dir build/clang-asan -j "$jobs" --output-on-failure -LE 'consumer|mpi'
 # Fuzz each checkpoint reader for a while from the committed seeds (docs/weights.md: longer runs).
 for f in safetensors npz; do
   mkdir -p "build/clang-asan/fuzz/corpus_$f"
