@@ -78,6 +78,9 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     // f32 accumulation over k <= 1031 terms of O(1) products: NMSE ~ k * 2^-48, far below 1e-9.
     // The reference uses the same (rounded) stored weights, so the bound holds for bf16 and f16.
     const double bound = 1e-9;
+    // The exact-f32 path for every storage (bf16 weights otherwise take AMX where available: below).
+    const bool amx_on = amx::enabled();
+    amx::set_enabled(false);
     const gemm_tiling<default_arch> defaults{};
     gemm_tiling<default_arch> small{};
     small.kc = 16;
@@ -91,6 +94,29 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
             check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, small, bound);
         }
     }
+    amx::set_enabled(amx_on);
+}
+
+TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "[kernels][gemm][amx]") {
+    if (!amx::available()) {
+        WARN("AMX tiles are not available on this CPU/kernel (or PALI3_NO_AMX is set): the AMX path is not exercised");
+        return;
+    }
+    amx::set_enabled(true);
+    // A is rounded to bf16 (relative error 2^-9 per element): NMSE ~ 4e-6 for random data.
+    const double bound = 2e-5;
+    const gemm_tiling<default_arch> defaults{};
+    for (const auto& p : shapes) {
+        for (auto layout : {weight_layout::nk, weight_layout::kn}) {
+            check_gemm<bf16>(p, layout, epilogue<>{}, false, false, defaults, bound);
+            check_gemm<bf16>(p, layout, epilogue<act::gelu_tanh>{}, true, true, defaults, bound);
+            check_gemm<bf16>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, false, defaults, bound);
+            check_gemm<bf16>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, defaults, bound);
+        }
+    }
+    // Shapes past the 512-row and 256-column blocks, odd k.
+    check_gemm<bf16>({600, 300, 77}, weight_layout::nk, epilogue<act::relu>{}, true, true, defaults, bound);
+    check_gemm<bf16>({45, 530, 1000}, weight_layout::kn, epilogue<>{nullptr, 1.f, true}, true, true, defaults, bound);
 }
 
 TEST_CASE("bf16 weights against the f32 weights they were rounded from", "[kernels][gemm]") {

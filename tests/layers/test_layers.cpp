@@ -104,7 +104,7 @@ TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", flo
         for (auto& v : h) v = kernels::ref::gelu_tanh(v);
         auto expect = dense(h, rows, w2, &b2, hidden, width);
         for (std::size_t i = 0; i < expect.size(); ++i) expect[i] += y0[i];
-        CHECK(test::nmse(y, expect) < 1e-10);
+        CHECK(test::nmse(y, expect) < test::bound_for<TestType>(1e-10));
     }
     {
         gated_mlp<kernels::act::gelu_tanh, TestType> g({width, hidden, false}, weights::cursor(seeded, "g"));
@@ -115,7 +115,7 @@ TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", flo
         auto u = dense(to_double(x), rows, wi1, nullptr, width, hidden);
         for (std::size_t i = 0; i < u.size(); ++i) u[i] *= kernels::ref::gelu_tanh(a[i]);
         const auto expect = dense(u, rows, wo, nullptr, hidden, width);
-        CHECK(test::nmse(y, expect) < 1e-10);
+        CHECK(test::nmse(y, expect) < test::bound_for<TestType>(1e-10));
     }
 }
 
@@ -312,7 +312,7 @@ TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
     REQUIRE(y.shape()[1] == 9);
     const auto w = weight_of(lin, "weight");
     const auto expect = dense(to_double(xv), 5, w, nullptr, 13, 9);
-    CHECK(test::nmse(y, expect) < 1e-12);
+    CHECK(test::nmse(y, expect) < test::bound_for<bf16>(1e-12));
     tensor<2> bad = xt::zeros<float>(std::array<std::size_t, 2>{5, 12});
     CHECK_THROWS_WITH(lin(bad), "linear input width (at linear): expected 13, found 12");
     CHECK_THROWS_AS(linear<>({0, 4, true}), config_error);

@@ -50,7 +50,7 @@ TEMPLATE_TEST_CASE("patch embedding equals a strided convolution", "[layers][vis
     std::vector<float> a(expect.size()), b(expect.size());
     pe.forward(nchw.data(), batch, h, w, image_layout::nchw, a.data(), ws);
     pe.forward(nhwc.data(), batch, h, w, image_layout::nhwc, b.data(), ws);
-    CHECK(test::nmse(a, expect) < 1e-12);
+    CHECK(test::nmse(a, expect) < test::bound_for<TestType>(1e-12));
     CHECK(a == b);
     CHECK_THROWS_WITH(pe.grid(16, 20), "image size is not a multiple of the patch size (at patch_embedding): expected sides divisible by 5, found 16 x 20");
 }

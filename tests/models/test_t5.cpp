@@ -78,7 +78,12 @@ TEST_CASE("T5 v1.1 decoding: KV cache equals recomputation, batch equals single"
 }
 
 TEST_CASE("T5 v1.0 (ReLU, tied embeddings) decoding", "[models][t5]") {
+    // KV-cache exactness is checked on the f32 compute path: with AMX the multi-token pass rounds
+    // activations to bf16 while single-token steps (GEMV) do not, a ~1e-3 difference by design.
+    const bool amx_on = kernels::amx::enabled();
+    kernels::amx::set_enabled(false);
     check_decoding<t5_v10<bf16>>(true);
+    kernels::amx::set_enabled(amx_on);
     CHECK(layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(true))) ==
           layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(false))) - 97u * 32);
     CHECK_THROWS_AS(t5_v11<>(t5_config{97, 30, 56, 4, 0, 2, 2}), config_error);

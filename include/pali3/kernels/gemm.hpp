@@ -1,5 +1,6 @@
 // Packed, cache-blocked GEMM: C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C], A f32, W in f32,
-// bf16 or f16 (either layout, see matrix.hpp), f32 accumulation.
+// bf16 or f16 (either layout, see matrix.hpp), f32 accumulation. bf16 weights take the AMX tile
+// path (amx.hpp) when the CPU and kernel allow it.
 //
 // Structure (BLIS-like, with the operands' roles swapped for row-major C):
 //   pc: k in blocks of kc     - all rows of A packed once per k block (mr-row panels)
@@ -23,6 +24,7 @@
 #include <utility>
 
 #include "pali3/core/threading.hpp"
+#include "pali3/kernels/amx.hpp"
 #include "pali3/kernels/gemv.hpp"
 #include "pali3/kernels/elementwise.hpp"
 #include "pali3/kernels/matrix.hpp"
@@ -339,6 +341,9 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     detail::check_operands("gemm", m, lda, w, a, c, ldc);
     if (m == 0) return;
     if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
+    // bf16 weights on a CPU with AMX tiles: the TMUL path (amx.hpp; A rounded to bf16).
+    if constexpr (std::is_same_v<T, bf16>)
+        if (amx::enabled()) return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec);
     using tiling_t = gemm_tiling<Arch>;
     if (tiling.kc == 0 || tiling.nc == 0)
         throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));

@@ -1,0 +1,286 @@
+// bf16 GEMM on Intel AMX tiles (TMUL `tdpbf16ps`), picked at run time.
+//
+// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] for bf16 weights W; A is rounded to bf16 on
+// packing (round to nearest even), products are summed in f32 inside the tiles, the epilogue runs
+// in f32. Relative error against an f64 reference is ~1e-3 (bf16 inputs), so this path is only
+// taken for bf16 weights: f32 models keep the exact-f32 xsimd GEMM.
+//
+// Tiles: 4 accumulators (2 x 2 blocks of 16 x 16 f32 = a 32 x 32 block of C), 2 A tiles (16 rows x
+// 32 bf16 of k), 2 W tiles (16 k-pairs x 16 columns x 2, the "VNNI" layout). A is packed once per
+// 512-row block, W once per 256-column block, both zero-padded to whole tiles; k is never split,
+// so C is summed in one order for any thread count (threads split n on 32-column boundaries).
+//
+// Availability: CPUID (AMX-TILE, AMX-BF16, AVX512-BF16) and the Linux permission request for the
+// tile state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); if either fails — older CPU,
+// older kernel, or PALI3_NO_AMX=1 in the environment — `amx::enabled()` is false and callers use
+// the portable path. Compiles on any x86-64 compiler that knows the AMX intrinsics (function-level
+// target attributes: no global -mamx flags); elsewhere it compiles to "not available".
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "pali3/core/storage.hpp"
+#include "pali3/core/threading.hpp"
+#include "pali3/kernels/activation.hpp"
+#include "pali3/kernels/matrix.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PALI3_NO_AMX)
+#define PALI3_HAVE_AMX_CODE 1
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define PALI3_HAVE_AMX_CODE 0
+#endif
+
+namespace pali3::kernels::amx {
+
+namespace detail {
+inline std::atomic<int>& state() {  // -1 unknown, 0 off, 1 on
+    static std::atomic<int> s{-1};
+    return s;
+}
+
+inline bool probe() {
+#if PALI3_HAVE_AMX_CODE
+    if (const char* env = std::getenv("PALI3_NO_AMX"); env && *env && *env != '0') return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool tile = (d >> 24) & 1, bf16_tiles = (d >> 22) & 1;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    const bool avx512_bf16 = (a >> 5) & 1;
+    if (!tile || !bf16_tiles || !avx512_bf16) return false;
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
+#else
+    return false;
+#endif
+}
+}  // namespace detail
+
+// True when the AMX bf16 path can run in this process (probed once, thread-safe).
+inline bool available() {
+    static const bool ok = detail::probe();
+    return ok;
+}
+
+// Whether bf16 GEMMs take the AMX path: available() unless switched off with set_enabled(false)
+// (benchmarks and tests compare both paths).
+inline bool enabled() {
+    int s = detail::state().load(std::memory_order_relaxed);
+    if (s < 0) {
+        s = available() ? 1 : 0;
+        detail::state().store(s, std::memory_order_relaxed);
+    }
+    return s == 1;
+}
+inline void set_enabled(bool on) { detail::state().store(on && available() ? 1 : 0, std::memory_order_relaxed); }
+
+#if PALI3_HAVE_AMX_CODE
+
+namespace detail {
+
+inline constexpr std::size_t mc = 512, nc = 256;
+
+#define PALI3_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
+struct alignas(64) tile_config {
+    std::uint8_t palette = 1, start_row = 0;
+    std::uint8_t reserved[14] = {};
+    std::uint16_t colsb[16] = {};
+    std::uint8_t rows[16] = {};
+};
+
+// rows x kp bf16 (kp = k rounded up to 32), zero padded; rows rounded up to 32.
+PALI3_AMX_TARGET inline void pack_a(const float* a, std::size_t lda, std::size_t rows, std::size_t k, std::size_t kp,
+                                    std::uint16_t* out) {
+    const std::size_t rp = (rows + 31) / 32 * 32;
+    for (std::size_t i = 0; i < rp; ++i) {
+        std::uint16_t* dst = out + i * kp;
+        if (i >= rows) {
+            std::memset(dst, 0, kp * 2);
+            continue;
+        }
+        const float* src = a + i * lda;
+        std::size_t p = 0;
+        for (; p + 32 <= k; p += 32) {
+            const __m512 lo = _mm512_loadu_ps(src + p), hi = _mm512_loadu_ps(src + p + 16);
+            _mm512_storeu_si512(dst + p, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+        for (; p < k; ++p) dst[p] = to_bf16(src[p]).bits;
+        for (; p < kp; ++p) dst[p] = 0;
+    }
+}
+
+// 16 rows of 16 32-bit elements (`src` rows `lds` elements apart) -> transposed into 16 rows of 16
+// (dst rows contiguous). For bf16 pairs this turns (n, k) storage into the VNNI tile layout.
+PALI3_AMX_TARGET inline void transpose_u32_16x16(const std::uint32_t* src, std::size_t lds, std::uint32_t* dst) {
+    __m512 r[16], t[16];
+    for (int j = 0; j < 16; ++j) r[j] = _mm512_castsi512_ps(_mm512_loadu_si512(src + j * lds));
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int q = 0; q < 4; ++q) {
+        const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+        r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+        const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+        _mm512_storeu_si512(dst + (0 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s0, s2, 0x88)));
+        _mm512_storeu_si512(dst + (4 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s0, s2, 0xdd)));
+        _mm512_storeu_si512(dst + (8 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0x88)));
+        _mm512_storeu_si512(dst + (12 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0xdd)));
+    }
+}
+
+// Columns [j0, j0 + cols) of W, all of k, in VNNI order: for each 16-column panel, kp/2 rows of
+// 16 x (k even, k odd) pairs. Zero padded to 16 columns and kp.
+PALI3_AMX_TARGET inline void pack_w(const weight_ref<bf16>& w, std::size_t j0, std::size_t cols, std::size_t kp, std::uint16_t* out) {
+    const std::size_t panels = (cols + 15) / 16;
+    for (std::size_t pnl = 0; pnl < panels; ++pnl) {
+        std::uint16_t* dst = out + pnl * kp * 16;
+        std::size_t p_done = 0;
+        // Whole 16-column panels of (n, k) storage with an even row stride: 16x16 transposes of
+        // bf16 pairs, 32 k at a time.
+        if (w.layout == weight_layout::nk && pnl * 16 + 16 <= cols && w.ld % 2 == 0 &&
+            reinterpret_cast<std::uintptr_t>(w.data) % 4 == 0) {
+            const auto* base = reinterpret_cast<const std::uint32_t*>(w.data + (j0 + pnl * 16) * w.ld);
+            for (; p_done + 32 <= w.k; p_done += 32)
+                transpose_u32_16x16(base + p_done / 2, w.ld / 2, reinterpret_cast<std::uint32_t*>(dst + (p_done / 2) * 32));
+        }
+        for (std::size_t jj = 0; jj < 16; ++jj) {
+            const std::size_t j = pnl * 16 + jj;
+            if (j >= cols) {
+                for (std::size_t p = p_done; p < kp; ++p) dst[(p / 2) * 32 + jj * 2 + (p & 1)] = 0;
+                continue;
+            }
+            if (w.layout == weight_layout::nk) {
+                const bf16* row = w.data + (j0 + j) * w.ld;
+                for (std::size_t p = p_done; p < w.k; ++p) dst[(p / 2) * 32 + jj * 2 + (p & 1)] = row[p].bits;
+            } else {
+                for (std::size_t p = p_done; p < w.k; ++p) dst[(p / 2) * 32 + jj * 2 + (p & 1)] = w.data[p * w.ld + j0 + j].bits;
+            }
+            for (std::size_t p = std::max(w.k, p_done); p < kp; ++p) dst[(p / 2) * 32 + jj * 2 + (p & 1)] = 0;
+        }
+    }
+}
+
+// acc (32 x 32 f32) = A rows [0, 32) . W panel pair, over all of kp.
+PALI3_AMX_TARGET inline void tile_block(const std::uint16_t* a, std::size_t kp, const std::uint16_t* w0, const std::uint16_t* w1,
+                                        float* acc) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const std::size_t a_stride = kp * 2;
+    for (std::size_t p = 0; p < kp; p += 32) {
+        _tile_loadd(4, a + p, a_stride);
+        _tile_loadd(5, a + 16 * kp + p, a_stride);
+        _tile_loadd(6, w0 + (p / 2) * 32, 64);
+        _tile_loadd(7, w1 + (p / 2) * 32, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+    _tile_stored(2, acc + 16 * 32, 128);
+    _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
+
+PALI3_AMX_TARGET inline void configure() {
+    tile_config cfg;
+    for (int t = 0; t < 8; ++t) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+PALI3_AMX_TARGET inline void release() { _tile_release(); }
+
+#undef PALI3_AMX_TARGET
+
+template <class Act>
+void finish(const float* acc, std::size_t rows, std::size_t cols, float* c, std::size_t ldc, const float* bias, const epilogue<Act>& ep) {
+    for (std::size_t i = 0; i < rows; ++i) {
+        float tmp[32];
+        for (std::size_t j = 0; j < cols; ++j) tmp[j] = ep.alpha * acc[i * 32 + j] + (bias ? bias[j] : 0.f);
+        if constexpr (!Act::is_identity) apply_activation<Act>(tmp, cols);
+        float* crow = c + i * ldc;
+        if (ep.accumulate)
+            for (std::size_t j = 0; j < cols; ++j) crow[j] += tmp[j];
+        else
+            std::memcpy(crow, tmp, cols * sizeof(float));
+    }
+}
+
+// Columns [n0, n1) of C, all rows.
+template <class Act>
+void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
+                  const epilogue<Act>& ep, std::size_t n0, std::size_t n1) {
+    const std::size_t kp = (w.k + 31) / 32 * 32;
+    thread_local std::vector<std::uint16_t> ap, wp;
+    ap.resize(std::min((m + 31) / 32 * 32, mc) * kp);
+    wp.resize((nc / 16) * kp * 16);
+    alignas(64) float acc[32 * 32];
+    configure();
+    for (std::size_t i0 = 0; i0 < m; i0 += mc) {
+        const std::size_t rows = std::min(mc, m - i0);
+        pack_a(a + i0 * lda, lda, rows, w.k, kp, ap.data());
+        for (std::size_t jc = n0; jc < n1; jc += nc) {
+            const std::size_t cols = std::min(nc, n1 - jc);
+            pack_w(w, jc, cols, kp, wp.data());
+            for (std::size_t jr = 0; jr < cols; jr += 32) {
+                const std::uint16_t* w0 = wp.data() + (jr / 16) * kp * 16;
+                const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
+                const std::size_t bc = std::min<std::size_t>(32, cols - jr);
+                for (std::size_t ir = 0; ir < rows; ir += 32) {
+                    tile_block(ap.data() + ir * kp, kp, w0, w1, acc);
+                    finish(acc, std::min<std::size_t>(32, rows - ir), bc, c + (i0 + ir) * ldc + jc + jr, ldc,
+                           ep.bias ? ep.bias + jc + jr : nullptr, ep);
+                }
+            }
+        }
+    }
+    release();
+}
+
+}  // namespace detail
+
+// The AMX GEMM; requires enabled(). Threads split n on 32-column boundaries.
+template <class Act, core::executor E>
+void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
+               const epilogue<Act>& ep, E& exec) {
+    const std::size_t panels = (w.n + 31) / 32;
+    const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), panels));
+    exec.run(parts, [&](std::size_t t) {
+        const core::range r = core::split(w.n, parts, t, 32);
+        if (r.begin < r.end) detail::gemm_columns(m, a, lda, w, c, ldc, ep, r.begin, r.end);
+    });
+}
+
+#else
+
+template <class Act, core::executor E>
+void gemm_bf16(std::size_t, const float*, std::size_t, const weight_ref<bf16>&, float*, std::size_t, const epilogue<Act>&, E&) {
+    throw error("amx::gemm_bf16: AMX code is not compiled in on this platform");
+}
+
+#endif
+
+}  // namespace pali3::kernels::amx
