@@ -48,9 +48,12 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
         for (std::int64_t t : {1, 2}) b->Args({s[0], s[1], s[2], t});
 }
 
-template <class T, weight_layout L>
+template <class T, weight_layout L, bool AMX = true>
 void bm_gemm(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
+    // gemm_bf16 takes the AMX path where available; gemm_bf16_xsimd is the same call without it.
+    const bool amx_on = amx::enabled();
+    if constexpr (!AMX) amx::set_enabled(false);
     const auto a = random_floats(m * k, 1);
     const auto wf = random_floats(n * k, 2);
     std::vector<T> w(wf.size());
@@ -66,6 +69,8 @@ void bm_gemm(benchmark::State& state) {
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
     }
+    amx::set_enabled(amx_on);
+    if (std::is_same_v<T, bf16>) state.SetLabel(AMX && amx::enabled() ? "AMX" : "xsimd");
     set_gflops(state, 2.0 * m * n * k);
 }
 
@@ -217,6 +222,7 @@ void bm_convert_bf16(benchmark::State& state) {
 BENCHMARK(bm_gemm<float, weight_layout::nk>)->Name("gemm_f32")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<float, weight_layout::kn>)->Name("gemm_f32_kn")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk>)->Name("gemm_bf16")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();
