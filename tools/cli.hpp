@@ -128,6 +128,14 @@ inline models::any_config preset(const std::string& name) {
         c.vision.map_head = true;
         return c;
     }
+    if (name.rfind("siglip:", 0) == 0) {  // siglip:B/16[@RES]: both towers, text as big_vision's "same size"
+        any_config v = preset("vit:" + name.substr(7));
+        v.kind = model_kind::siglip;
+        const auto& w = v.vision;
+        v.siglip_text = {32000, w.width, w.depth, w.mlp, w.heads, 64, 0};
+        check(siglip_config{v.vision, v.siglip_text});
+        return v;
+    }
     const std::pair<const char*, t5_config> t5s[] = {{"t5_small", t5_sizes::small()}, {"t5_base", t5_sizes::base()},
                                                      {"t5_large", t5_sizes::large()}, {"t5_xl", t5_sizes::xl()},
                                                      {"mt5_xl", t5_sizes::xl(t5_sizes::mt5_vocab)}};
@@ -138,7 +146,7 @@ inline models::any_config preset(const std::string& name) {
             return c;
         }
     throw config_error(core::describe("unknown preset", name,
-                                      "pali3_5b, pali3_5b_812, pali3_5b_1064, pali3_tiny, vit:SIZE/PATCH[@RES], t5_small..t5_xl, mt5_xl",
+                                      "pali3_5b, pali3_5b_812, pali3_5b_1064, pali3_tiny, vit:SIZE/PATCH[@RES], siglip:SIZE/PATCH[@RES], t5_small..t5_xl, mt5_xl",
                                       name));
 }
 
@@ -148,6 +156,7 @@ inline std::string kind_name(models::model_kind k) {
         case models::model_kind::t5: return "t5";
         case models::model_kind::pali3: return "pali3";
         case models::model_kind::siglip_text: return "siglip_text";
+        case models::model_kind::siglip: return "siglip";
     }
     return "?";
 }

@@ -527,7 +527,7 @@ inline int dump(int argc, char** argv) {
 
 inline int embed(int argc, char** argv) {
     args a(argc, argv, 2, {"antialias"});
-    const std::string w = a.get("weights");
+    const std::string w = a.get("weights"), texts = a.get("texts"), tok_path = a.get("tokenizer");
     const std::size_t threads = a.get_size("threads", 2);
     if (w.empty()) throw value_error(core::describe("missing flag", "--weights", "a SigLIP checkpoint", "none"));
     if (a.positional().empty() && !a.has("pixels")) throw value_error(core::describe("no image", "pali3 embed", "IMAGE or --pixels X.npy", "neither"));
@@ -536,22 +536,30 @@ inline int embed(int argc, char** argv) {
     const auto found = find_config(a, &ckpt);
     const bool antialias = a.has("antialias");
     a.check_all_used();
-    if (!found || found->config.kind != models::model_kind::vit)
-        throw config_error(core::describe("embed needs a vision tower config", w, "a SigLIP vision config (config.json, --preset vit:...)",
+    if (!found || (found->config.kind != models::model_kind::vit && found->config.kind != models::model_kind::siglip))
+        throw config_error(core::describe("embed needs a SigLIP config", w, "a SigLIP vision or SiglipModel config (config.json, --preset vit:/siglip:)",
                                           found ? kind_name(found->config.kind) : std::string("none")));
+    const bool pair = found->config.kind == models::model_kind::siglip;
+    if (!texts.empty() && !pair)
+        throw config_error(core::describe("--texts needs both SigLIP towers", w, "a SiglipModel checkpoint (vision_model + text_model)", "a vision tower alone"));
+    if (!texts.empty() && tok_path.empty()) throw value_error(core::describe("missing flag", "--tokenizer", "the SigLIP text tokenizer", "none"));
     timings tm;
     stopwatch sw;
     const auto& cfg = found->config.vision;
-    const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), "vit"));
-    const models::vision_tower<float> tower(cfg, weights::cursor(src));
+    const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), kind_name(found->config.kind)));
+    std::optional<models::siglip_model<float>> both;
+    std::optional<models::vision_tower<float>> alone;
+    if (pair) both.emplace(models::siglip_config{cfg, found->config.siglip_text}, weights::cursor(src));
+    else alone.emplace(cfg, weights::cursor(src));
+    const models::vision_tower<float>& tower = pair ? both->vision() : *alone;
     tm.add("load", sw.ms());
+    if (!cfg.map_head) throw config_error(core::describe("embed needs the MAP head", w, "vision_use_head / map_head true", "no head"));
     const auto px = load_pixels(image, cfg.image, antialias);
     sw.reset();
     core::thread_pool pool(threads);
     core::workspace ws(tower.workspace_floats(1));
     std::vector<float> tokens(cfg.tokens() * cfg.width), pooled(cfg.width);
     tower.forward(px.data(), 1, layers::image_layout::nchw, tokens.data(), ws, pool);
-    if (!cfg.map_head) throw config_error(core::describe("embed needs the MAP head", w, "vision_use_head / map_head true", "no head"));
     tower.pool(tokens.data(), 1, pooled.data(), ws, pool);
     tm.add("vision forward", sw.ms());
     double norm = 0;
@@ -559,6 +567,36 @@ inline int embed(int argc, char** argv) {
     std::printf("image embedding (%zu values, L2 norm %.4f):", pooled.size(), std::sqrt(norm));
     for (std::size_t i = 0; i < std::min<std::size_t>(8, pooled.size()); ++i) std::printf(" %.5f", pooled[i]);
     std::printf(" ...\n");
+    if (!texts.empty()) {
+        sw.reset();
+        const auto tok = text::tokenizer::load(tok_path);
+        const auto& tc = found->config.siglip_text;
+        std::vector<std::string> labels;
+        for (std::size_t p = 0; p <= texts.size();) {
+            const auto bar = texts.find('|', p);
+            labels.push_back(texts.substr(p, bar == std::string::npos ? std::string::npos : bar - p));
+            if (bar == std::string::npos) break;
+            p = bar + 1;
+        }
+        std::vector<std::int32_t> ids(labels.size() * tc.max_len, tok.pad_id());
+        for (std::size_t i = 0; i < labels.size(); ++i) {
+            const auto t = tok.encode(labels[i]);  // SigLIP pads every text to max_len (HF: padding="max_length")
+            if (t.size() > tc.max_len)
+                throw value_error(core::describe("text too long for the SigLIP text tower", "\"" + labels[i] + "\"",
+                                                 "<= " + std::to_string(tc.max_len) + " tokens", t.size()));
+            for (const auto id : t)
+                if (static_cast<std::size_t>(id) >= tc.vocab)
+                    throw config_error(core::describe("tokenizer id beyond the text tower's vocabulary", tok_path, "< " + std::to_string(tc.vocab), id));
+            std::copy(t.begin(), t.end(), ids.begin() + static_cast<std::ptrdiff_t>(i * tc.max_len));
+        }
+        core::workspace tws(both->text().workspace_floats(labels.size()));
+        std::vector<float> temb(labels.size() * tc.out_dim());
+        both->text().forward(ids.data(), labels.size(), temb.data(), tws, pool);
+        const auto probs = models::contrastive_scores(pooled.data(), 1, temb.data(), labels.size(), tc.out_dim(), both->log_t(), both->bias());
+        tm.add("text forward + scores", sw.ms());
+        std::printf("zero-shot (t = %.3f, b = %.3f):\n", std::exp(both->log_t()), both->bias());
+        for (std::size_t i = 0; i < labels.size(); ++i) std::printf("  %.4f  %s\n", probs[i], labels[i].c_str());
+    }
     tm.print();
     return 0;
 }
@@ -650,6 +688,7 @@ weights::memory_source load_and_save(const models::any_config& c, const Source& 
             break;
         case models::model_kind::pali3: save(models::pali3_model<S>(c.pali, weights::cursor(src))); break;
         case models::model_kind::siglip_text: save(models::text_tower<S>(c.siglip_text, weights::cursor(src))); break;
+        case models::model_kind::siglip: save(models::siglip_model<S>({c.vision, c.siglip_text}, weights::cursor(src))); break;
     }
     return out;
 }
@@ -660,6 +699,7 @@ inline std::vector<weights::map_rule> export_rules(const models::any_config& c) 
         case models::model_kind::t5: return weights::name_maps::hf_t5();
         case models::model_kind::pali3: return weights::name_maps::hf_pali3();
         case models::model_kind::siglip_text: return weights::name_maps::hf_siglip_text();
+        case models::model_kind::siglip: return weights::name_maps::hf_siglip();
     }
     return {};
 }
@@ -671,7 +711,7 @@ inline void write_named(const std::string& out, const weights::memory_source& ou
     } else if (naming == "hf") {
         const auto theirs = weights::export_names(ours, export_rules(c));
         weights::write_safetensors(out, theirs, {{"format", "pt"}});
-        if (c.kind == models::model_kind::vit || c.kind == models::model_kind::t5) {
+        if (c.kind == models::model_kind::vit || c.kind == models::model_kind::t5 || c.kind == models::model_kind::siglip) {
             const auto dir = std::filesystem::path(out).parent_path();
             weights::write_file((dir / "config.json").string(), json::dump(models::config_to_hf(c)));
         }

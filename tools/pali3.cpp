@@ -36,6 +36,10 @@ std::vector<layers::param_info> expected_parameters(const models::any_config& c)
             text_tower<bf16> m(c.siglip_text);
             return layers::parameters(m);
         }
+        case model_kind::siglip: {
+            siglip_model<bf16> m({c.vision, c.siglip_text});
+            return layers::parameters(m);
+        }
     }
     return {};
 }
@@ -127,7 +131,7 @@ void usage() {
         "  detect IMAGE THING --weights W --tokenizer T [--out overlay.png]\n"
         "  segment IMAGE THING --weights W --tokenizer T [--vqvae V] [--out overlay.png]\n"
         "  generate IMAGE PROMPT --weights W --tokenizer T   (any prompt, raw tokens shown)\n"
-        "  embed IMAGE --weights W [--texts a,b,c --text-weights W2 --tokenizer T]\n"
+        "  embed IMAGE --weights W [--texts \"a cat|a dog\" --tokenizer T]   (SigLIP; zero-shot scores with a pair)\n"
         "  dump (IMAGE | --pixels X.npy | --encoder-ids 1,2,3 --decoder-ids 0,5) --weights W --out DIR\n"
         "  bench --preset P | --weights W   (per-stage timings, random weights when none)\n"
         "  init OUT.safetensors --preset P [--seed N] [--naming pali3|hf]   (seeded random weights)\n"

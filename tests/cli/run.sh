@@ -58,6 +58,22 @@ for v in "" 10; do
   if diff -rq "$W/dt_ours$v" "$W/dt_hf$v" >/dev/null && [[ -f "$W/dt_hf$v/logits.npy" ]]; then ok "T5$v activations identical"; else bad "T5$v activations differ"; fi
 done
 
+# A SigLIP pair (both towers, t', b): zero-shot scores from our file and from its HF export agree.
+cat > "$W/siglip.json" <<'JSON'
+{"model":"siglip","vision":{"width":32,"depth":2,"mlp":64,"heads":4,"patch":8,"image":32,"map_head":true},
+ "siglip_text":{"vocab":1400,"width":32,"depth":2,"mlp":64,"heads":4,"max_len":16}}
+JSON
+mkdir -p "$W/hfs"
+expect 0 "wrote" -- "$P" init "$W/siglip.safetensors" --config "$W/siglip.json" --seed 5
+expect 0 "converted" -- "$P" convert "$W/siglip.safetensors" "$W/hfs/model.safetensors" --naming hf
+expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$W/hfs/model.safetensors" --quiet
+"$P" embed "$IMG" --weights "$W/siglip.safetensors" --texts "a house|a tree|a cat" --tokenizer "$D/tokenizer.model" | grep -A3 zero-shot > "$W/zs_ours.txt"
+"$P" embed "$IMG" --weights "$W/hfs/model.safetensors" --texts "a house|a tree|a cat" --tokenizer "$D/tokenizer.model" | grep -A3 zero-shot > "$W/zs_hf.txt"
+if [[ -s "$W/zs_ours.txt" ]] && cmp -s "$W/zs_ours.txt" "$W/zs_hf.txt" && [[ $(wc -l < "$W/zs_ours.txt") -eq 4 ]]; then ok "zero-shot scores identical (ours vs HF names)"; else bad "zero-shot scores differ or missing"; cat "$W/zs_ours.txt" "$W/zs_hf.txt"; fi
+expect 1 "needs both SigLIP towers" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --texts "a|b" --tokenizer "$D/tokenizer.model"
+# The portable path when AMX is switched off (or absent): same commands, bf16 weights.
+PALI3_NO_AMX=1 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16
+
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"
 printf 'not an image' > "$W/bad.png"

@@ -19,7 +19,7 @@ namespace pali3::models {
 inline constexpr std::string_view config_metadata_key = "pali3.config";
 
 // Which model a config describes, and the T5 feed-forward flavour (a type in C++, a string here).
-enum class model_kind { vit, t5, pali3, siglip_text };
+enum class model_kind { vit, t5, pali3, siglip_text, siglip };
 
 struct any_config {
     model_kind kind = model_kind::pali3;
@@ -144,6 +144,11 @@ inline json::value to_json(const any_config& c) {
             v.set("model", json::string("siglip_text"));
             v.set("siglip_text", to_json(c.siglip_text));
             break;
+        case model_kind::siglip:
+            v.set("model", json::string("siglip"));
+            v.set("vision", to_json(c.vision));
+            v.set("siglip_text", to_json(c.siglip_text));
+            break;
     }
     return v;
 }
@@ -164,15 +169,19 @@ inline any_config config_from_json(const json::value& v) {
         if (!c.gated_ffn) throw config_error(core::describe("PaLI-3 text model", "pali3.config.text.ffn", "gated_gelu", "relu"));
         c.pali.projector = {c.pali.vision.width, c.pali.text.d_model};
         check(c.pali);
-    } else if (model == "siglip_text") {
+    } else if (model == "siglip_text" || model == "siglip") {
         using namespace config_detail;
-        c.kind = model_kind::siglip_text;
+        c.kind = model == "siglip" ? model_kind::siglip : model_kind::siglip_text;
         const auto& t = v.at("siglip_text", "pali3.config");
         c.siglip_text = {get(t, "vocab", "siglip_text"), get(t, "width", "siglip_text"), get(t, "depth", "siglip_text"),
                          get(t, "mlp", "siglip_text"),   get(t, "heads", "siglip_text"), get(t, "max_len", "siglip_text"),
                          get_or(t, "embed_dim", 0, "siglip_text")};
+        if (c.kind == model_kind::siglip) {
+            c.vision = vit_from_json(v.at("vision", "pali3.config"));
+            check(siglip_config{c.vision, c.siglip_text});
+        }
     } else {
-        throw config_error(core::describe("unknown model kind", "pali3.config.model", "vit, t5, pali3 or siglip_text", model));
+        throw config_error(core::describe("unknown model kind", "pali3.config.model", "vit, t5, pali3, siglip or siglip_text", model));
     }
     return c;
 }
@@ -202,6 +211,18 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
             c.vision.image = image_override;
         }
         check(c.vision);
+        if (const json::value* t = root.find("text_config"); t && vis) {  // SiglipModel: both towers
+            c.kind = model_kind::siglip;
+            c.siglip_text.vocab = get_or(*t, "vocab_size", 32000, "text_config");
+            c.siglip_text.width = get_or(*t, "hidden_size", 768, "text_config");
+            c.siglip_text.depth = get_or(*t, "num_hidden_layers", 12, "text_config");
+            c.siglip_text.mlp = get_or(*t, "intermediate_size", 3072, "text_config");
+            c.siglip_text.heads = get_or(*t, "num_attention_heads", 12, "text_config");
+            c.siglip_text.max_len = get_or(*t, "max_position_embeddings", 64, "text_config");
+            c.siglip_text.embed_dim = get_or(*t, "projection_size", 0, "text_config");
+            c.vision.map_head = true;
+            check(siglip_config{c.vision, c.siglip_text});
+        }
         return c;
     }
     if (root.find("d_model") && root.find("num_layers")) {
@@ -266,7 +287,25 @@ inline json::value config_to_hf(const any_config& c) {
         v.set("layer_norm_epsilon", json::number(static_cast<double>(t.eps)));
         return v;
     }
-    throw config_error(core::describe("no HF config.json form for this model", "config_to_hf", "vit or t5", "pali3 / siglip_text"));
+    if (c.kind == model_kind::siglip) {
+        any_config vis = c;
+        vis.kind = model_kind::vit;
+        json::value vc = config_to_hf(vis);
+        json::value tc = json::value::make_object();
+        const auto& t = c.siglip_text;
+        tc.set("vocab_size", n(t.vocab));
+        tc.set("hidden_size", n(t.width));
+        tc.set("num_hidden_layers", n(t.depth));
+        tc.set("intermediate_size", n(t.mlp));
+        tc.set("num_attention_heads", n(t.heads));
+        tc.set("max_position_embeddings", n(t.max_len));
+        tc.set("projection_size", n(t.out_dim()));
+        v.set("model_type", json::string("siglip"));
+        v.set("vision_config", std::move(vc));
+        v.set("text_config", std::move(tc));
+        return v;
+    }
+    throw config_error(core::describe("no HF config.json form for this model", "config_to_hf", "vit, t5 or siglip", "pali3 / siglip_text"));
 }
 
 }  // namespace pali3::models

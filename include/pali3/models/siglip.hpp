@@ -14,6 +14,7 @@
 
 #include "pali3/layers/block.hpp"
 #include "pali3/layers/linear.hpp"
+#include "pali3/models/vit.hpp"
 
 namespace pali3::models {
 
@@ -100,5 +101,52 @@ inline std::vector<float> contrastive_scores(const float* img, std::size_t n_img
         }
     return out;
 }
+
+// A SigLIP image-text pair (HF SiglipModel): vision tower with MAP head, text tower, and the
+// learned t' (`logit_scale`, stored as log t) and bias. Names: vision.*, text.*, logit_scale (1),
+// logit_bias (1).
+struct siglip_config {
+    vit_config vision;
+    text_tower_config text;
+};
+
+inline void check(const siglip_config& c) {
+    check(c.vision);
+    if (!c.vision.map_head)
+        throw config_error(core::describe("SigLIP pair without a MAP head", "siglip_config", "vision.map_head true", "false"));
+    if (c.vision.width != c.text.out_dim())
+        throw config_error(core::describe("SigLIP towers do not meet", "siglip_config", "vision width == text embedding width",
+                                          std::to_string(c.vision.width) + " vs " + std::to_string(c.text.out_dim())));
+}
+
+template <weight_storage Storage = float>
+class siglip_model {
+public:
+    explicit siglip_model(const siglip_config& c) : cfg_((check(c), c)), vision_(c.vision), text_(c.text) {}
+    template <weights::weight_source S>
+    siglip_model(const siglip_config& c, const weights::cursor<S>& cur) : siglip_model(c) {
+        layers::load(*this, cur);
+    }
+
+    template <class V>
+    void visit(V& v) {
+        v.child("vision", vision_);
+        v.child("text", text_);
+        v.tensor("logit_scale", scale_, {1});
+        v.tensor("logit_bias", bias_, {1});
+    }
+
+    const siglip_config& config() const { return cfg_; }
+    const vision_tower<Storage>& vision() const { return vision_; }
+    const text_tower<Storage>& text() const { return text_; }
+    float log_t() const { return scale_.data[0]; }
+    float bias() const { return bias_.data[0]; }
+
+private:
+    siglip_config cfg_;
+    vision_tower<Storage> vision_;
+    text_tower<Storage> text_;
+    weights::param<float> scale_, bias_;
+};
 
 }  // namespace pali3::models

@@ -63,12 +63,13 @@ private:
 static_assert(raw_weight_source<checkpoint>);
 
 // The rules that read a checkpoint of naming `n` as a model of `kind` ("vit", "t5", "pali3",
-// "siglip_text"); our own naming maps every name to itself.
+// "siglip_text", "siglip"); our own naming maps every name to itself.
 inline std::vector<map_rule> rules_for(naming n, std::string_view kind) {
     switch (n) {
         case naming::ours:
         case naming::unknown: return {{"{}", "{}"}};
-        case naming::hf_siglip: return kind == "siglip_text" ? name_maps::hf_siglip_text() : name_maps::hf_siglip_vision();
+        case naming::hf_siglip:
+            return kind == "siglip_text" ? name_maps::hf_siglip_text() : kind == "siglip" ? name_maps::hf_siglip() : name_maps::hf_siglip_vision();
         case naming::hf_t5: return name_maps::hf_t5();
         case naming::hf_pali3: return name_maps::hf_pali3();
         case naming::big_vision: return kind == "pali3" ? name_maps::big_vision_pali3() : name_maps::big_vision_vit();

@@ -443,6 +443,16 @@ inline std::vector<map_rule> big_vision_vit(const std::string& ours = "", const 
     return out;
 }
 
+// HF SiglipModel (both towers, logit_scale, logit_bias) -> our siglip_model.
+inline std::vector<map_rule> hf_siglip() {
+    auto r = hf_siglip_vision("vision.", "vision_model.");
+    const auto t = hf_siglip_text("text.", "text_model.");
+    r.insert(r.end(), t.begin(), t.end());
+    r.push_back({"logit_scale", "logit_scale", layout::reshape});
+    r.push_back({"logit_bias", "logit_bias", layout::reshape});
+    return r;
+}
+
 // A PaLI-3 checkpoint laid out like HF's PaliGemma: `vision_tower.vision_model.*` (SigLIP),
 // `multi_modal_projector.linear.*`, `language_model.*` (T5 names).
 inline std::vector<map_rule> hf_pali3() {
