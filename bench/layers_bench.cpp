@@ -136,7 +136,7 @@ BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1})->Args({1
 namespace {
 // Whole SigLIP ViT-B/16 tower at 224 px, batch 1, f32 (the DESIGN.md §3 peer comparison:
 // ONNX Runtime 416-489 ms / 236-270 ms, PyTorch 479-587 / 336-358 ms on 1 / 2 threads here).
-template <class S = float, bool AMX = true>
+template <class S = float, bool AMX = true, bool PREPACK = false>
 void bm_vit_tower(benchmark::State& state) {
     const auto c = models::presets::vit_b16_224::value;
     models::vision_tower<S> tower(c, weights::cursor(seeded, "img"));
@@ -146,12 +146,13 @@ void bm_vit_tower(benchmark::State& state) {
     std::vector<float> tokens(c.tokens() * c.width);
     const bool amx_on = kernels::amx::enabled();
     if constexpr (!AMX) kernels::amx::set_enabled(false);
+    if constexpr (PREPACK) layers::prepack(tower);
     for (auto _ : state) {
         tower.forward(image.data(), 1, image_layout::nchw, tokens.data(), ws, pool);
         benchmark::DoNotOptimize(tokens.data());
     }
     kernels::amx::set_enabled(amx_on);
-    if (std::is_same_v<S, bf16>) state.SetLabel(AMX && kernels::amx::enabled() ? "AMX" : "xsimd");
+    if (std::is_same_v<S, bf16>) state.SetLabel(AMX && kernels::amx::enabled() ? (PREPACK ? "AMX, prepacked" : "AMX") : "xsimd");
     const auto b = c.block();
     const double t = static_cast<double>(c.tokens());
     set_gflops(state, c.depth * block_flops(b, c.tokens()) + 2.0 * t * 3 * 16 * 16 * c.width);
@@ -159,5 +160,6 @@ void bm_vit_tower(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(bm_vit_tower<float>)->Name("vit_tower/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_vit_tower<bf16, true, true>)->Name("vit_tower_bf16_prepacked/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, true>)->Name("vit_tower_bf16/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, false>)->Name("vit_tower_bf16_xsimd/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

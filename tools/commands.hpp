@@ -116,6 +116,7 @@ struct pipeline_inputs {
     std::size_t threads = 2, max_new = 32, beam = 1, max_prompt = 64;
     float length_penalty = 0.f;
     std::string dtype = "f32";
+    bool prepack = false;
 };
 
 inline pipeline_inputs common_flags(const args& a) {
@@ -129,6 +130,7 @@ inline pipeline_inputs common_flags(const args& a) {
     in.max_prompt = a.get_size("max-prompt-tokens", 64);
     in.length_penalty = static_cast<float>(a.get_double("length-penalty", 0.0));
     in.dtype = a.get("dtype", "f32");
+    in.prepack = a.has("prepack");
     if (in.weights.empty()) throw value_error(core::describe("missing flag", "--weights", "a checkpoint path", "none"));
     if (in.tokenizer.empty()) throw value_error(core::describe("missing flag", "--tokenizer", "a sentencepiece model", "none"));
     if (in.threads == 0 || in.threads > 256) throw value_error(core::describe("thread count", "--threads", "1..256", in.threads));
@@ -168,8 +170,13 @@ task_result run_task(const args& a, const pipeline_inputs& in, const std::string
     sw.reset();
     const auto naming = weights::detect_naming(ckpt.names());
     const weights::mapped_source src(ckpt, weights::rules_for(naming, "pali3"));
-    const models::pali3_model<S> model(cfg, weights::cursor(src));
+    models::pali3_model<S> model(cfg, weights::cursor(src));
     tm.add("load weights (" + in.dtype + ")", sw.ms());
+    if (in.prepack) {
+        sw.reset();
+        const std::size_t extra = layers::prepack(model);
+        tm.add("prepack for AMX (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+    }
     if (sw.seconds() > 1) std::fprintf(stderr, "loaded %s in %.1f s\n", in.weights.c_str(), sw.seconds());
 
 
@@ -276,7 +283,7 @@ inline void print_objects(const std::vector<generation::detection>& objs) {
 }
 
 inline int caption(int argc, char** argv) {
-    args a(argc, argv, 2, {"antialias"});
+    args a(argc, argv, 2, {"antialias", "prepack"});
     const auto in = common_flags(a);
     if (a.positional().size() != 1) throw value_error(core::describe("caption needs one image", "pali3 caption", "IMAGE", a.positional().size()));
     timings tm;
@@ -286,7 +293,7 @@ inline int caption(int argc, char** argv) {
 }
 
 inline int vqa(int argc, char** argv) {
-    args a(argc, argv, 2, {"antialias"});
+    args a(argc, argv, 2, {"antialias", "prepack"});
     const auto in = common_flags(a);
     if (a.positional().size() != 2) throw value_error(core::describe("vqa needs an image and a question", "pali3 vqa", "IMAGE QUESTION", a.positional().size()));
     timings tm;
@@ -296,7 +303,7 @@ inline int vqa(int argc, char** argv) {
 }
 
 inline int generate_cmd(int argc, char** argv) {
-    args a(argc, argv, 2, {"antialias"});
+    args a(argc, argv, 2, {"antialias", "prepack"});
     const auto in = common_flags(a);
     if (a.positional().size() != 2) throw value_error(core::describe("generate needs an image and a prompt", "pali3 generate", "IMAGE PROMPT", a.positional().size()));
     timings tm;
@@ -309,7 +316,7 @@ inline int generate_cmd(int argc, char** argv) {
 }
 
 inline int detect_or_segment(int argc, char** argv, bool segment) {
-    args a(argc, argv, 2, {"antialias"});
+    args a(argc, argv, 2, {"antialias", "prepack"});
     const auto in = common_flags(a);
     const std::string out_path = a.get("out", segment ? "segment.png" : "detect.png");
     if (a.positional().size() != 2)
@@ -605,7 +612,7 @@ inline int embed(int argc, char** argv) {
 
 template <weight_storage S>
 int bench_typed(const models::pali3_config& cfg, const std::optional<weights::checkpoint>& ckpt, std::size_t threads, std::size_t steps,
-                std::size_t prompt_len) {
+                std::size_t prompt_len, bool prepack) {
     timings tm;
     stopwatch sw;
     std::optional<models::pali3_model<S>> model;
@@ -617,6 +624,11 @@ int bench_typed(const models::pali3_config& cfg, const std::optional<weights::ch
         model.emplace(cfg, weights::cursor(src));
     }
     tm.add(ckpt ? "load weights" : "random init", sw.ms());
+    if (prepack) {
+        sw.reset();
+        const std::size_t extra = layers::prepack(*model);
+        tm.add("prepack for AMX (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+    }
     core::thread_pool pool(threads);
     std::vector<std::int32_t> prompt(prompt_len);
     for (std::size_t i = 0; i < prompt_len; ++i) prompt[i] = static_cast<std::int32_t>((i * 7919 + 3) % cfg.text.vocab);
@@ -657,8 +669,9 @@ int bench_typed(const models::pali3_config& cfg, const std::optional<weights::ch
 }
 
 inline int bench(int argc, char** argv) {
-    args a(argc, argv, 2);
+    args a(argc, argv, 2, {"prepack"});
     const std::size_t threads = a.get_size("threads", 2), steps = a.get_size("steps", 8), prompt_len = a.get_size("prompt-tokens", 8);
+    const bool prepack = a.has("prepack");
     const std::string dtype = a.get("dtype", "bf16"), w = a.get("weights");
     std::optional<weights::checkpoint> ckpt;
     if (!w.empty()) ckpt = weights::checkpoint::open(w);
@@ -669,8 +682,8 @@ inline int bench(int argc, char** argv) {
                                           found ? kind_name(found->config.kind) : std::string("none")));
     if (steps == 0 || threads == 0) throw value_error(core::describe("steps and threads", "pali3 bench", ">= 1", 0));
     std::printf("bench %s, %s weights%s, %zu thread(s)\n", found->source.c_str(), dtype.c_str(), ckpt ? "" : " (random)", threads);
-    return dtype == "f32" ? bench_typed<float>(found->config.pali, ckpt, threads, steps, prompt_len)
-                          : bench_typed<bf16>(found->config.pali, ckpt, threads, steps, prompt_len);
+    return dtype == "f32" ? bench_typed<float>(found->config.pali, ckpt, threads, steps, prompt_len, prepack)
+                          : bench_typed<bf16>(found->config.pali, ckpt, threads, steps, prompt_len, prepack);
 }
 
 // ---- init / convert -------------------------------------------------------------------------------

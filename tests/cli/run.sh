@@ -33,6 +33,7 @@ expect 0 "ids:" -- "$P" generate "$IMG" "caption en" "${F[@]}" --max-new-tokens 
 expect 0 "wrote [0-9]+ activations" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model" --out "$W/act"
 expect 0 "decode step" -- "$P" bench --weights "$D/model.safetensors" --steps 2 --dtype f32
 expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2
+expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16 --prepack
 
 # One tower alone, in HF names with config.json beside it: same activations as from our file.
 mkdir -p "$W/hfv" "$W/hft" "$W/hft10"

@@ -114,6 +114,29 @@ TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "
             check_gemm<bf16>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, defaults, bound);
         }
     }
+    // Weights packed once (layers::prepack) give bit-identical results to packing per call.
+    for (const auto& p : {problem{37, 300, 77}, problem{600, 530, 1000}, problem{64, 48, 64}}) {
+        const auto a = test::random_vector(p.m * p.k, 91);
+        const auto w = test::to_storage<bf16>(test::random_vector(p.n * p.k, 92, 0.2f));
+        const auto wr = weight_nk(w.data(), p.n, p.k);
+        const auto packed = amx::pack_weights(wr);
+        REQUIRE(packed);
+        auto wp = wr;
+        wp.prepacked = packed.get();
+        std::vector<float> c1(p.m * p.n), c2(p.m * p.n);
+        core::thread_pool pool(2);
+        gemm(p.m, a.data(), p.k, wr, c1.data(), p.n, epilogue<act::gelu_tanh>{}, pool);
+        gemm(p.m, a.data(), p.k, wp, c2.data(), p.n, epilogue<act::gelu_tanh>{}, pool);
+        REQUIRE(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+        // A packing made for another matrix is ignored, not misused.
+        auto other = weight_nk(w.data(), p.n - 1, p.k);
+        other.prepacked = packed.get();
+        std::vector<float> c3((p.m) * (p.n - 1));
+        gemm(p.m, a.data(), p.k, other, c3.data(), p.n - 1, epilogue<act::gelu_tanh>{}, pool);
+        for (std::size_t i = 0; i < p.m; ++i)
+            for (std::size_t j = 0; j + 1 < p.n; ++j)  // (the vector/scalar split of the GELU differs: not bitwise)
+                REQUIRE(c3[i * (p.n - 1) + j] == Approx(c1[i * p.n + j]).epsilon(1e-5).margin(1e-6));
+    }
     // Shapes past the 512-row and 256-column blocks, odd k.
     check_gemm<bf16>({600, 300, 77}, weight_layout::nk, epilogue<act::relu>{}, true, true, defaults, bound);
     check_gemm<bf16>({45, 530, 1000}, weight_layout::kn, epilogue<>{nullptr, 1.f, true}, true, true, defaults, bound);

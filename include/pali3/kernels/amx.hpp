@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "pali3/core/storage.hpp"
@@ -83,6 +84,15 @@ inline bool enabled() {
 }
 inline void set_enabled(bool on) { detail::state().store(on && available() ? 1 : 0, std::memory_order_relaxed); }
 
+// A bf16 (n, k) matrix packed once into the VNNI tile layout (16-column panels, k padded to 32):
+// what every AMX GEMM call would otherwise redo. `source` is the matrix it was made from.
+struct packed_weights {
+    std::vector<std::uint16_t> data;
+    std::size_t n = 0, k = 0, kp = 0;
+    const void* source = nullptr;
+    std::size_t bytes() const { return data.size() * sizeof(std::uint16_t); }
+};
+
 #if PALI3_HAVE_AMX_CODE
 
 namespace detail {
@@ -121,7 +131,18 @@ PALI3_AMX_TARGET inline void pack_a(const float* a, std::size_t lda, std::size_t
 
 // 16 rows of 16 32-bit elements (`src` rows `lds` elements apart) -> transposed into 16 rows of 16
 // (dst rows contiguous). For bf16 pairs this turns (n, k) storage into the VNNI tile layout.
-PALI3_AMX_TARGET inline void transpose_u32_16x16(const std::uint32_t* src, std::size_t lds, std::uint32_t* dst) {
+// Scalar when AVX-512 is not enabled. g++ 12 reports a false -Wuninitialized from inside its own
+// AVX-512 headers (the `_mm512_undefined_ps` pass-through of the unpack/shuffle intrinsics, GCC bug
+// 105593) when this is inlined: silenced here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+inline void transpose_u32_16x16(const std::uint32_t* src, std::size_t lds, std::uint32_t* dst) {
+#if !defined(__AVX512F__)
+    for (std::size_t r = 0; r < 16; ++r)
+        for (std::size_t c = 0; c < 16; ++c) dst[c * 16 + r] = src[r * lds + c];
+#else
     __m512 r[16], t[16];
     for (int j = 0; j < 16; ++j) r[j] = _mm512_castsi512_ps(_mm512_loadu_si512(src + j * lds));
     for (int i = 0; i < 8; ++i) {
@@ -144,11 +165,15 @@ PALI3_AMX_TARGET inline void transpose_u32_16x16(const std::uint32_t* src, std::
         _mm512_storeu_si512(dst + (8 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0x88)));
         _mm512_storeu_si512(dst + (12 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0xdd)));
     }
+#endif
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // Columns [j0, j0 + cols) of W, all of k, in VNNI order: for each 16-column panel, kp/2 rows of
 // 16 x (k even, k odd) pairs. Zero padded to 16 columns and kp.
-PALI3_AMX_TARGET inline void pack_w(const weight_ref<bf16>& w, std::size_t j0, std::size_t cols, std::size_t kp, std::uint16_t* out) {
+inline void pack_w(const weight_ref<bf16>& w, std::size_t j0, std::size_t cols, std::size_t kp, std::uint16_t* out) {
     const std::size_t panels = (cols + 15) / 16;
     for (std::size_t pnl = 0; pnl < panels; ++pnl) {
         std::uint16_t* dst = out + pnl * kp * 16;
@@ -234,9 +259,13 @@ template <class Act>
 void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
                   const epilogue<Act>& ep, std::size_t n0, std::size_t n1) {
     const std::size_t kp = (w.k + 31) / 32 * 32;
+    const auto* pre = static_cast<const packed_weights*>(w.prepacked);
+    if (pre && (pre->n != w.n || pre->k != w.k || pre->kp != kp || pre->source != static_cast<const void*>(w.data) ||
+                w.layout != weight_layout::nk || w.ld != w.k))
+        pre = nullptr;  // not this matrix: pack per call
     thread_local std::vector<std::uint16_t> ap, wp;
     ap.resize(std::min((m + 31) / 32 * 32, mc) * kp);
-    wp.resize((nc / 16) * kp * 16);
+    if (!pre) wp.resize((nc / 16) * kp * 16);
     alignas(64) float acc[32 * 32];
     configure();
     for (std::size_t i0 = 0; i0 < m; i0 += mc) {
@@ -244,9 +273,11 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
         pack_a(a + i0 * lda, lda, rows, w.k, kp, ap.data());
         for (std::size_t jc = n0; jc < n1; jc += nc) {
             const std::size_t cols = std::min(nc, n1 - jc);
-            pack_w(w, jc, cols, kp, wp.data());
+            const std::uint16_t* wblock = wp.data();
+            if (pre) wblock = pre->data.data() + (jc / 16) * kp * 16;  // jc is a multiple of 16
+            else pack_w(w, jc, cols, kp, wp.data());
             for (std::size_t jr = 0; jr < cols; jr += 32) {
-                const std::uint16_t* w0 = wp.data() + (jr / 16) * kp * 16;
+                const std::uint16_t* w0 = wblock + (jr / 16) * kp * 16;
                 const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
                 const std::size_t bc = std::min<std::size_t>(32, cols - jr);
                 for (std::size_t ir = 0; ir < rows; ir += 32) {
@@ -262,6 +293,20 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
 
 }  // namespace detail
 
+// Packs a bf16 matrix for the AMX GEMM (null when AMX is not enabled): n rounded up to 16 columns,
+// k to 32. Costs n * kp * 2 bytes next to the original.
+inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>& w) {
+    if (!enabled() || !w.data || w.n == 0 || w.k == 0) return nullptr;
+    auto p = std::make_shared<packed_weights>();
+    p->n = w.n;
+    p->k = w.k;
+    p->kp = (w.k + 31) / 32 * 32;
+    p->source = w.data;
+    p->data.resize((w.n + 15) / 16 * p->kp * 16);
+    detail::pack_w(w, 0, w.n, p->kp, p->data.data());
+    return p;
+}
+
 // The AMX GEMM; requires enabled(). Threads split n on 32-column boundaries.
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
@@ -275,6 +320,8 @@ void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<
 }
 
 #else
+
+inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>&) { return nullptr; }
 
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t, const float*, std::size_t, const weight_ref<bf16>&, float*, std::size_t, const epilogue<Act>&, E&) {

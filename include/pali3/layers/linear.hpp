@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
+#include <type_traits>
 
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/gemm.hpp"
@@ -41,7 +43,23 @@ public:
     }
 
     const linear_config& config() const { return cfg_; }
-    kernels::weight_ref<Storage> weight() const { return kernels::weight_nk(weight_.data, cfg_.out, cfg_.in); }
+    kernels::weight_ref<Storage> weight() const {
+        auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
+        if (packed_ && packed_->source == static_cast<const void*>(weight_.data)) w.prepacked = packed_.get();
+        return w;
+    }
+
+    // bf16 on AMX: keeps a copy of the matrix in the tile layout so GEMMs skip packing it (the
+    // weights are immutable after loading). Returns the bytes added (0 when not applicable).
+    std::size_t prepack() {
+        if constexpr (std::is_same_v<Storage, bf16>) {
+            require_loaded();
+            packed_ = kernels::amx::pack_weights(kernels::weight_nk(weight_.data, cfg_.out, cfg_.in));
+            return packed_ ? packed_->bytes() : 0;
+        } else {
+            return 0;
+        }
+    }
     const float* bias() const { return cfg_.bias ? bias_.data : nullptr; }
 
     // y (rows, out) = Act(x (rows, in) W^T + b) [+ y when accumulate]. Rows are ldx / ldy apart.
@@ -72,6 +90,7 @@ private:
     linear_config cfg_;
     param<Storage> weight_;
     param<float> bias_;
+    std::shared_ptr<const kernels::amx::packed_weights> packed_;
 };
 
 struct embedding_config {

@@ -108,6 +108,27 @@ void save(M& module, weights::memory_source& out, std::string prefix = {}) {
     module.visit(s);
 }
 
+// Prepares every layer that can cache its weights in a faster layout (bf16 linears on AMX: see
+// linear::prepack). Opt-in because it keeps a second copy of those weights; returns the bytes added.
+struct prepacker {
+    std::size_t bytes = 0;
+
+    template <weight_storage T>
+    void tensor(std::string_view, param<T>&, const shape_t&) {}
+    template <class M>
+    void child(std::string_view, M& m) {
+        if constexpr (requires { m.prepack(); }) bytes += m.prepack();
+        else m.visit(*this);
+    }
+};
+
+template <class M>
+std::size_t prepack(M& module) {
+    prepacker p;
+    module.visit(p);
+    return p.bytes;
+}
+
 // Named activations. A module reports intermediate outputs as `trace(name, data, shape)`; the
 // names nest like parameter names ("vision.blocks.3.mlp_out"). A default trace has no callback
 // and costs one branch per report.
