@@ -30,6 +30,7 @@
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/activation.hpp"
 #include "pali3/kernels/matrix.hpp"
+#include "pali3/kernels/simd.hpp"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(PALI3_NO_AMX)
 #define PALI3_HAVE_AMX_CODE 1
@@ -131,45 +132,19 @@ PALI3_AMX_TARGET inline void pack_a(const float* a, std::size_t lda, std::size_t
 
 // 16 rows of 16 32-bit elements (`src` rows `lds` elements apart) -> transposed into 16 rows of 16
 // (dst rows contiguous). For bf16 pairs this turns (n, k) storage into the VNNI tile layout.
-// Scalar when AVX-512 is not enabled. g++ 12 reports a false -Wuninitialized from inside its own
-// AVX-512 headers (the `_mm512_undefined_ps` pass-through of the unpack/shuffle intrinsics, GCC bug
-// 105593) when this is inlined: silenced here only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+// 16 rows of 16 32-bit elements (`src` rows `lds` elements apart) -> transposed into 16 rows of 16
+// (dst rows contiguous). For bf16 pairs this turns (n, k) storage into the VNNI tile layout.
 inline void transpose_u32_16x16(const std::uint32_t* src, std::size_t lds, std::uint32_t* dst) {
-#if !defined(__AVX512F__)
+#if defined(__AVX512F__)
+    __m512 rows[16], cols[16];
+    for (int j = 0; j < 16; ++j) rows[j] = _mm512_castsi512_ps(_mm512_loadu_si512(src + j * lds));
+    transpose_16x16_registers(rows, cols);
+    for (int p = 0; p < 16; ++p) _mm512_storeu_si512(dst + p * 16, _mm512_castps_si512(cols[p]));
+#else
     for (std::size_t r = 0; r < 16; ++r)
         for (std::size_t c = 0; c < 16; ++c) dst[c * 16 + r] = src[r * lds + c];
-#else
-    __m512 r[16], t[16];
-    for (int j = 0; j < 16; ++j) r[j] = _mm512_castsi512_ps(_mm512_loadu_si512(src + j * lds));
-    for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int q = 0; q < 4; ++q) {
-        const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-        const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-        r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int c = 0; c < 4; ++c) {
-        const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
-        const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
-        _mm512_storeu_si512(dst + (0 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s0, s2, 0x88)));
-        _mm512_storeu_si512(dst + (4 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s0, s2, 0xdd)));
-        _mm512_storeu_si512(dst + (8 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0x88)));
-        _mm512_storeu_si512(dst + (12 + c) * 16, _mm512_castps_si512(_mm512_shuffle_f32x4(s1, s3, 0xdd)));
-    }
 #endif
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 // Columns [j0, j0 + cols) of W, all of k, in VNNI order: for each 16-column panel, kp/2 rows of
 // 16 x (k even, k odd) pairs. Zero padded to 16 columns and kp.

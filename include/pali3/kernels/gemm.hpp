@@ -194,31 +194,10 @@ template <class Arch, class T>
 inline void transpose_16x16(const T* src, std::size_t lds, float* dst, std::size_t ldd) {
 #if defined(__AVX512F__)
     if constexpr (is_avx512<Arch>) {
-        __m512 r[16], t[16];
-        for (int j = 0; j < 16; ++j) r[j] = load_as_float<Arch>(src + j * lds);
-        for (int i = 0; i < 8; ++i) {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // r[4q + c], lane l: rows 4q..4q+3 at column 4l + c.
-        for (int q = 0; q < 4; ++q) {
-            const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
-            const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
-            r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-            r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-            r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-            r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-        }
-        for (int c = 0; c < 4; ++c) {
-            const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
-            const __m512 s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
-            const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
-            const __m512 s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
-            _mm512_store_ps(dst + (0 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0x88));
-            _mm512_store_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(s0, s2, 0xdd));
-            _mm512_store_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0x88));
-            _mm512_store_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(s1, s3, 0xdd));
-        }
+        __m512 rows[16], cols[16];
+        for (int j = 0; j < 16; ++j) rows[j] = load_as_float<Arch>(src + j * lds);
+        transpose_16x16_registers(rows, cols);
+        for (int p = 0; p < 16; ++p) _mm512_store_ps(dst + p * ldd, cols[p]);
         return;
     }
 #endif

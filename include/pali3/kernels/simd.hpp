@@ -90,4 +90,42 @@ inline float hmax(const fbatch<Arch>& v) noexcept {
     return m;
 }
 
+#if defined(__AVX512F__)
+// out[p] lane j = in[j] lane p: a 16x16 transpose of 32-bit lanes in registers (64 shuffles per 256
+// elements). Used by both GEMM packers (f32 panels in gemm.hpp, bf16 pairs for AMX in amx.hpp).
+// g++ 12 reports a false -Wuninitialized from inside its own AVX-512 headers here when inlined
+// (the `_mm512_undefined_ps` pass-through of unpack/shuffle, GCC bug 105593): silenced here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+inline void transpose_16x16_registers(const __m512 (&in)[16], __m512 (&out)[16]) noexcept {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(in[2 * i], in[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(in[2 * i], in[2 * i + 1]);
+    }
+    // r[4q + c], lane l: rows 4q..4q+3 at column 4l + c.
+    for (int q = 0; q < 4; ++q) {
+        const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+        const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+        r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; ++c) {
+        const __m512 s0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), s1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xee);
+        const __m512 s2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), s3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xee);
+        out[0 + c] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+        out[4 + c] = _mm512_shuffle_f32x4(s0, s2, 0xdd);
+        out[8 + c] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+        out[12 + c] = _mm512_shuffle_f32x4(s1, s3, 0xdd);
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
 }  // namespace pali3::kernels

@@ -101,14 +101,10 @@ class mapped_source {
 public:
     mapped_source(const S& inner, std::vector<map_rule> rules) : inner_(&inner), rules_(std::move(rules)) {
         for (const auto& r : rules_) {
-            const auto count = [](std::string_view s) {
-                std::size_t n = 0;
-                for (auto p = s.find("{}"); p != std::string_view::npos; p = s.find("{}", p + 2)) ++n;
-                return n;
-            };
-            if (count(r.ours) != count(r.theirs))
+            if (detail::count_wildcards(r.ours) != detail::count_wildcards(r.theirs))
                 throw config_error(core::describe("name map rule with unbalanced wildcards", r.ours + " -> " + r.theirs,
-                                                  std::to_string(count(r.ours)) + " '{}' on each side", count(r.theirs)));
+                                                  std::to_string(detail::count_wildcards(r.ours)) + " '{}' on each side",
+                                                  detail::count_wildcards(r.theirs)));
             if (r.parts && r.part >= r.parts)
                 throw config_error(core::describe("name map rule part out of range", r.ours, "< " + std::to_string(r.parts), r.part));
         }

@@ -38,6 +38,13 @@ inline bool match_pattern(std::string_view pattern, std::string_view name,
     return false;
 }
 
+// Number of "{}" wildcards in a pattern (both sides of a rule must have the same).
+inline std::size_t count_wildcards(std::string_view s) {
+    std::size_t n = 0;
+    for (auto p = s.find("{}"); p != std::string_view::npos; p = s.find("{}", p + 2)) ++n;
+    return n;
+}
+
 inline std::string substitute(std::string_view pattern, const std::vector<std::string_view>& captures) {
     std::string out;
     std::size_t next = 0;
@@ -58,17 +65,11 @@ class renaming_source {
 public:
     renaming_source(const S& inner, std::vector<rename_rule> rules, bool strict = false)
         : inner_(&inner), rules_(std::move(rules)), strict_(strict) {
-        for (const auto& r : rules_) {
-            const auto count = [](std::string_view s) {
-                std::size_t n = 0;
-                for (auto p = s.find("{}"); p != std::string_view::npos; p = s.find("{}", p + 2)) ++n;
-                return n;
-            };
-            if (count(r.ours) != count(r.theirs))
+        for (const auto& r : rules_)
+            if (detail::count_wildcards(r.ours) != detail::count_wildcards(r.theirs))
                 throw config_error(core::describe("rename rule with unbalanced wildcards", r.ours + " -> " + r.theirs,
-                                                  std::to_string(count(r.ours)) + " '{}' on each side",
-                                                  std::to_string(count(r.theirs)) + " on the right"));
-        }
+                                                  std::to_string(detail::count_wildcards(r.ours)) + " '{}' on each side",
+                                                  std::to_string(detail::count_wildcards(r.theirs)) + " on the right"));
     }
 
     // The name the inner source uses for our `name` (nullopt: no rule and strict).
