@@ -8,9 +8,11 @@ threads, against the fp32 FMA peak; and GB/s of the bf16/f32 GEMV against DRAM b
   python3 scripts/plot_bench.py bench.json docs/img/kernels.png
 
 Needs matplotlib (Debian: python3-matplotlib), a documentation-only dependency."""
-import json
-import re
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_table  # noqa: E402
 
 import matplotlib
 
@@ -22,15 +24,7 @@ DRAM = {1: 11.0, 2: 21.0}         # GB/s
 
 
 def medians(path):
-    with open(path) as f:
-        data = json.load(f)
-    out = {}
-    for b in data["benchmarks"]:
-        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
-            continue
-        name = re.sub(r"(/real_time)?(_median)?$", "", b["name"])
-        out[name] = b
-    return out
+    return bench_table.load(path)[1]  # the same median-per-case reading as the markdown tables
 
 
 def value(b, key):
