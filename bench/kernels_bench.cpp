@@ -156,6 +156,25 @@ void bm_softmax(benchmark::State& state) {
     set_gbytes(state, 2.0 * n * sizeof(float));
 }
 
+// One attention layer's heads (tokens, heads x dh interleaved as the layers store them), 1 thread:
+// f32 products, or bf16 products (AMX where available) as bf16 models run them.
+template <bool BF16>
+void bm_attention_heads(benchmark::State& state) {
+    const std::size_t t = state.range(0), heads = state.range(1), dh = state.range(2), inner = heads * dh;
+    const auto q = random_floats(t * inner, 5), k = random_floats(t * inner, 6), v = random_floats(t * inner, 7);
+    std::vector<float> out(t * inner);
+    attention_tiling tiling;
+    tiling.bf16_products = BF16;
+    for (auto _ : state) {
+        for (std::size_t h = 0; h < heads; ++h)
+            attention(t, t, dh, q.data() + h * dh, inner, k.data() + h * dh, inner, v.data() + h * dh, inner,
+                      out.data() + h * dh, inner, 0.125f, {}, {}, tiling);
+        benchmark::DoNotOptimize(out.data());
+    }
+    if (BF16) state.SetLabel(amx::enabled() ? "bf16 products, AMX" : "bf16 products requested, no AMX: f32");
+    set_gflops(state, 4.0 * t * t * dh * heads);
+}
+
 void bm_layer_norm(benchmark::State& state) {
     const std::size_t rows = state.range(0), width = state.range(1);
     const auto x = random_floats(rows * width, 5);
@@ -228,6 +247,8 @@ BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemv)->Name("openblas_sgemv")->Args({1, 2048, 5120, 1})->Args({1, 5120, 2048, 1})->Args({1, 2048, 5120, 2})->UseRealTime();
 BENCHMARK(bm_softmax)->Name("softmax")->Arg(256)->Arg(3364)->Arg(5776);
+BENCHMARK(bm_attention_heads<false>)->Name("attention_f32")->Args({196, 12, 64})->Args({256, 16, 96})->Args({1024, 16, 96})->UseRealTime();
+BENCHMARK(bm_attention_heads<true>)->Name("attention_bf16")->Args({196, 12, 64})->Args({256, 16, 96})->Args({1024, 16, 96})->UseRealTime();
 BENCHMARK(bm_layer_norm)->Name("layer_norm")->Args({256, 768})->Args({257, 1536});
 BENCHMARK(bm_rms_norm)->Name("rms_norm")->Args({64, 2048});
 BENCHMARK(bm_activation<act::gelu_tanh>)->Name("gelu_tanh")->Arg(256 * 3072);

@@ -153,6 +153,7 @@ void bm_vit_tower(benchmark::State& state) {
     }
     kernels::amx::set_enabled(amx_on);
     if (std::is_same_v<S, bf16>) state.SetLabel(AMX && kernels::amx::enabled() ? (PREPACK ? "AMX, prepacked" : "AMX") : "xsimd");
+    else if (PREPACK) state.SetLabel("prepacked");
     const auto b = c.block();
     const double t = static_cast<double>(c.tokens());
     set_gflops(state, c.depth * block_flops(b, c.tokens()) + 2.0 * t * 3 * 16 * 16 * c.width);
@@ -160,6 +161,7 @@ void bm_vit_tower(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(bm_vit_tower<float>)->Name("vit_tower/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_vit_tower<float, true, true>)->Name("vit_tower_prepacked/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, true, true>)->Name("vit_tower_bf16_prepacked/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, true>)->Name("vit_tower_bf16/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, false>)->Name("vit_tower_bf16_xsimd/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -175,7 +175,7 @@ task_result run_task(const args& a, const pipeline_inputs& in, const std::string
     if (in.prepack) {
         sw.reset();
         const std::size_t extra = layers::prepack(model);
-        tm.add("prepack for AMX (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+        tm.add("prepack weights (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
     }
     if (sw.seconds() > 1) std::fprintf(stderr, "loaded %s in %.1f s\n", in.weights.c_str(), sw.seconds());
 
@@ -620,14 +620,14 @@ int bench_typed(const models::pali3_config& cfg, const std::optional<weights::ch
         const weights::mapped_source src(*ckpt, weights::rules_for(weights::detect_naming(ckpt->names()), "pali3"));
         model.emplace(cfg, weights::cursor(src));
     } else {
-        const weights::random_source src(5, weights::random_source::distribution::uniform);
+        const weights::random_source src(5, weights::random_source::distribution::uniform, weights::dtype_of<S>());
         model.emplace(cfg, weights::cursor(src));
     }
     tm.add(ckpt ? "load weights" : "random init", sw.ms());
     if (prepack) {
         sw.reset();
         const std::size_t extra = layers::prepack(*model);
-        tm.add("prepack for AMX (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+        tm.add("prepack weights (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
     }
     core::thread_pool pool(threads);
     std::vector<std::int32_t> prompt(prompt_len);

@@ -136,7 +136,7 @@ void usage() {
         "  bench --preset P | --weights W   (per-stage timings, random weights when none)\n"
         "  init OUT.safetensors --preset P [--seed N] [--naming pali3|hf]   (seeded random weights)\n"
         "  convert IN OUT.safetensors [--naming pali3|hf] [--dtype f32|bf16]   (any naming in, ours or HF out)\n\n"
-        "common flags: --threads N, --dtype f32|bf16, --prepack (bf16 on AMX: weights kept in tile layout, 2x memory),\n"
+        "common flags: --threads N, --dtype f32|bf16, --prepack (weights also kept in the GEMM's packed layout: 2x memory),\n"
         "              --max-new-tokens N, --beam N, --length-penalty A,\n"
         "              --resolution R, --preset P, --config config.json\n");
 }

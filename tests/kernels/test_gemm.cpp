@@ -142,6 +142,63 @@ TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "
     check_gemm<bf16>({45, 530, 1000}, weight_layout::kn, epilogue<>{nullptr, 1.f, true}, true, true, defaults, bound);
 }
 
+TEST_CASE("f32 weights packed once give the same C as packing per call", "[kernels][gemm]") {
+    // Odd shapes, k past one k block (256), n not a multiple of the 32-column panel, both layouts,
+    // 1 and 2 threads (split over n and over m), epilogues with bias, activation and accumulate.
+    for (const auto& p : {problem{37, 300, 77}, problem{129, 530, 1000}, problem{600, 17, 5}, problem{9, 1025, 40}}) {
+        const auto a = test::random_vector(p.m * p.k, 81);
+        const auto bias = test::random_vector(p.n, 83);
+        const auto c0 = test::random_vector(p.m * p.n, 84);
+        for (auto layout : {weight_layout::nk, weight_layout::kn}) {
+            const auto w = test::random_vector(p.n * p.k, 82, 0.2f);
+            const auto wr = layout == weight_layout::nk ? weight_nk(w.data(), p.n, p.k) : weight_kn(w.data(), p.n, p.k);
+            const auto packed = pack_panels(wr);
+            REQUIRE(packed);
+            REQUIRE(packed->bytes() >= p.n * p.k * sizeof(float));
+            auto wp = wr;
+            wp.prepacked = packed.get();
+            for (std::size_t threads : {1, 2}) {
+                core::thread_pool pool(threads);
+                std::vector<float> c1 = c0, c2 = c0;
+                gemm(p.m, a.data(), p.k, wr, c1.data(), p.n, epilogue<act::gelu_tanh>{bias.data(), 0.5f, true}, pool);
+                gemm(p.m, a.data(), p.k, wp, c2.data(), p.n, epilogue<act::gelu_tanh>{bias.data(), 0.5f, true}, pool);
+                REQUIRE(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+                c1 = c0;
+                c2 = c0;
+                gemm(p.m, a.data(), p.k, wr, c1.data(), p.n, epilogue<>{bias.data(), 1.f, true}, pool);
+                gemm(p.m, a.data(), p.k, wp, c2.data(), p.n, epilogue<>{bias.data(), 1.f, true}, pool);
+                REQUIRE(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)) == 0);
+            }
+            // And it is right, not merely consistent: against the double reference.
+            std::vector<float> c = c0;
+            const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
+            gemm(p.m, a.data(), p.k, wp, c.data(), p.n, ep);
+            const auto expect = ref::gemm(p.m, a.data(), p.k, wr, c0.data(), p.n, ep);
+            const double err = test::nmse(c, expect);
+            INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " nmse=" << err);
+            REQUIRE(err <= 1e-9);
+            // A packing made for another matrix, or for another k block, is ignored, not misused.
+            if (p.n > 1) {
+                auto other = wr;
+                other.n = p.n - 1;
+                other.prepacked = packed.get();
+                std::vector<float> c3(p.m * (p.n - 1)), c4(p.m * (p.n - 1));
+                auto plain = other;
+                plain.prepacked = nullptr;
+                gemm(p.m, a.data(), p.k, other, c3.data(), p.n - 1);
+                gemm(p.m, a.data(), p.k, plain, c4.data(), p.n - 1);
+                REQUIRE(std::memcmp(c3.data(), c4.data(), c3.size() * sizeof(float)) == 0);
+            }
+            gemm_tiling<default_arch> small;
+            small.kc = 64;
+            std::vector<float> c5(p.m * p.n), c6(p.m * p.n);
+            gemm(p.m, a.data(), p.k, wp, c5.data(), p.n, epilogue<>{}, core::sequential{}, small);
+            gemm(p.m, a.data(), p.k, wr, c6.data(), p.n, epilogue<>{}, core::sequential{}, small);
+            REQUIRE(std::memcmp(c5.data(), c6.data(), c5.size() * sizeof(float)) == 0);
+        }
+    }
+}
+
 TEST_CASE("bf16 weights against the f32 weights they were rounded from", "[kernels][gemm]") {
     // bf16 keeps 8 significant bits: each weight carries a relative error <= 2^-9, uniform-ish,
     // so the output NMSE is about 2^-18 / 3 ~ 1.3e-6. Bound: 1e-5.

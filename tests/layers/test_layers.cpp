@@ -1,6 +1,7 @@
 // Layers against plain double-precision compositions of the reference kernels, on random
 // weights from the seeded source, odd sizes and batch > 1.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -252,6 +253,82 @@ TEST_CASE("tiled attention equals untiled, fully masked rows give zeros", "[laye
     CHECK_THROWS_AS(kernels::attention(tq, tk, dh, q.data(), dh, k.data(), dh, v.data(), dh, out.data(), dh, -1.f), value_error);
 }
 
+namespace {
+// softmax(scale q k^T + bias + mask) v for one head, in double.
+std::vector<double> reference_head(std::size_t tq, std::size_t tk, std::size_t dh, const std::vector<float>& q,
+                                   std::size_t ldq, const std::vector<float>& k, const std::vector<float>& v,
+                                   std::size_t ldkv, double scale, const kernels::attention_mask& mask,
+                                   const std::vector<float>& by_distance, std::ptrdiff_t zero) {
+    std::vector<double> out(tq * dh, 0.0);
+    for (std::size_t i = 0; i < tq; ++i) {
+        std::vector<double> s(tk, 0.0);
+        double m = -std::numeric_limits<double>::infinity();
+        for (std::size_t j = 0; j < tk; ++j) {
+            if (!mask.visible(i, j)) continue;
+            double d = 0;
+            for (std::size_t e = 0; e < dh; ++e) d += double(q[i * ldq + e]) * k[j * ldkv + e];
+            s[j] = d * scale + by_distance[static_cast<std::size_t>(zero + std::ptrdiff_t(j) - std::ptrdiff_t(mask.q_offset + i))];
+            m = std::max(m, s[j]);
+        }
+        if (m == -std::numeric_limits<double>::infinity()) continue;
+        double sum = 0;
+        for (std::size_t j = 0; j < tk; ++j) sum += mask.visible(i, j) ? std::exp(s[j] - m) : 0.0;
+        for (std::size_t j = 0; j < tk; ++j)
+            if (mask.visible(i, j))
+                for (std::size_t e = 0; e < dh; ++e) out[i * dh + e] += std::exp(s[j] - m) / sum * v[j * ldkv + e];
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("attention with bf16 products matches the double reference to bf16 rounding", "[layers][attention][amx]") {
+    struct shape {
+        std::size_t tq, tk, dh, ld;
+        bool causal;
+        std::size_t key_len, prefix;
+    };
+    // Odd sizes, interleaved heads (ld > dh), key blocks past 256, causal + prefix + padding,
+    // 1..4 query rows (the GEMV path, which keeps f32 operands).
+    for (const shape& sh : {shape{67, 301, 19, 40, true, 290, 40}, shape{196, 196, 64, 768, false, 196, 0},
+                            shape{5, 77, 33, 33, false, 60, 0}, shape{3, 50, 16, 48, true, 50, 0},
+                            shape{300, 300, 24, 24, true, 300, 7}}) {
+        const auto q = test::random_vector(sh.tq * sh.ld, 31), k = test::random_vector(sh.tk * sh.ld, 32),
+                   v = test::random_vector(sh.tk * sh.ld, 33);
+        const auto by_distance = test::random_vector(sh.tq + sh.tk + 1, 34, 0.5f);
+        kernels::attention_mask mask;
+        mask.causal = sh.causal;
+        mask.q_offset = sh.causal ? sh.tk - sh.tq : 0;
+        mask.key_len = sh.key_len;
+        mask.prefix = sh.prefix;
+        const kernels::distance_bias bias{by_distance.data(), static_cast<std::ptrdiff_t>(sh.tq + mask.q_offset)};
+        const float scale = 1.f / std::sqrt(float(sh.dh));
+        const auto expect = reference_head(sh.tq, sh.tk, sh.dh, q, sh.ld, k, v, sh.ld, scale, mask, by_distance, bias.zero);
+        kernels::attention_tiling f32_tiling, bf16_tiling;
+        bf16_tiling.bf16_products = true;
+        bf16_tiling.bf16_min_keys = 0;  // every shape here, short ones included
+        std::vector<float> a(sh.tq * sh.dh), b(sh.tq * sh.dh);
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, a.data(), sh.dh, scale,
+                           mask, bias, f32_tiling);
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, b.data(), sh.dh, scale,
+                           mask, bias, bf16_tiling);
+        const double e32 = test::nmse(a, expect), e16 = test::nmse(b, expect);
+        INFO("tq " << sh.tq << " tk " << sh.tk << " dh " << sh.dh << " nmse f32 " << e32 << " bf16 products " << e16
+                   << " amx " << kernels::amx::enabled());
+        REQUIRE(e32 < 1e-10);
+        if (kernels::amx::enabled() && sh.tq > kernels::gemv_max_rows) {
+            REQUIRE(e16 < 2e-5);
+            REQUIRE(e16 > 0.0);  // the bf16 path really ran
+        } else {
+            REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+        }
+        // Below the key threshold the f32 path runs: bit-identical to it.
+        bf16_tiling.bf16_min_keys = sh.tk + 1;
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, b.data(), sh.dh, scale,
+                           mask, bias, bf16_tiling);
+        REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    }
+}
+
 TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attention]") {
     const std::size_t batch = 2, t = 23, width = 48, heads = 4;
     attention<attn::unscaled> layer({width, heads, 16, false}, weights::cursor(seeded, "dec"));
@@ -298,8 +375,13 @@ TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attent
 
 TEST_CASE("attention memory does not grow with t^2", "[layers][attention]") {
     // 5776 tokens (1064 px at patch 14), one head of 64: the kernel's scratch is fixed by its
-    // tiles, far below the 5776^2 x 4 bytes = 133 MB of a materialised score matrix.
-    CHECK(kernels::attention_scratch_floats(64) * sizeof(float) < 200 * 1024);
+    // tiles, far below the 5776^2 x 4 bytes = 133 MB of a materialised score matrix; bf16 products
+    // add O(tk) copies of K and V.
+    CHECK(kernels::attention_scratch_floats(64) * sizeof(float) < 512 * 1024);
+    CHECK(kernels::attention_scratch_bytes(64, 5776) == kernels::attention_scratch_floats(64) * sizeof(float));
+    kernels::attention_tiling bf16_products;
+    bf16_products.bf16_products = true;
+    CHECK(kernels::attention_scratch_bytes(96, 5776, bf16_products) < 3 * 1024 * 1024);
 }
 
 TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {

@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include <catch2/catch.hpp>
 
 #include "pali3/weights/memory_source.hpp"
@@ -96,6 +98,32 @@ TEST_CASE("renaming source maps our names to another naming", "[weights]") {
                           Catch::Contains("our name: vision.blocks.4.attn.q.weight"));
     CHECK_THROWS_AS(cursor(ours, "vision.blocks.3.attn.q").get<float>("weight", {2, 3}), shape_error);
     CHECK_THROWS_AS(renaming_source(hf, {{"a.{}.b", "c.d"}}), config_error);
+}
+
+TEST_CASE("random init straight into bf16 / f16 matrices rounds the f32 values, vectors stay f32", "[weights]") {
+    for (auto d : {random_source::distribution::normal, random_source::distribution::uniform}) {
+        const random_source f(3, d), b(3, d, dtype::bf16), h(3, d, dtype::f16);
+        const auto tf = f.get("blocks.0.mlp.fc1.weight", {37, 19});
+        const auto tb = b.get("blocks.0.mlp.fc1.weight", {37, 19});
+        const auto th = h.get("blocks.0.mlp.fc1.weight", {37, 19});
+        REQUIRE(tb.type == dtype::bf16);
+        REQUIRE(th.type == dtype::f16);
+        REQUIRE(tb.shape == tf.shape);
+        for (std::size_t i = 0; i < tf.size(); ++i) {
+            const float v = static_cast<const float*>(tf.data)[i];
+            REQUIRE(static_cast<const bf16*>(tb.data)[i].bits == to_bf16(v).bits);
+            REQUIRE(static_cast<const f16*>(th.data)[i].bits == to_f16(v).bits);
+        }
+        const auto vb = b.get("blocks.0.norm1.weight", {19});
+        REQUIRE(vb.type == dtype::f32);
+        const auto vf = f.get("blocks.0.norm1.weight", {19});
+        REQUIRE(std::memcmp(vb.data, vf.data, 19 * sizeof(float)) == 0);
+        // A bf16 parameter takes the bf16 tensor as it is (no copy); an f32 one widens it.
+        auto pb = to_param<bf16>(b.get("w", {8, 8}));
+        auto pf = to_param<float>(b.get("w", {8, 8}));
+        REQUIRE(pb.shape == shape_t{8, 8});
+        for (std::size_t i = 0; i < 64; ++i) REQUIRE(pf.data[i] == to_float(pb.data[i]));
+    }
 }
 
 TEST_CASE("uniform random init has the same scale", "[weights]") {

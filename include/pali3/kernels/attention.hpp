@@ -43,8 +43,17 @@ struct distance_bias {
 };
 
 struct attention_tiling {
-    std::size_t block_q = 64;
+    std::size_t block_q = 256;
     std::size_t block_k = 256;
+    // Compute q k^T and p v from bf16-rounded operands with f32 sums — on AMX tiles where
+    // amx::enabled() (what bf16 models ask for: their GEMMs already round activations to bf16;
+    // relative error ~1e-3). Ignored without AMX and for <= 4 query rows (the f32 GEMV path reads
+    // K and V directly). Softmax and the running sums stay f32.
+    bool bf16_products = false;
+    // ... and only from this many keys on: the products of short sequences are too small for the
+    // tiles to pay for the bf16 copies (measured, one head set of 1 thread: 196 keys x 12 heads of
+    // 64 no faster than f32; 1024 keys x 16 heads of 96 1.6x faster; docs/benchmarks.md).
+    std::size_t bf16_min_keys = 512;
 };
 
 template <class Arch>
@@ -60,11 +69,29 @@ inline float* attention_scratch(std::size_t n) {
     thread_local scratch_buffer buffer;
     return buffer.get(n);
 }
+
+// bf16 copies of K (tk, dh) and of V transposed (dh, tk rounded up to even), per thread.
+inline bf16* attention_bf16_scratch(std::size_t n) {
+    thread_local std::vector<bf16> buffer;
+    if (buffer.size() < n) buffer.resize(n);
+    return buffer.data();
+}
+
+inline bool attention_uses_bf16(std::size_t tq, std::size_t keys, const attention_tiling& t) {
+    return t.bf16_products && tq > gemv_max_rows && keys >= t.bf16_min_keys && amx::enabled();
+}
 }  // namespace detail
 
-// Floats of scratch used per call (per thread), for memory budgets.
+// Floats of f32 scratch used per call (per thread): fixed by the tiles, whatever tq and tk.
 inline std::size_t attention_scratch_floats(std::size_t dh, const attention_tiling& t = {}) {
     return t.block_q * t.block_k + t.block_q * dh + 2 * t.block_q;
+}
+
+// All scratch bytes of one call with tk keys (per thread), for memory budgets: the tiles, plus
+// the bf16 copies of K and V (O(tk), never O(tk^2)) when bf16 products are on.
+inline std::size_t attention_scratch_bytes(std::size_t dh, std::size_t tk, const attention_tiling& t = {}) {
+    const std::size_t copies = t.bf16_products && tk >= t.bf16_min_keys ? (tk * dh + dh * (tk + 1) / 2 * 2) * sizeof(bf16) : 0;
+    return attention_scratch_floats(dh, t) * sizeof(float) + copies;
 }
 
 template <class Arch = default_arch>
@@ -87,6 +114,23 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
     float* row_max = o + bq_max * dh;     // (bq)
     float* row_sum = row_max + bq_max;    // (bq)
     const std::size_t key_end = std::min(tk, mask.key_len);
+    // bf16 operands: K as (tk, dh) rows, V transposed to (dh, tk) so both products read an (n, k)
+    // matrix — the layout the AMX packer transposes in registers.
+    const bool use_bf16 = detail::attention_uses_bf16(tq, key_end, tiling);
+    const std::size_t ldvt = (key_end + 1) / 2 * 2;
+    bf16* kb = nullptr;
+    bf16* vt = nullptr;
+    if (use_bf16) {
+        kb = detail::attention_bf16_scratch(key_end * dh + dh * ldvt);
+        vt = kb + key_end * dh;
+        for (std::size_t j = 0; j < key_end; ++j) convert<Arch>(k + j * ldk, kb + j * dh, dh);
+        for (std::size_t j = 0; j < key_end; ++j) {
+            const float* vr = v + j * ldv;
+            for (std::size_t d = 0; d < dh; ++d) vt[d * ldvt + j] = to_bf16(vr[d]);
+        }
+        if (ldvt > key_end)
+            for (std::size_t d = 0; d < dh; ++d) vt[d * ldvt + key_end] = bf16{};
+    }
 
     for (std::size_t q0 = 0; q0 < tq; q0 += bq_max) {
         const std::size_t bq = std::min(bq_max, tq - q0);
@@ -99,8 +143,11 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
         for (std::size_t k0 = 0; k0 < k_stop; k0 += bk_max) {
             const std::size_t bk = std::min(bk_max, k_stop - k0);
             // s = scale * q_blk k_blk^T                                     (bq, bk)
-            gemm<Arch>(bq, q + q0 * ldq, ldq, weight_nk(k + k0 * ldk, bk, dh, ldk), s, bk,
-                       epilogue<>{nullptr, scale, false});
+            if (use_bf16)
+                gemm<Arch>(bq, q + q0 * ldq, ldq, weight_nk(kb + k0 * dh, bk, dh), s, bk, epilogue<>{nullptr, scale, false});
+            else
+                gemm<Arch>(bq, q + q0 * ldq, ldq, weight_nk(k + k0 * ldk, bk, dh, ldk), s, bk,
+                           epilogue<>{nullptr, scale, false});
             for (std::size_t i = 0; i < bq; ++i) {
                 float* sr = s + i * bk;
                 const std::size_t qi = q0 + i;
@@ -113,8 +160,12 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
                     for (std::size_t j = 0; j < bk; ++j)
                         if (!mask.visible(qi, k0 + j)) sr[j] = ninf;
                 // Online softmax: rescale what was accumulated when the running max grows.
-                float m_blk = ninf;
-                for (std::size_t j = 0; j < bk; ++j) m_blk = std::max(m_blk, sr[j]);
+                // (Vector max: a scalar std::max chain is latency-bound, ~4 cycles per score.)
+                B vmax_blk(ninf);
+                std::size_t jm = 0;
+                for (; jm + B::size <= bk; jm += B::size) vmax_blk = xsimd::max(vmax_blk, B::load_unaligned(sr + jm));
+                float m_blk = hmax<Arch>(vmax_blk);
+                for (; jm < bk; ++jm) m_blk = std::max(m_blk, sr[jm]);
                 const float m_new = std::max(row_max[i], m_blk);
                 if (m_new == ninf) {  // nothing visible yet in this row
                     std::fill(sr, sr + bk, 0.f);
@@ -136,7 +187,10 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
                 if (corr != 1.f) scale_row<Arch>(o + i * dh, corr, dh);
             }
             // o += p v_blk                                                  (bq, dh)
-            gemm<Arch>(bq, s, bk, weight_kn(v + k0 * ldv, dh, bk, ldv), o, dh, epilogue<>{nullptr, 1.f, true});
+            if (use_bf16)
+                gemm<Arch>(bq, s, bk, weight_nk(vt + k0, dh, bk, ldvt), o, dh, epilogue<>{nullptr, 1.f, true});
+            else
+                gemm<Arch>(bq, s, bk, weight_kn(v + k0 * ldv, dh, bk, ldv), o, dh, epilogue<>{nullptr, 1.f, true});
         }
         for (std::size_t i = 0; i < bq; ++i) {
             float* dst = out + (q0 + i) * ldo;

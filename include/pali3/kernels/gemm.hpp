@@ -46,25 +46,30 @@ struct gemm_tiling {
 
 namespace detail {
 
+struct aligned_free {
+    void operator()(float* p) const noexcept { std::free(p); }
+};
+
+inline float* aligned_floats(std::size_t n) {
+    const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
+    void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<float*>(p);
+}
+
 // Per-thread scratch reused across calls (packing buffers); grows, never shrinks.
 class scratch_buffer {
 public:
     float* get(std::size_t n) {
         if (n > capacity_) {
-            const std::size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-            void* p = std::aligned_alloc(64, bytes);
-            if (!p) throw std::bad_alloc();
-            data_.reset(static_cast<float*>(p));
+            data_.reset(aligned_floats(n));
             capacity_ = n;
         }
         return data_.get();
     }
 
 private:
-    struct free_deleter {
-        void operator()(float* p) const noexcept { std::free(p); }
-    };
-    std::unique_ptr<float, free_deleter> data_;
+    std::unique_ptr<float, aligned_free> data_;
     std::size_t capacity_ = 0;
 };
 
@@ -262,6 +267,34 @@ void pack_w(const weight_ref<T>& w, std::size_t j0, std::size_t nc, std::size_t 
     }
 }
 
+}  // namespace detail
+
+// A weight matrix packed once, in the layout the f32 GEMM streams (what `pack_w` would rebuild on
+// every call): for each k block of `kc`, every NR-column panel as kc x NR f32, zero padded to whole
+// panels; 64-byte aligned. `linear::prepack` keeps one next to an f32 matrix (4 n k bytes more) so
+// a forward pass reads W once, straight into the micro-kernel, instead of transposing it again.
+struct packed_panels {
+    std::unique_ptr<float, detail::aligned_free> data;
+    std::size_t n = 0, k = 0, kc = 0, nr = 0, floats = 0;
+    const void* source = nullptr;
+    weight_layout layout = weight_layout::nk;
+    std::size_t ld = 0;
+    std::size_t bytes() const { return floats * sizeof(float); }
+    // Whether it was made from `w` with this column panel width and k block.
+    template <weight_storage T>
+    bool matches(const weight_ref<T>& w, std::size_t panel, std::size_t k_block) const {
+        return source == static_cast<const void*>(w.data) && n == w.n && k == w.k && ld == w.ld &&
+               layout == w.layout && nr == panel && kc == k_block;
+    }
+    // The packed (k block starting at pc, columns from j0) panels; j0 a multiple of nr.
+    const float* block(std::size_t pc, std::size_t j0) const {
+        const std::size_t kcur = std::min(kc, k - pc);
+        return data.get() + pc * ((n + nr - 1) / nr) * nr + (j0 / nr) * kcur * nr;
+    }
+};
+
+namespace detail {
+
 // One thread's share: rows [m0, m1), columns [n0, n1).
 template <class Arch, class Act, class T>
 void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
@@ -276,7 +309,12 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
         (!Act::is_identity && ep.accumulate) ? k : std::min(tiling.kc, k);
     const std::size_t nc_max = std::min(tiling.nc, ((n1 - n0 + NR - 1) / NR) * NR);
     const std::size_t rows = m1 - m0;
-    float* wp = gemm_scratch(0, nc_max * kc_max);
+    // Weights packed ahead (f32 only: bf16 prepacking is for the AMX path) skip pack_w.
+    const packed_panels* pre = nullptr;
+    if constexpr (std::is_same_v<T, float>)
+        if (w.prepacked && static_cast<const packed_panels*>(w.prepacked)->matches(w, NR, kc_max))
+            pre = static_cast<const packed_panels*>(w.prepacked);
+    float* wp = pre ? nullptr : gemm_scratch(0, nc_max * kc_max);
     float* ap = gemm_scratch(1, rows * kc_max);
 
     for (std::size_t pc = 0; pc < k; pc += kc_max) {
@@ -292,7 +330,24 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
         pack_a<MR>(a + m0 * lda + pc, lda, rows, kc, ap);
         for (std::size_t jc = n0; jc < n1; jc += nc_max) {
             const std::size_t nc = std::min(nc_max, n1 - jc);
-            pack_w<Arch, NR>(w, jc, nc, pc, kc, wp);
+            const float* wblock = pre ? pre->block(pc, jc) : wp;
+            if (!pre) pack_w<Arch, NR>(w, jc, nc, pc, kc, wp);
+            // Prepacked W comes from DRAM on its first pass (the model is larger than L3) at
+            // ~7 flop per byte, slower than the micro-kernel needs: fetch the next block into L2
+            // while this one computes, a slice of it before every micro-kernel call.
+            const char* next = nullptr;
+            std::size_t next_lines = 0, lines_per_call = 0, call = 0;
+            if (pre) {
+                const bool more_n = jc + nc < n1;
+                if (more_n || pc + kc < k) {
+                    const std::size_t npc = more_n ? pc : pc + kc, njc = more_n ? jc + nc : n0;
+                    const std::size_t ncols = std::min(nc_max, n1 - njc);
+                    next = reinterpret_cast<const char*>(pre->block(npc, njc));
+                    next_lines = ((ncols + NR - 1) / NR * NR) * std::min(kc_max, k - npc) * sizeof(float) / 64;
+                    const std::size_t calls = ((rows + MR - 1) / MR) * ((nc + NR - 1) / NR);
+                    lines_per_call = (next_lines + calls - 1) / calls;
+                }
+            }
             for (std::size_t ir = 0; ir < rows; ir += MR) {
                 const std::size_t mr = std::min(MR, rows - ir);
                 const float* apanel = ap + ir * kc;
@@ -301,7 +356,10 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
                 for (std::size_t jr = 0; jr < nc; jr += NR) {
                     const std::size_t nr = std::min(NR, nc - jr);
                     const float* bias = ep.bias ? ep.bias + jc + jr : nullptr;
-                    kernel(kc, apanel, wp + jr * kc, crow + jc + jr, ldc, nr, bias, ep.alpha, ops);
+                    for (std::size_t l = call * lines_per_call; l < std::min(next_lines, (call + 1) * lines_per_call); ++l)
+                        __builtin_prefetch(next + l * 64, 0, 2);
+                    ++call;
+                    kernel(kc, apanel, wblock + jr * kc, crow + jc + jr, ldc, nr, bias, ep.alpha, ops);
                 }
             }
         }
@@ -342,6 +400,28 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
             if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
         }
     });
+}
+
+// Packs an f32 matrix once for the f32 GEMM with this tiling (null when nothing would use it:
+// k blocks of a different size, or a width no GEMM call takes — m <= gemv_max_rows uses GEMV).
+template <class Arch = default_arch>
+std::shared_ptr<const packed_panels> pack_panels(const weight_ref<float>& w, const gemm_tiling<Arch>& tiling = {}) {
+    using tiling_t = gemm_tiling<Arch>;
+    if (!w.data || w.n == 0 || w.k == 0 || tiling.kc == 0) return nullptr;
+    auto p = std::make_shared<packed_panels>();
+    const std::size_t NR = tiling_t::nr, panels = (w.n + NR - 1) / NR;
+    p->n = w.n;
+    p->k = w.k;
+    p->kc = std::min(tiling.kc, w.k);
+    p->nr = NR;
+    p->source = w.data;
+    p->layout = w.layout;
+    p->ld = w.ld;
+    p->floats = panels * NR * w.k;
+    p->data.reset(detail::aligned_floats(p->floats));
+    for (std::size_t pc = 0; pc < w.k; pc += p->kc)
+        detail::pack_w<Arch, tiling_t::nr>(w, 0, w.n, pc, std::min(p->kc, w.k - pc), p->data.get() + pc * panels * NR);
+    return p;
 }
 
 }  // namespace pali3::kernels

@@ -223,6 +223,9 @@ private:
         float* ctx = ws.alloc(batch * tq * inner).data();  // (batch*tq, inner)
         q_.forward(x, cfg_.width, batch * tq, q, inner, exec);
         const float scale = Scaling::scale(dh);
+        // bf16 models: the score and context products on bf16 operands too (AMX where available).
+        kernels::attention_tiling tiling;
+        tiling.bf16_products = std::is_same_v<Storage, bf16>;
         exec.run(batch * heads, [&](std::size_t task) {
             const std::size_t b = task / heads, h = task % heads;
             kernels::attention_mask m = mask;
@@ -231,7 +234,8 @@ private:
             kernels::distance_bias bias;
             if (pos_bias) bias = pos_bias->by_distance(h, m.q_offset, tq, tk, bias_values);
             kernels::attention(tq, tk, dh, q + b * tq * inner + h * dh, inner, keys_of(b) + h * dh, ld_kv,
-                               values_of(b) + h * dh, ld_kv, ctx + b * tq * inner + h * dh, inner, scale, m, bias);
+                               values_of(b) + h * dh, ld_kv, ctx + b * tq * inner + h * dh, inner, scale, m, bias,
+                               tiling);
         });
         tr("context", ctx, {batch * tq, inner});
         o_.forward(ctx, inner, batch * tq, y, cfg_.width, exec, accumulate);

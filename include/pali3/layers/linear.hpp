@@ -45,20 +45,29 @@ public:
     const linear_config& config() const { return cfg_; }
     kernels::weight_ref<Storage> weight() const {
         auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
-        if (packed_ && packed_->source == static_cast<const void*>(weight_.data)) w.prepacked = packed_.get();
+        if (packed_ && packed_source_ == static_cast<const void*>(weight_.data)) w.prepacked = packed_.get();
         return w;
     }
 
-    // bf16 on AMX: keeps a copy of the matrix in the tile layout so GEMMs skip packing it (the
-    // weights are immutable after loading). Returns the bytes added (0 when not applicable).
+    // Keeps a copy of the matrix in the layout its GEMM streams, so forward passes skip packing
+    // it (the weights are immutable after loading): f32 -> the f32 GEMM's panels (+4 bytes per
+    // weight), bf16 on AMX -> the tile layout (+2 bytes per weight). Returns the bytes added (0 when
+    // not applicable: f16, or bf16 without AMX). GEMV (m <= 4 rows) keeps reading the original.
     std::size_t prepack() {
+        require_loaded();
+        const auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
+        std::size_t bytes = 0;
         if constexpr (std::is_same_v<Storage, bf16>) {
-            require_loaded();
-            packed_ = kernels::amx::pack_weights(kernels::weight_nk(weight_.data, cfg_.out, cfg_.in));
-            return packed_ ? packed_->bytes() : 0;
-        } else {
-            return 0;
+            auto p = kernels::amx::pack_weights(w);
+            bytes = p ? p->bytes() : 0;
+            packed_ = std::move(p);
+        } else if constexpr (std::is_same_v<Storage, float>) {
+            auto p = kernels::pack_panels(w);
+            bytes = p ? p->bytes() : 0;
+            packed_ = std::move(p);
         }
+        packed_source_ = weight_.data;
+        return bytes;
     }
     const float* bias() const { return cfg_.bias ? bias_.data : nullptr; }
 
@@ -90,7 +99,8 @@ private:
     linear_config cfg_;
     param<Storage> weight_;
     param<float> bias_;
-    std::shared_ptr<const kernels::amx::packed_weights> packed_;
+    std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32) or amx::packed_weights (bf16)
+    const void* packed_source_ = nullptr;
 };
 
 struct embedding_config {

@@ -108,8 +108,8 @@ void save(M& module, weights::memory_source& out, std::string prefix = {}) {
     module.visit(s);
 }
 
-// Prepares every layer that can cache its weights in a faster layout (bf16 linears on AMX: see
-// linear::prepack). Opt-in because it keeps a second copy of those weights; returns the bytes added.
+// Prepares every layer that can cache its weights in a faster layout (f32 linears, bf16 linears
+// on AMX: see linear::prepack). Opt-in because it keeps a second copy of those weights; returns the bytes added.
 struct prepacker {
     std::size_t bytes = 0;
 
