@@ -15,7 +15,7 @@ cmake --build build/gcc -j "$jobs"
 ctest --test-dir build/gcc -j "$jobs" --output-on-failure
 # The benchmarks must keep running, not only compiling: one short pass over the small cases.
 build/gcc/bench/pali3_bench --benchmark_min_time=0.01 \
-  --benchmark_filter='softmax|layer_norm|rms_norm|gelu|gemm_f32/64/|vit_block/B16' >/dev/null
+  --benchmark_filter='softmax|layer_norm|rms_norm|gelu|gemm_f32/64/|vit_block/B16|attention_(f32|bf16)/196' >/dev/null
 build/gcc/examples/pali3_compose_variant >/dev/null
 build/gcc/examples/pali3_siglip_train 100 >/dev/null
 
