@@ -34,6 +34,10 @@ expect 0 "wrote [0-9]+ activations" -- "$P" dump "$IMG" --weights "$D/model.safe
 expect 0 "decode step" -- "$P" bench --weights "$D/model.safetensors" --steps 2 --dtype f32
 expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16 --prepack
+# f32 weights prepacked into the GEMM's panels: the same bits, so the same caption.
+c_plain=$("$P" caption "$IMG" "${F[@]}" --max-new-tokens 8 2>/dev/null | grep "^output")
+c_packed=$("$P" caption "$IMG" "${F[@]}" --max-new-tokens 8 --prepack 2>/dev/null | grep "^output")
+if [[ -n $c_plain && $c_plain == "$c_packed" ]]; then ok "f32 --prepack gives the same caption"; else bad "f32 --prepack: '$c_plain' vs '$c_packed'"; fi
 
 # One tower alone, in HF names with config.json beside it: same activations as from our file.
 mkdir -p "$W/hfv" "$W/hft" "$W/hft10"
