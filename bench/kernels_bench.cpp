@@ -48,7 +48,7 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
         for (std::int64_t t : {1, 2}) b->Args({s[0], s[1], s[2], t});
 }
 
-template <class T, weight_layout L, bool AMX = true>
+template <class T, weight_layout L, bool AMX = true, bool PREPACK = false>
 void bm_gemm(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
     // gemm_bf16 takes the AMX path where available; gemm_bf16_xsimd is the same call without it.
@@ -62,7 +62,13 @@ void bm_gemm(benchmark::State& state) {
         else w[i] = to_bf16(wf[i]);
     }
     std::vector<float> c(m * n);
-    const weight_ref<T> wr = L == weight_layout::nk ? weight_nk(w.data(), n, k) : weight_kn(w.data(), n, k);
+    weight_ref<T> wr = L == weight_layout::nk ? weight_nk(w.data(), n, k) : weight_kn(w.data(), n, k);
+    // Prepacked: W packed once before the loop, as `linear::prepack` keeps it for a layer.
+    std::shared_ptr<const packed_panels> packed;
+    if constexpr (PREPACK && std::is_same_v<T, float>) {
+        packed = pack_panels(wr);
+        wr.prepacked = packed.get();
+    }
     core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
     for (auto _ : state) {
         gemm(m, a.data(), k, wr, c.data(), n, epilogue<>{}, pool);
@@ -71,6 +77,7 @@ void bm_gemm(benchmark::State& state) {
     }
     amx::set_enabled(amx_on);
     if (std::is_same_v<T, bf16>) state.SetLabel(AMX && amx::enabled() ? "AMX" : "xsimd");
+    if (PREPACK) state.SetLabel("W prepacked");
     set_gflops(state, 2.0 * m * n * k);
 }
 
@@ -240,6 +247,7 @@ void bm_convert_bf16(benchmark::State& state) {
 
 BENCHMARK(bm_gemm<float, weight_layout::nk>)->Name("gemm_f32")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<float, weight_layout::kn>)->Name("gemm_f32_kn")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm<float, weight_layout::nk, true, true>)->Name("gemm_f32_prepacked")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk>)->Name("gemm_bf16")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();

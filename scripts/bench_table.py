@@ -33,8 +33,9 @@ def main(path):
     context, rows = load(path)
     print(f"Run: {context.get('date', '?')}, {context.get('num_cpus', '?')} CPUs, "
           f"load {context.get('load_avg', '?')}\n")
-    print("| shape m/k/n | threads | pali3 f32 (n,k) | pali3 f32 (k,n) | pali3 bf16 | OpenBLAS | f32 / OpenBLAS | f32 % of peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape m/k/n | threads | pali3 f32 (n,k) | pali3 f32 (k,n) | pali3 f32 prepacked | pali3 bf16 | OpenBLAS "
+          "| f32 / OpenBLAS | f32 % of peak | prepacked % of peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, b in rows.items():
         m = re.match(r"gemm_f32/(\d+)/(\d+)/(\d+)/(\d+)$", name)
         if not m:
@@ -43,13 +44,15 @@ def main(path):
         ours = counter(b, "GFLOP/s")
         kn = rows.get(f"gemm_f32_kn/{shape}/{t}")
         bf = rows.get(f"gemm_bf16/{shape}/{t}")
+        pp = rows.get(f"gemm_f32_prepacked/{shape}/{t}")
+        ppv = counter(pp, "GFLOP/s") if pp else None
         ob = rows.get(f"openblas_sgemm/{shape}/{t}")
         obv = counter(ob, "GFLOP/s") if ob else None
         fmt = lambda x: f"{x:.1f}" if x is not None else "-"
         ratio = f"{ours / obv:.2f}" if obv else "-"
-        print(f"| {shape} | {t} | {fmt(ours)} | {fmt(counter(kn, 'GFLOP/s') if kn else None)} | "
-              f"{fmt(counter(bf, 'GFLOP/s') if bf else None)} | {fmt(obv)} | {ratio} | "
-              f"{100 * ours / (FMA_PEAK_PER_CORE * t):.0f}% |")
+        pct = lambda x: f"{100 * x / (FMA_PEAK_PER_CORE * t):.0f}%" if x is not None else "-"
+        print(f"| {shape} | {t} | {fmt(ours)} | {fmt(counter(kn, 'GFLOP/s') if kn else None)} | {fmt(ppv)} | "
+              f"{fmt(counter(bf, 'GFLOP/s') if bf else None)} | {fmt(obv)} | {ratio} | {pct(ours)} | {pct(ppv)} |")
     print()
     print("| case | GB/s | % of DRAM bandwidth (threads) |")
     print("|---|---|---|")

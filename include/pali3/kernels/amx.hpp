@@ -208,6 +208,10 @@ PALI3_AMX_TARGET inline void configure() {
         cfg.rows[t] = 16;
         cfg.colsb[t] = 64;
     }
+    // g++ 12 may treat `ldtilecfg` as not reading the rows/colsb bytes and drop their stores
+    // (seen in a standalone harness: only `palette` reached memory, then SIGILL on the first tile
+    // instruction); the barrier makes every store to cfg land first.
+    __asm__ volatile("" : : "r"(&cfg) : "memory");
     _tile_loadconfig(&cfg);
 }
 
