@@ -178,7 +178,7 @@ void bm_attention_heads(benchmark::State& state) {
                       out.data() + h * dh, inner, 0.125f, {}, {}, tiling);
         benchmark::DoNotOptimize(out.data());
     }
-    if (BF16) state.SetLabel(amx::enabled() ? "bf16 products, AMX" : "bf16 products requested, no AMX: f32");
+    if (BF16) state.SetLabel(amx::enabled() ? "bf16 products, AMX tiles" : "bf16 products requested, no AMX: f32");
     set_gflops(state, 4.0 * t * t * dh * heads);
 }
 

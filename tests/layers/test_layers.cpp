@@ -321,8 +321,29 @@ TEST_CASE("attention with bf16 products matches the double reference to bf16 rou
         } else {
             REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
         }
-        // Below the key threshold the f32 path runs: bit-identical to it.
+        // Smaller query and key blocks (several of each, a ragged last one): same accuracy.
+        bf16_tiling.block_q = 40;
+        bf16_tiling.block_k = 64;
+        f32_tiling.block_q = 40;
+        f32_tiling.block_k = 64;
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, b.data(), sh.dh, scale,
+                           mask, bias, bf16_tiling);
+        INFO("blocks 40 x 64: nmse bf16 products " << test::nmse(b, expect));
+        if (kernels::amx::enabled() && sh.tq > kernels::gemv_max_rows) REQUIRE(test::nmse(b, expect) < 2e-5);
+        // A key block that is not whole tiles, or fewer keys than the threshold: the f32 path
+        // runs, bit-identical to it.
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, a.data(), sh.dh, scale,
+                           mask, bias, f32_tiling);
+        bf16_tiling.block_k = f32_tiling.block_k = 50;
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, a.data(), sh.dh, scale,
+                           mask, bias, f32_tiling);
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, b.data(), sh.dh, scale,
+                           mask, bias, bf16_tiling);
+        REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+        bf16_tiling.block_k = f32_tiling.block_k = 64;
         bf16_tiling.bf16_min_keys = sh.tk + 1;
+        kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, a.data(), sh.dh, scale,
+                           mask, bias, f32_tiling);
         kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.ld, k.data(), sh.ld, v.data(), sh.ld, b.data(), sh.dh, scale,
                            mask, bias, bf16_tiling);
         REQUIRE(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);

@@ -202,6 +202,23 @@ PALI3_AMX_TARGET inline void tile_block(const std::uint16_t* a, std::size_t kp, 
     _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
+// acc rows [0, 16) only (the last row block of an m that leaves 1..16 rows: half the work of a
+// padded 32-row block).
+PALI3_AMX_TARGET inline void tile_block_16(const std::uint16_t* a, std::size_t kp, const std::uint16_t* w0,
+                                           const std::uint16_t* w1, float* acc) {
+    _tile_zero(0);
+    _tile_zero(1);
+    for (std::size_t p = 0; p < kp; p += 32) {
+        _tile_loadd(4, a + p, kp * 2);
+        _tile_loadd(6, w0 + (p / 2) * 32, 64);
+        _tile_loadd(7, w1 + (p / 2) * 32, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+    }
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+}
+
 PALI3_AMX_TARGET inline void configure() {
     tile_config cfg;
     for (int t = 0; t < 8; ++t) {
@@ -216,6 +233,92 @@ PALI3_AMX_TARGET inline void configure() {
 }
 
 PALI3_AMX_TARGET inline void release() { _tile_release(); }
+
+// Operands made on the fly from f32 activations (attention's K, V and probabilities), for
+// tile_product below. Both round to nearest even, as pack_a does.
+//
+// (n, k) rows `ld` apart -> VNNI panels of 16 rows (what pack_w makes from bf16 weights): panel p
+// holds rows [16p, 16p + 16) as kp/2 rows of 16 x (k even, k odd) pairs, zero padded to kp and to
+// whole panels. Attention's K (keys, head_dim) as the right operand of q k^T.
+PALI3_AMX_TARGET inline void pack_nk_f32(const float* src, std::size_t ld, std::size_t n, std::size_t k, std::size_t kp,
+                                         std::uint16_t* out) {
+    alignas(64) std::uint16_t rows[16 * 32];  // 16 rows x 32 k of one transpose block
+    const std::size_t panels = (n + 15) / 16;
+    for (std::size_t pnl = 0; pnl < panels; ++pnl) {
+        const std::size_t r0 = pnl * 16, nr = std::min<std::size_t>(16, n - r0);
+        std::uint16_t* dst = out + pnl * kp * 16;
+        for (std::size_t p0 = 0; p0 < kp; p0 += 32) {
+            const std::size_t nk = std::min<std::size_t>(32, k > p0 ? k - p0 : 0);
+            const __mmask16 lo = static_cast<__mmask16>(nk >= 16 ? 0xffff : (1u << nk) - 1);
+            const __mmask16 hi = static_cast<__mmask16>(nk <= 16 ? 0 : nk >= 32 ? 0xffff : (1u << (nk - 16)) - 1);
+            for (std::size_t r = 0; r < 16; ++r) {
+                __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+                if (r < nr) {
+                    a = _mm512_maskz_loadu_ps(lo, src + (r0 + r) * ld + p0);
+                    b = _mm512_maskz_loadu_ps(hi, src + (r0 + r) * ld + p0 + 16);
+                }
+                _mm512_store_si512(rows + r * 32, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            }
+            transpose_u32_16x16(reinterpret_cast<const std::uint32_t*>(rows), 16,
+                                reinterpret_cast<std::uint32_t*>(dst + (p0 / 2) * 32));
+        }
+    }
+}
+
+// (k, n) rows `ld` apart -> the same VNNI panels over its n columns (pairs of consecutive rows
+// interleaved): attention's V (keys, head_dim) as the right operand of p v.
+PALI3_AMX_TARGET inline void pack_kn_f32(const float* src, std::size_t ld, std::size_t k, std::size_t n, std::size_t kp,
+                                         std::uint16_t* out) {
+    alignas(64) static constexpr std::uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                                 21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                                 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i idx = _mm512_load_si512(interleave);
+    const std::size_t panels = (n + 15) / 16;
+    for (std::size_t pnl = 0; pnl < panels; ++pnl) {
+        const std::size_t c0 = pnl * 16, nc_ = std::min<std::size_t>(16, n - c0);
+        const __mmask16 cols = static_cast<__mmask16>(nc_ >= 16 ? 0xffff : (1u << nc_) - 1);
+        std::uint16_t* dst = out + pnl * kp * 16;
+        for (std::size_t p = 0; p < kp; p += 2) {
+            const __m512 even = p < k ? _mm512_maskz_loadu_ps(cols, src + p * ld + c0) : _mm512_setzero_ps();
+            const __m512 odd = p + 1 < k ? _mm512_maskz_loadu_ps(cols, src + (p + 1) * ld + c0) : _mm512_setzero_ps();
+            const __m512i pairs = (__m512i)_mm512_cvtne2ps_pbh(odd, even);  // [even 0..15 | odd 0..15]
+            _mm512_storeu_si512(dst + (p / 2) * 32, _mm512_permutexvar_epi16(idx, pairs));
+        }
+    }
+}
+
+// c (rows, cols) = alpha A W^T, or c += A W^T (Accumulate): A packed by pack_a (kp columns), W as
+// VNNI panels `panel_stride` elements apart, their first kp/2 pair rows used. Tiles configured
+// by the caller (configure / release around a run of products).
+template <bool Accumulate>
+PALI3_AMX_TARGET inline void tile_product(const std::uint16_t* a, std::size_t rows, std::size_t kp, const std::uint16_t* w,
+                                          std::size_t panel_stride, std::size_t cols, float* c, std::size_t ldc, float alpha) {
+    alignas(64) float acc[32 * 32];
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (std::size_t jr = 0; jr < cols; jr += 32) {
+        const std::uint16_t* w0 = w + (jr / 16) * panel_stride;
+        const std::uint16_t* w1 = jr + 16 < cols ? w0 + panel_stride : w0;
+        const std::size_t bc = std::min<std::size_t>(32, cols - jr);
+        const __mmask16 m0 = static_cast<__mmask16>(bc >= 16 ? 0xffff : (1u << bc) - 1);
+        const __mmask16 m1 = static_cast<__mmask16>(bc <= 16 ? 0 : bc >= 32 ? 0xffff : (1u << (bc - 16)) - 1);
+        for (std::size_t ir = 0; ir < rows; ir += 32) {
+            if (rows - ir <= 16) tile_block_16(a + ir * kp, kp, w0, w1, acc);
+            else tile_block(a + ir * kp, kp, w0, w1, acc);
+            const std::size_t br = std::min<std::size_t>(32, rows - ir);
+            for (std::size_t i = 0; i < br; ++i) {
+                float* crow = c + (ir + i) * ldc + jr;
+                const __m512 x0 = _mm512_load_ps(acc + i * 32), x1 = _mm512_load_ps(acc + i * 32 + 16);
+                if constexpr (Accumulate) {
+                    _mm512_mask_storeu_ps(crow, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, crow), x0));
+                    _mm512_mask_storeu_ps(crow + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, crow + 16), x1));
+                } else {
+                    _mm512_mask_storeu_ps(crow, m0, _mm512_mul_ps(va, x0));
+                    _mm512_mask_storeu_ps(crow + 16, m1, _mm512_mul_ps(va, x1));
+                }
+            }
+        }
+    }
+}
 
 #undef PALI3_AMX_TARGET
 
@@ -260,7 +363,8 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
                 const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
                 const std::size_t bc = std::min<std::size_t>(32, cols - jr);
                 for (std::size_t ir = 0; ir < rows; ir += 32) {
-                    tile_block(ap.data() + ir * kp, kp, w0, w1, acc);
+                    if (rows - ir <= 16) tile_block_16(ap.data() + ir * kp, kp, w0, w1, acc);
+                    else tile_block(ap.data() + ir * kp, kp, w0, w1, acc);
                     finish(acc, std::min<std::size_t>(32, rows - ir), bc, c + (i0 + ir) * ldc + jc + jr, ldc,
                            ep.bias ? ep.bias + jc + jr : nullptr, ep);
                 }

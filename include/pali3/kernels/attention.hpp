@@ -45,15 +45,16 @@ struct distance_bias {
 struct attention_tiling {
     std::size_t block_q = 256;
     std::size_t block_k = 256;
-    // Compute q k^T and p v from bf16-rounded operands with f32 sums — on AMX tiles where
+    // Compute q k^T and p v from bf16-rounded operands with f32 sums on AMX tiles, where
     // amx::enabled() (what bf16 models ask for: their GEMMs already round activations to bf16;
-    // relative error ~1e-3). Ignored without AMX and for <= 4 query rows (the f32 GEMV path reads
-    // K and V directly). Softmax and the running sums stay f32.
+    // relative error ~1e-3 per product, ~1e-5 NMSE on the output). Ignored without AMX, for <= 4
+    // query rows (the f32 GEMV path reads K and V directly) and when block_k is not a multiple of
+    // 32 (the tile width). K and V are packed into the tile layout once per call, each query
+    // block once; softmax and the running sums stay f32.
     bool bf16_products = false;
-    // ... and only from this many keys on: the products of short sequences are too small for the
-    // tiles to pay for the bf16 copies (measured, one head set of 1 thread: 196 keys x 12 heads of
-    // 64 no faster than f32; 1024 keys x 16 heads of 96 1.6x faster; docs/benchmarks.md).
-    std::size_t bf16_min_keys = 512;
+    // ... and only from this many keys on (measured, 12 heads of 64, 1 thread: 1.0x at 8 keys,
+    // 1.2x at 16, 1.7–1.9x from 64 to 262, 2.4x at 1024; docs/benchmarks.md).
+    std::size_t bf16_min_keys = 16;
 };
 
 template <class Arch>
@@ -70,15 +71,32 @@ inline float* attention_scratch(std::size_t n) {
     return buffer.get(n);
 }
 
-// bf16 copies of K (tk, dh) and of V transposed (dh, tk rounded up to even), per thread.
-inline bf16* attention_bf16_scratch(std::size_t n) {
-    thread_local std::vector<bf16> buffer;
-    if (buffer.size() < n) buffer.resize(n);
-    return buffer.data();
+inline bool attention_uses_bf16(std::size_t tq, std::size_t keys, const attention_tiling& t) {
+    return t.bf16_products && tq > gemv_max_rows && keys >= t.bf16_min_keys && t.block_k % 32 == 0 && amx::enabled();
 }
 
-inline bool attention_uses_bf16(std::size_t tq, std::size_t keys, const attention_tiling& t) {
-    return t.bf16_products && tq > gemv_max_rows && keys >= t.bf16_min_keys && amx::enabled();
+// The bf16 tile operands of one call with bf16 products (elements of 2 bytes), per thread: K and
+// V packed once for all query blocks (O(tk)), one query block and one probability block.
+struct attention_bf16_layout {
+    std::size_t dh_pad, keys_pad, bq_pad, bk_pad;
+    std::size_t k_packed, v_packed, q_block, p_block;
+
+    attention_bf16_layout(std::size_t dh, std::size_t tq, std::size_t tk, const attention_tiling& t)
+        : dh_pad((dh + 31) / 32 * 32),
+          keys_pad((tk + 31) / 32 * 32),
+          bq_pad((std::min(t.block_q, tq) + 31) / 32 * 32),
+          bk_pad((std::min(t.block_k, std::max<std::size_t>(tk, 1)) + 31) / 32 * 32),
+          k_packed((tk + 15) / 16 * 16 * dh_pad),
+          v_packed((dh + 15) / 16 * 16 * keys_pad),
+          q_block(bq_pad * dh_pad),
+          p_block(bq_pad * bk_pad) {}
+    std::size_t elements() const { return k_packed + v_packed + q_block + p_block; }
+};
+
+inline std::uint16_t* attention_bf16_scratch(std::size_t n) {
+    thread_local std::vector<std::uint16_t> buffer;
+    if (buffer.size() < n) buffer.resize(n);
+    return buffer.data();
 }
 }  // namespace detail
 
@@ -87,11 +105,12 @@ inline std::size_t attention_scratch_floats(std::size_t dh, const attention_tili
     return t.block_q * t.block_k + t.block_q * dh + 2 * t.block_q;
 }
 
-// All scratch bytes of one call with tk keys (per thread), for memory budgets: the tiles, plus
-// the bf16 copies of K and V (O(tk), never O(tk^2)) when bf16 products are on.
+// All scratch bytes of one call with tk keys (per thread, at most block_q queries), for memory
+// budgets: the tiles, plus the bf16 tile operands (O(tk), never O(tk^2)) when bf16 products are on.
 inline std::size_t attention_scratch_bytes(std::size_t dh, std::size_t tk, const attention_tiling& t = {}) {
-    const std::size_t copies = t.bf16_products && tk >= t.bf16_min_keys ? (tk * dh + dh * (tk + 1) / 2 * 2) * sizeof(bf16) : 0;
-    return attention_scratch_floats(dh, t) * sizeof(float) + copies;
+    const std::size_t operands =
+        t.bf16_products && tk >= t.bf16_min_keys ? detail::attention_bf16_layout(dh, t.block_q, tk, t).elements() * 2 : 0;
+    return attention_scratch_floats(dh, t) * sizeof(float) + operands;
 }
 
 template <class Arch = default_arch>
@@ -114,23 +133,30 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
     float* row_max = o + bq_max * dh;     // (bq)
     float* row_sum = row_max + bq_max;    // (bq)
     const std::size_t key_end = std::min(tk, mask.key_len);
-    // bf16 operands: K as (tk, dh) rows, V transposed to (dh, tk) so both products read an (n, k)
-    // matrix — the layout the AMX packer transposes in registers.
+    // bf16 operands on AMX tiles: K and V packed once per call into the tile layout, each query
+    // block once, each probability block once; products summed in f32 in the tiles.
     const bool use_bf16 = detail::attention_uses_bf16(tq, key_end, tiling);
-    const std::size_t ldvt = (key_end + 1) / 2 * 2;
-    bf16* kb = nullptr;
-    bf16* vt = nullptr;
+#if PALI3_HAVE_AMX_CODE
+    std::uint16_t *kp = nullptr, *vp = nullptr, *qp = nullptr, *pp = nullptr;
+    const detail::attention_bf16_layout lay(dh, tq, key_end, tiling);
     if (use_bf16) {
-        kb = detail::attention_bf16_scratch(key_end * dh + dh * ldvt);
-        vt = kb + key_end * dh;
-        for (std::size_t j = 0; j < key_end; ++j) convert<Arch>(k + j * ldk, kb + j * dh, dh);
-        for (std::size_t j = 0; j < key_end; ++j) {
-            const float* vr = v + j * ldv;
-            for (std::size_t d = 0; d < dh; ++d) vt[d * ldvt + j] = to_bf16(vr[d]);
-        }
-        if (ldvt > key_end)
-            for (std::size_t d = 0; d < dh; ++d) vt[d * ldvt + key_end] = bf16{};
+        kp = detail::attention_bf16_scratch(lay.elements());
+        vp = kp + lay.k_packed;
+        qp = vp + lay.v_packed;
+        pp = qp + lay.q_block;
+        amx::detail::pack_nk_f32(k, ldk, key_end, dh, lay.dh_pad, kp);
+        amx::detail::pack_kn_f32(v, ldv, key_end, dh, lay.keys_pad, vp);
+        amx::detail::configure();
     }
+    struct tile_release {  // leave the tile state as we found it, on every exit
+        bool on;
+        ~tile_release() {
+            if (on) amx::detail::release();
+        }
+    } const release_tiles{use_bf16};
+#else
+    (void)use_bf16;
+#endif
 
     for (std::size_t q0 = 0; q0 < tq; q0 += bq_max) {
         const std::size_t bq = std::min(bq_max, tq - q0);
@@ -143,9 +169,13 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
         for (std::size_t k0 = 0; k0 < k_stop; k0 += bk_max) {
             const std::size_t bk = std::min(bk_max, k_stop - k0);
             // s = scale * q_blk k_blk^T                                     (bq, bk)
-            if (use_bf16)
-                gemm<Arch>(bq, q + q0 * ldq, ldq, weight_nk(kb + k0 * dh, bk, dh), s, bk, epilogue<>{nullptr, scale, false});
-            else
+#if PALI3_HAVE_AMX_CODE
+            if (use_bf16) {
+                if (k0 == 0) amx::detail::pack_a(q + q0 * ldq, ldq, bq, dh, lay.dh_pad, qp);
+                amx::detail::tile_product<false>(qp, bq, lay.dh_pad, kp + k0 * lay.dh_pad, lay.dh_pad * 16, bk, s, bk,
+                                                 scale);
+            } else
+#endif
                 gemm<Arch>(bq, q + q0 * ldq, ldq, weight_nk(k + k0 * ldk, bk, dh, ldk), s, bk,
                            epilogue<>{nullptr, scale, false});
             for (std::size_t i = 0; i < bq; ++i) {
@@ -187,9 +217,13 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
                 if (corr != 1.f) scale_row<Arch>(o + i * dh, corr, dh);
             }
             // o += p v_blk                                                  (bq, dh)
-            if (use_bf16)
-                gemm<Arch>(bq, s, bk, weight_nk(vt + k0, dh, bk, ldvt), o, dh, epilogue<>{nullptr, 1.f, true});
-            else
+#if PALI3_HAVE_AMX_CODE
+            if (use_bf16) {
+                const std::size_t bk_pad = (bk + 31) / 32 * 32;  // zero columns meet zero (or next-block) V rows
+                amx::detail::pack_a(s, bk, bq, bk, bk_pad, pp);
+                amx::detail::tile_product<true>(pp, bq, bk_pad, vp + k0 * 16, lay.keys_pad * 16, dh, o, dh, 1.f);
+            } else
+#endif
                 gemm<Arch>(bq, s, bk, weight_kn(v + k0 * ldv, dh, bk, ldv), o, dh, epilogue<>{nullptr, 1.f, true});
         }
         for (std::size_t i = 0; i < bq; ++i) {
