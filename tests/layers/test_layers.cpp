@@ -403,6 +403,14 @@ TEST_CASE("attention memory does not grow with t^2", "[layers][attention]") {
     kernels::attention_tiling bf16_products;
     bf16_products.bf16_products = true;
     CHECK(kernels::attention_scratch_bytes(96, 5776, bf16_products) < 3 * 1024 * 1024);
+    // The tile operands, counted by hand (2 bytes each): K in 16-key panels x 96 dims, V in
+    // 16-dim panels x 5792 keys (rounded to 32), one 256-query block x 96, one 256 x 256
+    // probability block.
+    CHECK(kernels::attention_scratch_bytes(96, 5776, bf16_products) ==
+          kernels::attention_scratch_floats(96) * sizeof(float) + 2 * (5776 * 96 + 96 * 5792 + 256 * 96 + 256 * 256));
+    bf16_products.block_k = 100;  // not whole tiles: the f32 path, no operands
+    CHECK(kernels::attention_scratch_bytes(96, 5776, bf16_products) ==
+          kernels::attention_scratch_floats(96, bf16_products) * sizeof(float));
 }
 
 TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {

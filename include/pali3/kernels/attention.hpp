@@ -108,9 +108,10 @@ inline std::size_t attention_scratch_floats(std::size_t dh, const attention_tili
 // All scratch bytes of one call with tk keys (per thread, at most block_q queries), for memory
 // budgets: the tiles, plus the bf16 tile operands (O(tk), never O(tk^2)) when bf16 products are on.
 inline std::size_t attention_scratch_bytes(std::size_t dh, std::size_t tk, const attention_tiling& t = {}) {
-    const std::size_t operands =
-        t.bf16_products && tk >= t.bf16_min_keys ? detail::attention_bf16_layout(dh, t.block_q, tk, t).elements() * 2 : 0;
-    return attention_scratch_floats(dh, t) * sizeof(float) + operands;
+    std::size_t bytes = attention_scratch_floats(dh, t) * sizeof(float);
+    if (t.bf16_products && tk >= t.bf16_min_keys && t.block_k % 32 == 0)
+        bytes += detail::attention_bf16_layout(dh, t.block_q, tk, t).elements() * sizeof(std::uint16_t);
+    return bytes;
 }
 
 template <class Arch = default_arch>

@@ -312,29 +312,8 @@ public:
         npz_detail::descr_size(d, &loadable);
         if (!loadable)
             throw format_error(core::describe("array dtype cannot be loaded as a weight", name, "<f4, <f2, <f8 or |V2 (bfloat16)", d));
-        if (d == "<f8") {
-            auto out = std::make_shared<std::vector<float>>(n);
-            for (std::size_t i = 0; i < n; ++i) {
-                double v;
-                std::memcpy(&v, array.data + 8 * i, 8);
-                (*out)[i] = static_cast<float>(v);
-            }
-            t.type = dtype::f32;
-            t.data = out->data();
-            t.owner = std::move(out);
-            return t;
-        }
-        t.type = d == "<f4" ? dtype::f32 : d == "<f2" ? dtype::f16 : dtype::bf16;
-        const std::size_t align = d == "<f4" ? 4 : 2;
-        if (reinterpret_cast<std::uintptr_t>(array.data) % align == 0) {
-            t.data = array.data;
-            t.owner = keep;
-        } else {
-            auto aligned = std::make_shared<std::vector<float>>((array.bytes + 3) / 4);
-            std::memcpy(aligned->data(), array.data, array.bytes);
-            t.data = aligned->data();
-            t.owner = std::move(aligned);
-        }
+        if (d == "<f8") t.set_from_f64(array.data, n);
+        else t.set_stored(d == "<f4" ? dtype::f32 : d == "<f2" ? dtype::f16 : dtype::bf16, array.data, array.bytes, keep);
         return t;
     }
 

@@ -191,29 +191,12 @@ public:
         const std::uint8_t* p = f.bytes.data + f.data_start + e.begin;
         const std::size_t n = shape_size(e.shape);
         if (e.dtype == "F32" || e.dtype == "BF16" || e.dtype == "F16") {
-            t.type = e.dtype == "F32" ? dtype::f32 : e.dtype == "BF16" ? dtype::bf16 : dtype::f16;
-            const std::size_t align = e.dtype == "F32" ? 4 : 2;
-            if (reinterpret_cast<std::uintptr_t>(p) % align == 0) {
-                t.data = p;
-                t.owner = f.bytes.owner;
-            } else {  // misaligned in the file: copy once
-                auto aligned = std::make_shared<std::vector<float>>((e.end - e.begin + 3) / 4);
-                std::memcpy(aligned->data(), p, e.end - e.begin);
-                t.data = aligned->data();
-                t.owner = std::move(aligned);
-            }
+            t.set_stored(e.dtype == "F32" ? dtype::f32 : e.dtype == "BF16" ? dtype::bf16 : dtype::f16, p, e.end - e.begin,
+                         f.bytes.owner);
             return t;
         }
         if (e.dtype == "F64") {
-            auto out = std::make_shared<std::vector<float>>(n);
-            for (std::size_t i = 0; i < n; ++i) {
-                double d;
-                std::memcpy(&d, p + 8 * i, 8);
-                (*out)[i] = static_cast<float>(d);
-            }
-            t.type = dtype::f32;
-            t.data = out->data();
-            t.owner = std::move(out);
+            t.set_from_f64(p, n);
             return t;
         }
         throw format_error(core::describe("tensor dtype cannot be loaded as a weight", name, "F32, BF16, F16 or F64",

@@ -9,6 +9,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <span>
 #include <string>
@@ -51,6 +52,33 @@ struct tensor_data {
     std::shared_ptr<const void> owner;
 
     std::size_t size() const { return shape_size(shape); }
+
+    // Stored f32 / bf16 / f16 bytes: viewed in place when aligned for their type (`keep` owns
+    // them), else copied once into an aligned buffer. For checkpoint readers.
+    void set_stored(dtype stored, const std::uint8_t* bytes, std::size_t count, std::shared_ptr<const void> keep) {
+        type = stored;
+        if (reinterpret_cast<std::uintptr_t>(bytes) % (stored == dtype::f32 ? 4 : 2) == 0) {
+            data = bytes;
+            owner = std::move(keep);
+        } else {
+            auto aligned = std::make_shared<std::vector<float>>((count + 3) / 4);
+            std::memcpy(aligned->data(), bytes, count);
+            data = aligned->data();
+            owner = std::move(aligned);
+        }
+    }
+    // n little-endian f64 values (any alignment), converted to an owned f32 copy.
+    void set_from_f64(const std::uint8_t* bytes, std::size_t n) {
+        auto out = std::make_shared<std::vector<float>>(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            double v;
+            std::memcpy(&v, bytes + 8 * i, 8);
+            (*out)[i] = static_cast<float>(v);
+        }
+        type = dtype::f32;
+        data = out->data();
+        owner = std::move(out);
+    }
 };
 
 // What a checkpoint reader reports about one stored tensor (for inspection and diffs):
