@@ -320,21 +320,38 @@ PALI3_AMX_TARGET inline void tile_product(const std::uint16_t* a, std::size_t ro
     }
 }
 
-#undef PALI3_AMX_TARGET
-
+// The epilogue of one 32 x 32 block: c rows = Act(alpha acc + bias) [+ c], in 512-bit registers
+// (the first `cols` columns, masked); a scalar loop here cost as much as a third of the tile time.
 template <class Act>
-void finish(const float* acc, std::size_t rows, std::size_t cols, float* c, std::size_t ldc, const float* bias, const epilogue<Act>& ep) {
+PALI3_AMX_TARGET inline void finish(const float* acc, std::size_t rows, std::size_t cols, float* c, std::size_t ldc,
+                                    const float* bias, const epilogue<Act>& ep) {
+    const auto mask = [](std::size_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); };
+    const __mmask16 m0 = mask(cols), m1 = cols > 16 ? mask(cols - 16) : __mmask16(0);
+    const __m512 alpha = _mm512_set1_ps(ep.alpha);
+    const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
     for (std::size_t i = 0; i < rows; ++i) {
-        float tmp[32];
-        for (std::size_t j = 0; j < cols; ++j) tmp[j] = ep.alpha * acc[i * 32 + j] + (bias ? bias[j] : 0.f);
-        if constexpr (!Act::is_identity) apply_activation<Act>(tmp, cols);
+        __m512 x0 = _mm512_fmadd_ps(alpha, _mm512_load_ps(acc + i * 32), b0);
+        __m512 x1 = _mm512_fmadd_ps(alpha, _mm512_load_ps(acc + i * 32 + 16), b1);
+        if constexpr (!Act::is_identity) {
+            alignas(64) float tmp[32];
+            _mm512_store_ps(tmp, x0);
+            _mm512_store_ps(tmp + 16, x1);
+            apply_activation<Act>(tmp, 32);
+            x0 = _mm512_load_ps(tmp);
+            x1 = _mm512_load_ps(tmp + 16);
+        }
         float* crow = c + i * ldc;
-        if (ep.accumulate)
-            for (std::size_t j = 0; j < cols; ++j) crow[j] += tmp[j];
-        else
-            std::memcpy(crow, tmp, cols * sizeof(float));
+        if (ep.accumulate) {
+            x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, crow));
+            x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, crow + 16));
+        }
+        _mm512_mask_storeu_ps(crow, m0, x0);
+        _mm512_mask_storeu_ps(crow + 16, m1, x1);
     }
 }
+
+#undef PALI3_AMX_TARGET
 
 // Columns [n0, n1) of C, all rows.
 template <class Act>
@@ -358,14 +375,17 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
             const std::uint16_t* wblock = wp.data();
             if (pre) wblock = pre->data.data() + (jc / 16) * kp * 16;  // jc is a multiple of 16
             else pack_w(w, jc, cols, kp, wp.data());
-            for (std::size_t jr = 0; jr < cols; jr += 32) {
-                const std::uint16_t* w0 = wblock + (jr / 16) * kp * 16;
-                const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
-                const std::size_t bc = std::min<std::size_t>(32, cols - jr);
-                for (std::size_t ir = 0; ir < rows; ir += 32) {
-                    if (rows - ir <= 16) tile_block_16(ap.data() + ir * kp, kp, w0, w1, acc);
-                    else tile_block(ap.data() + ir * kp, kp, w0, w1, acc);
-                    finish(acc, std::min<std::size_t>(32, rows - ir), bc, c + (i0 + ir) * ldc + jc + jr, ldc,
+            // Each 32-row block of A runs across the column block's panel pairs: C rows are written
+            // 1 KB at a time, not 128 bytes per row per panel (8-11 % at k = 768, docs/benchmarks.md).
+            for (std::size_t ir = 0; ir < rows; ir += 32) {
+                const std::uint16_t* ablock = ap.data() + ir * kp;
+                const std::size_t br = std::min<std::size_t>(32, rows - ir);
+                for (std::size_t jr = 0; jr < cols; jr += 32) {
+                    const std::uint16_t* w0 = wblock + (jr / 16) * kp * 16;
+                    const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
+                    if (br <= 16) tile_block_16(ablock, kp, w0, w1, acc);
+                    else tile_block(ablock, kp, w0, w1, acc);
+                    finish(acc, br, std::min<std::size_t>(32, cols - jr), c + (i0 + ir) * ldc + jc + jr, ldc,
                            ep.bias ? ep.bias + jc + jr : nullptr, ep);
                 }
             }
