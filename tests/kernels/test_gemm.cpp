@@ -85,6 +85,9 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     gemm_tiling<default_arch> small{};
     small.kc = 16;
     small.nc = gemm_tiling<default_arch>::nr * 2;
+    small.chunks_per_thread = 7;  // threads splitting n take many small column chunks from the queue
+    gemm_tiling<default_arch> fixed{};
+    fixed.chunks_per_thread = 1;  // one chunk per thread (the shared packed A, no queue)
     for (const auto& p : shapes) {
         for (auto layout : {weight_layout::nk, weight_layout::kn}) {
             check_gemm<TestType>(p, layout, epilogue<>{}, false, false, defaults, bound);
@@ -92,6 +95,7 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
             check_gemm<TestType>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, false, small, bound);
             check_gemm<TestType>(p, layout, epilogue<act::relu>{}, true, true, small, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, small, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, fixed, bound);
         }
     }
     amx::set_enabled(amx_on);
