@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "pali3/core/storage.hpp"
@@ -65,5 +66,20 @@ double max_rel_error(const Got& got, const std::vector<double>& ref, double floo
     }
     return worst;
 }
+
+// An executor that runs every task on a thread of its own (started for the task), so each task
+// runs on a thread other than the caller: catches kernels that reach the caller's thread_local
+// state from inside a task (a thread_pool may run every task of a small job on the caller).
+struct thread_per_task {
+    std::size_t threads = 2;
+    std::size_t size() const { return threads; }
+    template <class F>
+    void run(std::size_t n, F&& fn) const {
+        std::vector<std::thread> pool;
+        pool.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) pool.emplace_back([&fn, i] { fn(i); });
+        for (auto& t : pool) t.join();
+    }
+};
 
 }  // namespace pali3::test

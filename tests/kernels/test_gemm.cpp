@@ -47,10 +47,13 @@ void check_gemm(const problem& p, weight_layout layout, const epilogue<Act>& ep_
     const auto expect = ref::gemm(p.m, a.data(), lda, w, c0.data(), ldc, ep);
 
     std::vector<float> first;
-    for (std::size_t threads : {1u, 2u, 3u}) {
+    for (std::size_t threads : {1u, 2u, 3u, 4u}) {
         auto c = c0;
         if (threads == 1) {
             gemm(p.m, a.data(), lda, w, c.data(), ldc, ep, core::sequential{}, tiling);
+        } else if (threads == 4) {
+            test::thread_per_task exec{3};  // every task off the calling thread
+            gemm(p.m, a.data(), lda, w, c.data(), ldc, ep, exec, tiling);
         } else {
             core::thread_pool pool(threads);
             gemm(p.m, a.data(), lda, w, c.data(), ldc, ep, pool, tiling);
@@ -144,6 +147,10 @@ TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "
     // Shapes past the 512-row and 256-column blocks, odd k.
     check_gemm<bf16>({600, 300, 77}, weight_layout::nk, epilogue<act::relu>{}, true, true, defaults, bound);
     check_gemm<bf16>({45, 530, 1000}, weight_layout::kn, epilogue<>{nullptr, 1.f, true}, true, true, defaults, bound);
+    // Many small column chunks per thread (the queue), past the 512-row block.
+    gemm_tiling<default_arch> many{};
+    many.chunks_per_thread = 7;
+    check_gemm<bf16>({1100, 96, 650}, weight_layout::nk, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, many, bound);
 }
 
 TEST_CASE("f32 weights packed once give the same C as packing per call", "[kernels][gemm]") {

@@ -353,23 +353,25 @@ PALI3_AMX_TARGET inline void finish(const float* acc, std::size_t rows, std::siz
 
 #undef PALI3_AMX_TARGET
 
-// Columns [n0, n1) of C, all rows.
+// Columns [n0, n1) of C, all rows. `packed_a`: A already packed by pack_a (then m <= mc), or
+// null to pack it here.
 template <class Act>
 void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
-                  const epilogue<Act>& ep, std::size_t n0, std::size_t n1) {
+                  const epilogue<Act>& ep, std::size_t n0, std::size_t n1, const std::uint16_t* packed_a = nullptr) {
     const std::size_t kp = (w.k + 31) / 32 * 32;
     const auto* pre = static_cast<const packed_weights*>(w.prepacked);
     if (pre && (pre->n != w.n || pre->k != w.k || pre->kp != kp || pre->source != static_cast<const void*>(w.data) ||
                 w.layout != weight_layout::nk || w.ld != w.k))
         pre = nullptr;  // not this matrix: pack per call
     thread_local std::vector<std::uint16_t> ap, wp;
-    ap.resize(std::min((m + 31) / 32 * 32, mc) * kp);
+    if (!packed_a) ap.resize(std::min((m + 31) / 32 * 32, mc) * kp);
     if (!pre) wp.resize((nc / 16) * kp * 16);
     alignas(64) float acc[32 * 32];
     configure();
     for (std::size_t i0 = 0; i0 < m; i0 += mc) {
         const std::size_t rows = std::min(mc, m - i0);
-        pack_a(a + i0 * lda, lda, rows, w.k, kp, ap.data());
+        if (!packed_a) pack_a(a + i0 * lda, lda, rows, w.k, kp, ap.data());
+        const std::uint16_t* apack = packed_a ? packed_a : ap.data();
         for (std::size_t jc = n0; jc < n1; jc += nc) {
             const std::size_t cols = std::min(nc, n1 - jc);
             const std::uint16_t* wblock = wp.data();
@@ -378,7 +380,7 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
             // Each 32-row block of A runs across the column block's panel pairs: C rows are written
             // 1 KB at a time, not 128 bytes per row per panel (8-11 % at k = 768, docs/benchmarks.md).
             for (std::size_t ir = 0; ir < rows; ir += 32) {
-                const std::uint16_t* ablock = ap.data() + ir * kp;
+                const std::uint16_t* ablock = apack + ir * kp;
                 const std::size_t br = std::min<std::size_t>(32, rows - ir);
                 for (std::size_t jr = 0; jr < cols; jr += 32) {
                     const std::uint16_t* w0 = wblock + (jr / 16) * kp * 16;
@@ -410,12 +412,35 @@ inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>
     return p;
 }
 
-// The AMX GEMM; requires enabled(). Threads split n on 32-column boundaries.
+// The AMX GEMM; requires enabled(). Threads split n on 32-column boundaries: per block of up to
+// mc rows they pack A together (a row slice each, into one buffer), then take column chunks
+// (about `chunks_per_thread` each) from a queue, so a thread on a slowed core takes fewer.
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
-               const epilogue<Act>& ep, E& exec) {
+               const epilogue<Act>& ep, E& exec, std::size_t chunks_per_thread = 3) {
     const std::size_t panels = (w.n + 31) / 32;
     const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), panels));
+    if (parts > 1) {
+        const std::size_t kp = (w.k + 31) / 32 * 32;
+        thread_local std::vector<std::uint16_t> scratch;  // this (the calling) thread's; the tasks get a pointer
+        scratch.resize(std::min((m + 31) / 32 * 32, detail::mc) * kp);
+        std::uint16_t* const shared_a = scratch.data();
+        const std::size_t chunks = std::min(panels, parts * std::max<std::size_t>(1, chunks_per_thread));
+        for (std::size_t i0 = 0; i0 < m; i0 += detail::mc) {
+            const std::size_t rows = std::min(detail::mc, m - i0);
+            exec.run(parts, [&](std::size_t t) {  // zero padding to 32 rows comes with the last slice
+                const core::range r = core::split(rows, parts, t, 32);
+                if (r.begin < r.end)
+                    detail::pack_a(a + (i0 + r.begin) * lda, lda, r.end - r.begin, w.k, kp, shared_a + r.begin * kp);
+            });
+            exec.run(chunks, [&](std::size_t t) {
+                const core::range r = core::split(w.n, chunks, t, 32);
+                if (r.begin < r.end)
+                    detail::gemm_columns(rows, a + i0 * lda, lda, w, c + i0 * ldc, ldc, ep, r.begin, r.end, shared_a);
+            });
+        }
+        return;
+    }
     exec.run(parts, [&](std::size_t t) {
         const core::range r = core::split(w.n, parts, t, 32);
         if (r.begin < r.end) detail::gemm_columns(m, a, lda, w, c, ldc, ep, r.begin, r.end);
@@ -427,7 +452,8 @@ void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<
 inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>&) { return nullptr; }
 
 template <class Act, core::executor E>
-void gemm_bf16(std::size_t, const float*, std::size_t, const weight_ref<bf16>&, float*, std::size_t, const epilogue<Act>&, E&) {
+void gemm_bf16(std::size_t, const float*, std::size_t, const weight_ref<bf16>&, float*, std::size_t, const epilogue<Act>&, E&,
+               std::size_t = 3) {
     throw error("amx::gemm_bf16: AMX code is not compiled in on this platform");
 }
 
