@@ -62,7 +62,7 @@ struct tensor_data {
             owner = std::move(keep);
         } else {
             auto aligned = std::make_shared<std::vector<float>>((count + 3) / 4);
-            std::memcpy(aligned->data(), bytes, count);
+            if (count) std::memcpy(aligned->data(), bytes, count);  // an empty tensor has no buffer
             data = aligned->data();
             owner = std::move(aligned);
         }
