@@ -91,12 +91,15 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     small.chunks_per_thread = 7;  // threads splitting n take many small column chunks from the queue
     gemm_tiling<default_arch> fixed{};
     fixed.chunks_per_thread = 1;  // one chunk per thread (the shared packed A, no queue)
+    fixed.panel_order_rows = 0;   // W packed a kc x nc block at a time (the order for many rows)
+    gemm_tiling<default_arch> small_blocks = small;
+    small_blocks.panel_order_rows = 0;
     for (const auto& p : shapes) {
         for (auto layout : {weight_layout::nk, weight_layout::kn}) {
             check_gemm<TestType>(p, layout, epilogue<>{}, false, false, defaults, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{}, true, true, defaults, bound);
             check_gemm<TestType>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, false, small, bound);
-            check_gemm<TestType>(p, layout, epilogue<act::relu>{}, true, true, small, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::relu>{}, true, true, small_blocks, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, small, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, fixed, bound);
         }
@@ -151,6 +154,35 @@ TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "
     gemm_tiling<default_arch> many{};
     many.chunks_per_thread = 7;
     check_gemm<bf16>({1100, 96, 650}, weight_layout::nk, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, many, bound);
+}
+
+TEST_CASE("both f32 loop orders (W by panel, W by block) give bit-identical C", "[kernels][gemm]") {
+    // Each element of C sums the same products in the same order either way, on any thread count.
+    const bool amx_on = amx::enabled();
+    amx::set_enabled(false);
+    gemm_tiling<default_arch> panel{}, block{};
+    panel.panel_order_rows = 1u << 20;
+    block.panel_order_rows = 0;
+    for (const problem p : {problem{37, 70, 600}, problem{400, 33, 300}, problem{15, 1001, 77}}) {
+        for (auto layout : {weight_layout::nk, weight_layout::kn}) {
+            const std::size_t w_rows = layout == weight_layout::nk ? p.n : p.k;
+            const std::size_t ldw = layout == weight_layout::nk ? p.k : p.n;
+            const auto a = test::random_vector(p.m * p.k, 11);
+            const auto w = test::random_vector(w_rows * ldw, 12, 0.2f);
+            const auto bias = test::random_vector(p.n, 13);
+            const weight_ref<float> wr{w.data(), p.n, p.k, ldw, layout};
+            const epilogue<act::gelu_tanh> ep{bias.data()};
+            for (std::size_t threads : {1u, 2u}) {
+                core::thread_pool pool(threads);
+                std::vector<float> c_panel(p.m * p.n), c_block(p.m * p.n);
+                gemm(p.m, a.data(), p.k, wr, c_panel.data(), p.n, ep, pool, panel);
+                gemm(p.m, a.data(), p.k, wr, c_block.data(), p.n, ep, pool, block);
+                INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " threads=" << threads);
+                REQUIRE(std::memcmp(c_panel.data(), c_block.data(), c_panel.size() * sizeof(float)) == 0);
+            }
+        }
+    }
+    amx::set_enabled(amx_on);
 }
 
 TEST_CASE("f32 weights packed once give the same C as packing per call", "[kernels][gemm]") {

@@ -8,7 +8,10 @@
 //                               from its storage (and transposed if stored (n, k)) here
 //   ir: rows in panels of mr  - one A micro-panel (mr x kc) stays in L1
 //   jr: cols in panels of nr  - micro-kernel: mr x nr accumulators in registers
-// A and W are each packed exactly once per call.
+// A and W are each packed exactly once per call. Up to `gemm_tiling::panel_order_rows` rows, W is
+// instead packed one nr-column panel at a time, right before the row panels that use it (jr
+// outside ir): with few rows the packed block's round trip through L2 costs more than the
+// micro-kernels reading A from L2.
 // The epilogue runs on the last k block, on registers, before the single store. Threads split
 // n (or m when n is narrow) on panel boundaries; splitting n, they first pack A together (a row
 // slice each, into one shared buffer), then take column chunks from a queue. k is never split,
@@ -46,6 +49,9 @@ struct gemm_tiling {
     std::size_t nc = 1024;
     // Threads splitting n take column chunks from a queue, about this many each (1: fixed shares).
     std::size_t chunks_per_thread = 3;
+    // Up to this many rows per thread, W is packed one column panel at a time, interleaved with
+    // the micro-kernels that use it, instead of a kc x nc block ahead of them.
+    std::size_t panel_order_rows = 320;
 };
 
 namespace detail {
@@ -82,6 +88,30 @@ inline float* gemm_scratch(std::size_t slot, std::size_t n) {
     return buffers[slot].get(n);
 }
 
+// The next prepacked W block, fetched into L2 a few lines at a time from inside the
+// micro-kernel's k loop while the current block computes. A burst of prefetches between
+// micro-kernel calls (the first version) fills the line-fill buffers and stalls the kernel's own
+// loads; spread over the k loop they overlap with the FMAs.
+struct prefetch_stream {
+    const char* base = nullptr;  // 64-byte aligned
+    std::size_t lines = 0, next = 0;
+    std::size_t per_group = 0;  // lines issued per 4 k steps
+
+    prefetch_stream() = default;
+    prefetch_stream(const void* first, std::size_t bytes) {
+        const auto addr = reinterpret_cast<std::uintptr_t>(first);
+        const std::uintptr_t begin = addr & ~std::uintptr_t{63};
+        base = reinterpret_cast<const char*>(begin);
+        lines = bytes ? (addr + bytes - begin + 63) / 64 : 0;
+    }
+    // Spread the lines over `groups` groups of 4 k steps.
+    void pace(std::size_t groups) { per_group = groups ? (lines + groups - 1) / groups : lines; }
+    void issue() {
+        const std::size_t end = std::min(lines, next + per_group);
+        for (; next < end; ++next) __builtin_prefetch(base + next * 64, 0, 2);
+    }
+};
+
 struct tile_ops {
     bool load_c_before;  // add the current C (a partial sum from earlier k blocks) before Act
     bool add_bias;
@@ -112,7 +142,7 @@ inline float tile_epilogue_scalar(float v, float c, float bias, const tile_ops& 
 template <std::size_t MR, class Arch, class Act>
 void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __restrict bp,
                   float* c, std::size_t ldc, std::size_t n_valid, const float* bias, float alpha,
-                  const tile_ops& ops) {
+                  const tile_ops& ops, prefetch_stream* pf) {
     using B = fbatch<Arch>;
     constexpr std::size_t W = B::size;
     constexpr std::size_t NV = gemm_tiling<Arch>::nr_vectors;
@@ -124,8 +154,7 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + NV * W - 1, 1, 3);
     });
-#pragma GCC unroll 4
-    for (std::size_t p = 0; p < kc; ++p) {
+    const auto step = [&] {
         B b[NV];
         static_for<NV>([&](auto v) { b[v] = B::load_aligned(bp + v * W); });
         static_for<MR>([&](auto i) {
@@ -134,7 +163,19 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         });
         ap += MR;
         bp += NV * W;
+    };
+    std::size_t p = 0;
+    if (pf && pf->per_group) {
+        for (; p + 4 <= kc; p += 4) {
+            pf->issue();
+            step();
+            step();
+            step();
+            step();
+        }
     }
+#pragma GCC unroll 4
+    for (; p < kc; ++p) step();
     const B va(alpha);
     if (n_valid == NV * W) {
         static_for<MR>([&](auto i) {
@@ -157,7 +198,7 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
 
 template <class Arch, class Act>
 using micro_kernel_fn = void (*)(std::size_t, const float*, const float*, float*, std::size_t,
-                                 std::size_t, const float*, float, const tile_ops&);
+                                 std::size_t, const float*, float, const tile_ops&, prefetch_stream*);
 
 // micro_kernel<1..MR>, so a short last row panel computes only its rows.
 template <class Arch, class Act>
@@ -369,24 +410,41 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
         // micro-panel (MR x kc) then stays in L1 while the W panels of a block stream past.
         const float* ap = packed_a ? packed_a + pc * rows : own_a;
         if (!packed_a) pack_a<MR>(a + m0 * lda + pc, lda, rows, kc, own_a);
+        if (!pre && rows <= tiling.panel_order_rows) {
+            // Up to a few hundred rows each W element is used by few row panels, so packing a
+            // whole kc x nc W block before computing on it exposes the block's read (from L3 or
+            // DRAM) and spills the packed block to L2 (64 x 2048 x 5120: 1.06-1.15x). Instead W
+            // is packed one NR-column panel at a time, which stays in L1 while every row panel
+            // uses it; A (rows x kc) streams from L2, hence the row limit. (Prefetching the next
+            // panel's storage from inside the micro-kernels added ~3 % on one thread and lost
+            // 3-7 % on two: left out.)
+            for (std::size_t jr = n0; jr < n1; jr += NR) {
+                const std::size_t nr = std::min(NR, n1 - jr);
+                pack_w<Arch, NR>(w, jr, nr, pc, kc, wp);
+                const float* bias = ep.bias ? ep.bias + jr : nullptr;
+                for (std::size_t ir = 0; ir < rows; ir += MR) {
+                    const std::size_t mr = std::min(MR, rows - ir);
+                    kernels[mr - 1](kc, ap + ir * kc, wp, c + (m0 + ir) * ldc + jr, ldc, nr, bias, ep.alpha, ops, nullptr);
+                }
+            }
+            continue;
+        }
         for (std::size_t jc = n0; jc < n1; jc += nc_max) {
             const std::size_t nc = std::min(nc_max, n1 - jc);
             const float* wblock = pre ? pre->block(pc, jc) : wp;
             if (!pre) pack_w<Arch, NR>(w, jc, nc, pc, kc, wp);
-            // Prepacked W comes from DRAM on its first pass (the model is larger than L3) at
-            // ~7 flop per byte, slower than the micro-kernel needs: fetch the next block into L2
-            // while this one computes, a slice of it before every micro-kernel call.
-            const char* next = nullptr;
-            std::size_t next_lines = 0, lines_per_call = 0, call = 0;
-            if (pre) {
+            // The next prepacked W block comes from DRAM (a model is larger than L3) or L3: fetch
+            // it into L2 while this block computes, spread over the micro-kernels' k loops. (Not
+            // W's storage for pack_w: 1 MB more in L2 evicts the packed block, 0.87-0.96x.)
+            prefetch_stream next;
+            {
                 const bool more_n = jc + nc < n1;
-                if (more_n || pc + kc < k) {
+                if (pre && (more_n || pc + kc < k)) {
                     const std::size_t npc = more_n ? pc : pc + kc, njc = more_n ? jc + nc : n0;
-                    const std::size_t ncols = std::min(nc_max, n1 - njc);
-                    next = reinterpret_cast<const char*>(pre->block(npc, njc));
-                    next_lines = ((ncols + NR - 1) / NR * NR) * std::min(kc_max, k - npc) * sizeof(float) / 64;
+                    const std::size_t ncols = std::min(nc_max, n1 - njc), nkc = std::min(kc_max, k - npc);
+                    next = prefetch_stream(pre->block(npc, njc), (ncols + NR - 1) / NR * NR * nkc * sizeof(float));
                     const std::size_t calls = ((rows + MR - 1) / MR) * ((nc + NR - 1) / NR);
-                    lines_per_call = (next_lines + calls - 1) / calls;
+                    next.pace(calls * std::max<std::size_t>(1, kc / 4));
                 }
             }
             for (std::size_t ir = 0; ir < rows; ir += MR) {
@@ -397,10 +455,7 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
                 for (std::size_t jr = 0; jr < nc; jr += NR) {
                     const std::size_t nr = std::min(NR, nc - jr);
                     const float* bias = ep.bias ? ep.bias + jc + jr : nullptr;
-                    for (std::size_t l = call * lines_per_call; l < std::min(next_lines, (call + 1) * lines_per_call); ++l)
-                        __builtin_prefetch(next + l * 64, 0, 2);
-                    ++call;
-                    kernel(kc, apanel, wblock + jr * kc, crow + jc + jr, ldc, nr, bias, ep.alpha, ops);
+                    kernel(kc, apanel, wblock + jr * kc, crow + jc + jr, ldc, nr, bias, ep.alpha, ops, &next);
                 }
             }
         }
