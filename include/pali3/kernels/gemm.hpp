@@ -49,9 +49,12 @@ struct gemm_tiling {
     std::size_t nc = 1024;
     // Threads splitting n take column chunks from a queue, about this many each (1: fixed shares).
     std::size_t chunks_per_thread = 3;
-    // Up to this many rows per thread, W is packed one column panel at a time, interleaved with
-    // the micro-kernels that use it, instead of a kc x nc block ahead of them.
-    std::size_t panel_order_rows = 320;
+    // Up to this many rows, W is packed one column panel at a time, interleaved with the
+    // micro-kernels that use it, instead of a kc x nc block ahead of them. Measured (1 thread):
+    // 64 rows 1.07-1.15x, 112 1.04-1.06x; 197-257 rows -5..+6 % by shape (C walked a column
+    // panel at a time defeats the hardware prefetcher when C is larger than L2); 512+ rows lose
+    // (A no longer fits L2 next to the panel).
+    std::size_t panel_order_rows = 160;
 };
 
 namespace detail {
@@ -154,7 +157,7 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + NV * W - 1, 1, 3);
     });
-    const auto step = [&] {
+    const auto step = [&]() __attribute__((always_inline)) {
         B b[NV];
         static_for<NV>([&](auto v) { b[v] = B::load_aligned(bp + v * W); });
         static_for<MR>([&](auto i) {
@@ -164,18 +167,17 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         ap += MR;
         bp += NV * W;
     };
-    std::size_t p = 0;
     if (pf && pf->per_group) {
-        for (; p + 4 <= kc; p += 4) {
-            pf->issue();
-            step();
-            step();
-            step();
+        // The prefetch stream's lines issued every 4 k steps.
+#pragma GCC unroll 4
+        for (std::size_t p = 0; p < kc; ++p) {
+            if ((p & 3) == 0) pf->issue();
             step();
         }
-    }
+    } else {
 #pragma GCC unroll 4
-    for (; p < kc; ++p) step();
+        for (std::size_t p = 0; p < kc; ++p) step();
+    }
     const B va(alpha);
     if (n_valid == NV * W) {
         static_for<MR>([&](auto i) {
@@ -411,7 +413,7 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
         const float* ap = packed_a ? packed_a + pc * rows : own_a;
         if (!packed_a) pack_a<MR>(a + m0 * lda + pc, lda, rows, kc, own_a);
         if (!pre && rows <= tiling.panel_order_rows) {
-            // Up to a few hundred rows each W element is used by few row panels, so packing a
+            // With few rows each W element is used by few row panels, so packing a
             // whole kc x nc W block before computing on it exposes the block's read (from L3 or
             // DRAM) and spills the packed block to L2 (64 x 2048 x 5120: 1.06-1.15x). Instead W
             // is packed one NR-column panel at a time, which stays in L1 while every row panel

@@ -18,9 +18,11 @@ inline constexpr std::size_t gemv_max_rows = 4;
 
 namespace detail {
 
+// f(0) .. f(N-1) with compile-time indices; always inlined, so a micro-kernel's accumulators stay
+// in registers (g++ otherwise may outline a large unrolled body and pass them through memory).
 template <std::size_t N, class F>
-inline void static_for(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
+[[gnu::always_inline]] inline void static_for(F&& f) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) __attribute__((always_inline)) {
         (f(std::integral_constant<std::size_t, I>{}), ...);
     }(std::make_index_sequence<N>{});
 }
