@@ -20,11 +20,13 @@ struct problem {
 };
 
 // Shapes: M = 1..4 (GEMV path), K = 1, sizes off every SIMD width and tile size, k larger than
-// the k block, and the real ViT-B/16 MLP shape trimmed in m.
+// the k block, the real ViT-B/16 MLP shape trimmed in m, and row counts of the in-place path
+// (whole 32-row panels, a 16-row tail panel, n off the 14-row W slab).
 const problem shapes[] = {{1, 1, 1},    {1, 33, 65},   {2, 17, 1},    {3, 100, 31},
                           {4, 129, 300}, {5, 7, 3},     {5, 33, 1},    {13, 47, 129},
                           {15, 31, 300}, {29, 65, 257}, {64, 64, 64},  {100, 130, 530},
-                          {257, 97, 1031}, {31, 3072, 768}, {1, 19, 5003}, {3, 70, 4099}, {7, 45, 2500}};
+                          {257, 97, 1031}, {31, 3072, 768}, {1, 19, 5003}, {3, 70, 4099}, {7, 45, 2500},
+                          {32, 29, 700},  {48, 15, 77},  {128, 200, 1100}};
 
 template <class T, class Act>
 void check_gemm(const problem& p, weight_layout layout, const epilogue<Act>& ep_template,
@@ -92,8 +94,15 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     gemm_tiling<default_arch> fixed{};
     fixed.chunks_per_thread = 1;  // one chunk per thread (the shared packed A, no queue)
     fixed.panel_order_rows = 0;   // W packed a kc x nc block at a time (the order for many rows)
+    fixed.inplace_rows = 0;       // and never read in place
     gemm_tiling<default_arch> small_blocks = small;
     small_blocks.panel_order_rows = 0;
+    small_blocks.inplace_rows = 0;
+    // f32 (n, k) W read in place for every row count, A^T in k blocks of 16-32 (partial sums
+    // through C), many column chunks.
+    gemm_tiling<default_arch> inplace_blocks = small;
+    inplace_blocks.inplace_rows = 1u << 20;
+    inplace_blocks.inplace_a_bytes = 4096;
     for (const auto& p : shapes) {
         for (auto layout : {weight_layout::nk, weight_layout::kn}) {
             check_gemm<TestType>(p, layout, epilogue<>{}, false, false, defaults, bound);
@@ -102,6 +111,9 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
             check_gemm<TestType>(p, layout, epilogue<act::relu>{}, true, true, small_blocks, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, true, false, small, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, fixed, bound);
+            check_gemm<TestType>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, true, inplace_blocks, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{}, true, false, inplace_blocks, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, false, true, inplace_blocks, bound);
         }
     }
     amx::set_enabled(amx_on);
@@ -163,6 +175,7 @@ TEST_CASE("both f32 loop orders (W by panel, W by block) give bit-identical C", 
     gemm_tiling<default_arch> panel{}, block{};
     panel.panel_order_rows = 1u << 20;
     block.panel_order_rows = 0;
+    panel.inplace_rows = block.inplace_rows = 0;  // the packed path, both orders
     for (const problem p : {problem{37, 70, 600}, problem{400, 33, 300}, problem{15, 1001, 77}}) {
         for (auto layout : {weight_layout::nk, weight_layout::kn}) {
             const std::size_t w_rows = layout == weight_layout::nk ? p.n : p.k;
