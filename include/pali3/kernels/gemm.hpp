@@ -12,6 +12,9 @@
 // instead packed one nr-column panel at a time, right before the row panels that use it (jr
 // outside ir): with few rows the packed block's round trip through L2 costs more than the
 // micro-kernels reading A from L2.
+// Up to `gemm_tiling::inplace_rows` rows with f32 W stored (n, k) (AVX-512), W is not packed at
+// all: C^T = W A^T, the W rows broadcast from their storage and A transposed into 32-row panels
+// once (detail::inplace_kernel).
 // The epilogue runs on the last k block, on registers, before the single store. Threads split
 // n (or m when n is narrow) on panel boundaries; splitting n, they first pack A together (a row
 // slice each, into one shared buffer), then take column chunks from a queue. k is never split,
