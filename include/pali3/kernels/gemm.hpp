@@ -134,6 +134,19 @@ struct tile_ops {
     bool load_c_after;  // add the current C (the old value, accumulate) after Act
 };
 
+// What the epilogue of the k block [first, last] does: partial sums of earlier blocks live in C;
+// bias on the first block, the activation on the last; the old C (accumulate) goes in before a
+// linear epilogue, after a non-linear one (which then needs a single k block).
+template <class Act>
+tile_ops block_ops(const epilogue<Act>& ep, bool first, bool last) {
+    tile_ops ops{};
+    ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
+    ops.add_bias = first && ep.bias != nullptr;
+    ops.apply_act = last && !Act::is_identity;
+    ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+    return ops;
+}
+
 template <class Arch, class Act>
 inline fbatch<Arch> tile_epilogue(fbatch<Arch> v, const float* c, const float* bias,
                                   const tile_ops& ops) {
@@ -447,11 +460,7 @@ void inplace_columns(const float* at, std::size_t m, const weight_ref<float>& w,
     for (std::size_t pc = 0; pc < k; pc += kc_max) {
         const std::size_t kc = std::min(kc_max, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        tile_ops ops{};
-        ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
-        ops.add_bias = first && ep.bias != nullptr;
-        ops.apply_act = last && !Act::is_identity;
-        ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+        const tile_ops ops = block_ops(ep, first, last);
         const float* block = at + pc * m32;
         // W rows outside, A panels inside: a 14 x kc slab of W comes from L3/DRAM once and from
         // L1/L2 for the other panels; the A^T block stays in L2.
@@ -539,11 +548,7 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
     for (std::size_t pc = 0; pc < k; pc += kc_max) {
         const std::size_t kc = std::min(kc_max, k - pc);
         const bool first = pc == 0, last = pc + kc == k;
-        tile_ops ops{};
-        ops.load_c_before = !first || (ep.accumulate && Act::is_identity);
-        ops.add_bias = first && ep.bias != nullptr;
-        ops.apply_act = last && !Act::is_identity;
-        ops.load_c_after = first && last && ep.accumulate && !Act::is_identity;
+        const tile_ops ops = block_ops(ep, first, last);
         // A is packed once per k block for all rows (every W block reuses it); each
         // micro-panel (MR x kc) then stays in L1 while the W panels of a block stream past.
         const float* ap = packed_a ? packed_a + pc * rows : own_a;
