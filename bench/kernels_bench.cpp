@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <memory>
 #include <random>
 #include <vector>
@@ -76,7 +77,7 @@ void bm_gemm(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     amx::set_enabled(amx_on);
-    if (std::is_same_v<T, bf16>) state.SetLabel(AMX && amx::enabled() ? "AMX" : "xsimd");
+    if (std::is_same_v<T, bf16>) state.SetLabel(AMX && amx::enabled() ? amx::backend_name(amx::backend_in_use()) : "xsimd");
     if (PREPACK) state.SetLabel("W prepacked");
     set_gflops(state, 2.0 * m * n * k);
 }
@@ -178,7 +179,9 @@ void bm_attention_heads(benchmark::State& state) {
                       out.data() + h * dh, inner, 0.125f, {}, {}, tiling);
         benchmark::DoNotOptimize(out.data());
     }
-    if (BF16) state.SetLabel(amx::enabled() ? "bf16 products, AMX tiles" : "bf16 products requested, no AMX: f32");
+    if (BF16)
+        state.SetLabel(amx::enabled() ? std::string("bf16 products, ") + amx::backend_name(amx::backend_in_use())
+                                      : std::string("bf16 products requested, no engine here: f32"));
     set_gflops(state, 4.0 * t * t * dh * heads);
 }
 

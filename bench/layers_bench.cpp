@@ -160,7 +160,10 @@ void bm_vit_tower(benchmark::State& state) {
         benchmark::DoNotOptimize(tokens.data());
     }
     kernels::amx::set_enabled(amx_on);
-    if (std::is_same_v<S, bf16>) state.SetLabel(AMX && kernels::amx::enabled() ? (PREPACK ? "AMX, prepacked" : "AMX") : "xsimd");
+    if (std::is_same_v<S, bf16>)
+        state.SetLabel(AMX && kernels::amx::enabled()
+                           ? std::string(kernels::amx::backend_name(kernels::amx::backend_in_use())) + (PREPACK ? ", prepacked" : "")
+                           : std::string("xsimd"));
     else if (PREPACK) state.SetLabel("prepacked");
     const auto b = c.block();
     const double t = static_cast<double>(c.tokens());

@@ -37,8 +37,23 @@ std::vector<T> to_storage(const std::vector<float>& v) {
     return out;
 }
 
+// Selects a bf16-product engine (kernels/amx.hpp) for a scope and restores the previous one on
+// every exit; `active` is false when the engine cannot run here (nothing changed then).
+struct bf16_engine_scope {
+    kernels::amx::backend previous = kernels::amx::backend_in_use();
+    bool active;
+    explicit bf16_engine_scope(kernels::amx::backend b) : active(kernels::amx::set_backend(b)) {}
+    ~bf16_engine_scope() { kernels::amx::set_backend(previous); }
+    bf16_engine_scope(const bf16_engine_scope&) = delete;
+    bf16_engine_scope& operator=(const bf16_engine_scope&) = delete;
+};
+
+// The engines to run a bf16-product test on (Catch2 GENERATE), each where it can run.
+#define PALI3_BF16_ENGINES GENERATE(kernels::amx::backend::tiles, kernels::amx::backend::avx512_bf16)
+
 // NMSE bound for a layer with storage T: `exact` on the f32 paths; with bf16 weights on a CPU with
-// AMX the GEMMs round activations to bf16 (kernels/amx.hpp), NMSE ~ 4e-6.
+// a bf16-product engine (AMX tiles, AVX512-BF16) the GEMMs round activations to bf16
+// (kernels/amx.hpp), NMSE ~ 4e-6.
 template <class T>
 double bound_for(double exact) {
     return std::is_same_v<T, bf16> && kernels::amx::enabled() ? 2e-5 : exact;

@@ -119,12 +119,16 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     amx::set_enabled(amx_on);
 }
 
-TEST_CASE("AMX bf16 GEMM matches the double reference to bf16 input rounding", "[kernels][gemm][amx]") {
-    if (!amx::available()) {
-        WARN("AMX tiles are not available on this CPU/kernel (or PALI3_NO_AMX is set): the AMX path is not exercised");
+TEST_CASE("bf16-product GEMM (AMX tiles, AVX512-BF16) matches the double reference to bf16 input rounding",
+          "[kernels][gemm][amx]") {
+    const amx::backend engine = PALI3_BF16_ENGINES;
+    const test::bf16_engine_scope use(engine);
+    if (!use.active) {
+        WARN(amx::backend_name(engine) << " is not available on this CPU/kernel (or switched off by PALI3_NO_AMX / "
+                                          "PALI3_BF16_DOT=0): that engine is not exercised");
         return;
     }
-    amx::set_enabled(true);
+    INFO("engine " << amx::backend_name(engine));
     // A is rounded to bf16 (relative error 2^-9 per element): NMSE ~ 4e-6 for random data.
     const double bound = 2e-5;
     const gemm_tiling<default_arch> defaults{};

@@ -1,20 +1,29 @@
-// bf16 GEMM on Intel AMX tiles (TMUL `tdpbf16ps`), picked at run time.
+// bf16 GEMM with bf16 products, picked at run time: Intel AMX tiles (TMUL `tdpbf16ps`) or, on CPUs
+// without them whose AVX512-BF16 dot product runs faster than f32 FMAs (AMD Zen 4/5), `vdpbf16ps`.
 //
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] for bf16 weights W; A is rounded to bf16 on
-// packing (round to nearest even), products are summed in f32 inside the tiles, the epilogue runs
-// in f32. Relative error against an f64 reference is ~1e-3 (bf16 inputs), so this path is only
-// taken for bf16 weights: f32 models keep the exact-f32 xsimd GEMM.
+// packing (round to nearest even), products are summed in f32, the epilogue runs in f32. Relative
+// error against an f64 reference is ~1e-3 (bf16 inputs), so this path is only taken for bf16
+// weights: f32 models keep the exact-f32 xsimd GEMM.
 //
 // Tiles: 4 accumulators (2 x 2 blocks of 16 x 16 f32 = a 32 x 32 block of C), 2 A tiles (16 rows x
 // 32 bf16 of k), 2 W tiles (16 k-pairs x 16 columns x 2, the "VNNI" layout). A is packed once per
 // 512-row block, W once per 256-column block, both zero-padded to whole tiles; k is never split,
 // so C is summed in one order for any thread count (threads split n on 32-column boundaries).
+// The AVX512-BF16 engine computes the same 32 x 32 blocks from the same packed operands (rows in
+// groups held in 512-bit accumulators, each k pair of A broadcast against a W pair row), so
+// packing, prepacked weights, threading and the epilogue are shared.
 //
-// Availability: CPUID (AMX-TILE, AMX-BF16, AVX512-BF16) and the Linux permission request for the
-// tile state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); if either fails — older CPU,
-// older kernel, or PALI3_NO_AMX=1 in the environment — `amx::enabled()` is false and callers use
-// the portable path. Compiles on any x86-64 compiler that knows the AMX intrinsics (function-level
-// target attributes: no global -mamx flags); elsewhere it compiles to "not available".
+// Availability: the backend is chosen once per process (`backend_in_use()`):
+//   tiles        CPUID AMX-TILE, AMX-BF16, AVX512-BF16 and the Linux permission request for the
+//                tile state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA);
+//   avx512_bf16  otherwise, CPUID AVX512-BF16 on an AMD CPU (Zen 4/5: `vdpbf16ps` at 1.85x the
+//                f32 FMA rate measured on Zen 5; on Intel it runs at half the f32 rate, so the
+//                portable path stays faster there). PALI3_BF16_DOT=1 forces it where the CPU has
+//                the instruction, PALI3_BF16_DOT=0 rules it out;
+//   none         otherwise, or PALI3_NO_AMX=1 in the environment: callers use the portable path.
+// Compiles on any x86-64 compiler that knows the AMX and AVX512-BF16 intrinsics (function-level
+// target attributes: no global flags); elsewhere it compiles to "not available".
 #pragma once
 
 #include <algorithm>
@@ -44,15 +53,34 @@
 
 namespace pali3::kernels::amx {
 
+// The engine of the bf16 products.
+enum class backend { none = 0, tiles = 1, avx512_bf16 = 2 };
+
+inline const char* backend_name(backend b) {
+    switch (b) {
+        case backend::tiles: return "AMX";
+        case backend::avx512_bf16: return "AVX512-BF16";
+        default: return "none";
+    }
+}
+
 namespace detail {
-inline std::atomic<int>& state() {  // -1 unknown, 0 off, 1 on
+inline std::atomic<int>& state() {  // -1 unknown, else a backend
     static std::atomic<int> s{-1};
     return s;
 }
 
-inline bool probe() {
+inline bool env_flag(const char* name, bool& value) {
+    const char* env = std::getenv(name);
+    if (!env || !*env) return false;
+    value = *env != '0';
+    return true;
+}
+
+inline bool probe_tiles() {
 #if PALI3_HAVE_AMX_CODE
-    if (const char* env = std::getenv("PALI3_NO_AMX"); env && *env && *env != '0') return false;
+    bool off = false;
+    if (env_flag("PALI3_NO_AMX", off) && off) return false;
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     const bool tile = (d >> 24) & 1, bf16_tiles = (d >> 22) & 1;
@@ -65,25 +93,109 @@ inline bool probe() {
     return false;
 #endif
 }
+
+// AVX512-BF16 (with F, BW, VL) and the OS saving the 512-bit state: `vdpbf16ps` can run.
+inline bool cpu_has_avx512_bf16() {
+#if PALI3_HAVE_AMX_CODE
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xe6) != 0xe6) return false;  // XMM, YMM, opmask, ZMM state enabled by the OS
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return f && bw && vl && ((a >> 5) & 1);
+#else
+    return false;
+#endif
+}
+
+inline bool cpu_is_amd() {
+#if PALI3_HAVE_AMX_CODE
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+#else
+    return false;
+#endif
+}
+
+// Whether the AVX512-BF16 engine may be used, and whether it is the one to prefer.
+inline bool probe_dot(bool& preferred) {
+    preferred = false;
+    bool off = false;
+    if (env_flag("PALI3_NO_AMX", off) && off) return false;
+    if (!cpu_has_avx512_bf16()) return false;
+    bool forced = false;
+    if (env_flag("PALI3_BF16_DOT", forced)) {
+        preferred = forced;
+        return forced;
+    }
+    preferred = cpu_is_amd();
+    return true;
+}
+
+struct probe_result {
+    bool tiles = false, dot = false, dot_preferred = false;
+};
+
+inline const probe_result& probed() {
+    static const probe_result r = [] {
+        probe_result p;
+        p.tiles = probe_tiles();
+        p.dot = probe_dot(p.dot_preferred);
+        return p;
+    }();
+    return r;
+}
+
+inline backend preferred_backend() {
+    const auto& p = probed();
+    if (p.tiles) return backend::tiles;
+    if (p.dot && p.dot_preferred) return backend::avx512_bf16;
+    return backend::none;
+}
 }  // namespace detail
 
-// True when the AMX bf16 path can run in this process (probed once, thread-safe).
-inline bool available() {
-    static const bool ok = detail::probe();
-    return ok;
+// Whether this engine can run in this process (probed once, thread-safe). AVX512-BF16 counts as
+// available wherever the CPU has it (tests and benchmarks run it on Intel too), unless ruled out
+// by PALI3_NO_AMX=1 or PALI3_BF16_DOT=0; it is only chosen by default where it is the faster path.
+inline bool available(backend b) {
+    switch (b) {
+        case backend::tiles: return detail::probed().tiles;
+        case backend::avx512_bf16: return detail::probed().dot;
+        default: return true;
+    }
 }
 
-// Whether bf16 GEMMs take the AMX path: available() unless switched off with set_enabled(false)
-// (benchmarks and tests compare both paths).
-inline bool enabled() {
+// True when a bf16-product engine is chosen by default in this process.
+inline bool available() { return detail::preferred_backend() != backend::none; }
+
+// The engine bf16 GEMMs use now: preferred by default; set_enabled(false) or set_backend(none)
+// switches to the portable f32 path (benchmarks and tests compare the paths).
+inline backend backend_in_use() {
     int s = detail::state().load(std::memory_order_relaxed);
     if (s < 0) {
-        s = available() ? 1 : 0;
+        s = static_cast<int>(detail::preferred_backend());
         detail::state().store(s, std::memory_order_relaxed);
     }
-    return s == 1;
+    return static_cast<backend>(s);
 }
-inline void set_enabled(bool on) { detail::state().store(on && available() ? 1 : 0, std::memory_order_relaxed); }
+
+// Whether bf16 GEMMs take a bf16-product path (A rounded to bf16) at all.
+inline bool enabled() { return backend_in_use() != backend::none; }
+
+inline void set_enabled(bool on) {
+    detail::state().store(static_cast<int>(on ? detail::preferred_backend() : backend::none), std::memory_order_relaxed);
+}
+
+// Picks an engine explicitly; false (and nothing changed) when it cannot run here.
+inline bool set_backend(backend b) {
+    if (!available(b)) return false;
+    detail::state().store(static_cast<int>(b), std::memory_order_relaxed);
+    return true;
+}
 
 // A bf16 (n, k) matrix packed once into the VNNI tile layout (16-column panels, k padded to 32):
 // what every AMX GEMM call would otherwise redo. `source` is the matrix it was made from.
@@ -219,6 +331,55 @@ PALI3_AMX_TARGET inline void tile_block_16(const std::uint16_t* a, std::size_t k
     _tile_stored(1, acc + 16, 128);
 }
 
+#define PALI3_DOT_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// The AVX512-BF16 engine: acc rows [0, R) (32 columns, rows 32 floats apart) = A rows [0, R) . W
+// panel pair, over all of kp. 2R accumulators; per k pair, two W pair rows (64 bytes each) and
+// one 32-bit broadcast of each A row's (even, odd) pair.
+template <std::size_t R>
+PALI3_DOT_TARGET inline void dot_rows(const std::uint16_t* a, std::size_t kp, const std::uint16_t* w0,
+                                      const std::uint16_t* w1, float* acc) {
+    __m512 c0[R], c1[R];
+    for (std::size_t r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (std::size_t p = 0; p < kp; p += 2) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(w0 + p * 16);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(w1 + p * 16);
+        for (std::size_t r = 0; r < R; ++r) {
+            std::int32_t pair;
+            std::memcpy(&pair, a + r * kp + p, sizeof pair);
+            const __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
+            c0[r] = _mm512_dpbf16_ps(c0[r], x, b0);
+            c1[r] = _mm512_dpbf16_ps(c1[r], x, b1);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r) {
+        _mm512_store_ps(acc + r * 32, c0[r]);
+        _mm512_store_ps(acc + r * 32 + 16, c1[r]);
+    }
+}
+
+// acc (rows x 32, rows <= 32) from A (rows padded to 32 with zeros) and the W panel pair, in
+// groups of dot_group rows (the padded rows of a last group cost time, not correctness).
+inline constexpr std::size_t dot_group = 8;
+inline void dot_block(const std::uint16_t* a, std::size_t kp, const std::uint16_t* w0, const std::uint16_t* w1,
+                      float* acc, std::size_t rows) {
+    for (std::size_t r0 = 0; r0 < rows; r0 += dot_group) dot_rows<dot_group>(a + r0 * kp, kp, w0, w1, acc + r0 * 32);
+}
+
+#undef PALI3_DOT_TARGET
+
+// One 32 x 32 block (its first `rows` rows) on the chosen engine.
+inline void product_block(backend b, const std::uint16_t* a, std::size_t kp, const std::uint16_t* w0,
+                          const std::uint16_t* w1, float* acc, std::size_t rows) {
+    if (b == backend::tiles) {
+        if (rows <= 16) tile_block_16(a, kp, w0, w1, acc);
+        else tile_block(a, kp, w0, w1, acc);
+    } else {
+        dot_block(a, kp, w0, w1, acc, rows);
+    }
+}
+
 PALI3_AMX_TARGET inline void configure() {
     tile_config cfg;
     for (int t = 0; t < 8; ++t) {
@@ -233,6 +394,19 @@ PALI3_AMX_TARGET inline void configure() {
 }
 
 PALI3_AMX_TARGET inline void release() { _tile_release(); }
+
+// Tile state configured for the lifetime of the object when the engine is `tiles`.
+struct engine_scope {
+    backend b;
+    explicit engine_scope(backend engine) : b(engine) {
+        if (b == backend::tiles) configure();
+    }
+    ~engine_scope() {
+        if (b == backend::tiles) release();
+    }
+    engine_scope(const engine_scope&) = delete;
+    engine_scope& operator=(const engine_scope&) = delete;
+};
 
 // Operands made on the fly from f32 activations (attention's K, V and probabilities), for
 // tile_product below. Both round to nearest even, as pack_a does.
@@ -288,10 +462,10 @@ PALI3_AMX_TARGET inline void pack_kn_f32(const float* src, std::size_t ld, std::
 }
 
 // c (rows, cols) = alpha A W^T, or c += A W^T (Accumulate): A packed by pack_a (kp columns), W as
-// VNNI panels `panel_stride` elements apart, their first kp/2 pair rows used. Tiles configured
-// by the caller (configure / release around a run of products).
+// VNNI panels `panel_stride` elements apart, their first kp/2 pair rows used, on `engine` (an
+// engine_scope held by the caller around a run of products).
 template <bool Accumulate>
-PALI3_AMX_TARGET inline void tile_product(const std::uint16_t* a, std::size_t rows, std::size_t kp, const std::uint16_t* w,
+PALI3_AMX_TARGET inline void tile_product(backend engine, const std::uint16_t* a, std::size_t rows, std::size_t kp, const std::uint16_t* w,
                                           std::size_t panel_stride, std::size_t cols, float* c, std::size_t ldc, float alpha) {
     alignas(64) float acc[32 * 32];
     const __m512 va = _mm512_set1_ps(alpha);
@@ -302,9 +476,8 @@ PALI3_AMX_TARGET inline void tile_product(const std::uint16_t* a, std::size_t ro
         const __mmask16 m0 = static_cast<__mmask16>(bc >= 16 ? 0xffff : (1u << bc) - 1);
         const __mmask16 m1 = static_cast<__mmask16>(bc <= 16 ? 0 : bc >= 32 ? 0xffff : (1u << (bc - 16)) - 1);
         for (std::size_t ir = 0; ir < rows; ir += 32) {
-            if (rows - ir <= 16) tile_block_16(a + ir * kp, kp, w0, w1, acc);
-            else tile_block(a + ir * kp, kp, w0, w1, acc);
             const std::size_t br = std::min<std::size_t>(32, rows - ir);
+            product_block(engine, a + ir * kp, kp, w0, w1, acc, br);
             for (std::size_t i = 0; i < br; ++i) {
                 float* crow = c + (ir + i) * ldc + jr;
                 const __m512 x0 = _mm512_load_ps(acc + i * 32), x1 = _mm512_load_ps(acc + i * 32 + 16);
@@ -356,7 +529,7 @@ PALI3_AMX_TARGET inline void finish(const float* acc, std::size_t rows, std::siz
 // Columns [n0, n1) of C, all rows. `packed_a`: A already packed by pack_a (then m <= mc), or
 // null to pack it here.
 template <class Act>
-void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
+void gemm_columns(backend engine, std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
                   const epilogue<Act>& ep, std::size_t n0, std::size_t n1, const std::uint16_t* packed_a = nullptr) {
     const std::size_t kp = (w.k + 31) / 32 * 32;
     const auto* pre = static_cast<const packed_weights*>(w.prepacked);
@@ -367,7 +540,7 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
     if (!packed_a) ap.resize(std::min((m + 31) / 32 * 32, mc) * kp);
     if (!pre) wp.resize((nc / 16) * kp * 16);
     alignas(64) float acc[32 * 32];
-    configure();
+    const engine_scope scope(engine);
     for (std::size_t i0 = 0; i0 < m; i0 += mc) {
         const std::size_t rows = std::min(mc, m - i0);
         if (!packed_a) pack_a(a + i0 * lda, lda, rows, w.k, kp, ap.data());
@@ -385,20 +558,19 @@ void gemm_columns(std::size_t m, const float* a, std::size_t lda, const weight_r
                 for (std::size_t jr = 0; jr < cols; jr += 32) {
                     const std::uint16_t* w0 = wblock + (jr / 16) * kp * 16;
                     const std::uint16_t* w1 = jr + 16 < cols ? w0 + kp * 16 : w0;  // a lone last panel: computed twice, stored once
-                    if (br <= 16) tile_block_16(ablock, kp, w0, w1, acc);
-                    else tile_block(ablock, kp, w0, w1, acc);
+                    product_block(engine, ablock, kp, w0, w1, acc, br);
                     finish(acc, br, std::min<std::size_t>(32, cols - jr), c + (i0 + ir) * ldc + jc + jr, ldc,
                            ep.bias ? ep.bias + jc + jr : nullptr, ep);
                 }
             }
         }
     }
-    release();
 }
 
 }  // namespace detail
 
-// Packs a bf16 matrix for the AMX GEMM (null when AMX is not enabled): n rounded up to 16 columns,
+// Packs a bf16 matrix for the bf16-product GEMM (null when no engine is enabled; both engines read
+// the same layout): n rounded up to 16 columns,
 // k to 32. Costs n * kp * 2 bytes next to the original.
 inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>& w) {
     if (!enabled() || !w.data || w.n == 0 || w.k == 0) return nullptr;
@@ -412,12 +584,14 @@ inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>
     return p;
 }
 
-// The AMX GEMM; requires enabled(). Threads split n on 32-column boundaries: per block of up to
+// The bf16-product GEMM on backend_in_use(); requires enabled(). Threads split n on 32-column boundaries: per block of up to
 // mc rows they pack A together (a row slice each, into one buffer), then take column chunks
 // (about `chunks_per_thread` each) from a queue, so a thread on a slowed core takes fewer.
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep, E& exec, std::size_t chunks_per_thread = 3) {
+    const backend engine = backend_in_use();
+    if (engine == backend::none) throw error("amx::gemm_bf16: no bf16-product engine is enabled");
     const std::size_t panels = (w.n + 31) / 32;
     const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), panels));
     if (parts > 1) {
@@ -436,14 +610,14 @@ void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<
             exec.run(chunks, [&](std::size_t t) {
                 const core::range r = core::split(w.n, chunks, t, 32);
                 if (r.begin < r.end)
-                    detail::gemm_columns(rows, a + i0 * lda, lda, w, c + i0 * ldc, ldc, ep, r.begin, r.end, shared_a);
+                    detail::gemm_columns(engine, rows, a + i0 * lda, lda, w, c + i0 * ldc, ldc, ep, r.begin, r.end, shared_a);
             });
         }
         return;
     }
     exec.run(parts, [&](std::size_t t) {
         const core::range r = core::split(w.n, parts, t, 32);
-        if (r.begin < r.end) detail::gemm_columns(m, a, lda, w, c, ldc, ep, r.begin, r.end);
+        if (r.begin < r.end) detail::gemm_columns(engine, m, a, lda, w, c, ldc, ep, r.begin, r.end);
     });
 }
 

@@ -147,14 +147,10 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
         pp = qp + lay.q_block;
         amx::detail::pack_nk_f32(k, ldk, key_end, dh, lay.dh_pad, kp);
         amx::detail::pack_kn_f32(v, ldv, key_end, dh, lay.keys_pad, vp);
-        amx::detail::configure();
     }
-    struct tile_release {  // leave the tile state as we found it, on every exit
-        bool on;
-        ~tile_release() {
-            if (on) amx::detail::release();
-        }
-    } const release_tiles{use_bf16};
+    // The tile state (AMX) configured for this call and left as we found it on every exit.
+    const amx::backend engine = use_bf16 ? amx::backend_in_use() : amx::backend::none;
+    const amx::detail::engine_scope scope(engine);
 #else
     (void)use_bf16;
 #endif
@@ -173,7 +169,7 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
 #if PALI3_HAVE_AMX_CODE
             if (use_bf16) {
                 if (k0 == 0) amx::detail::pack_a(q + q0 * ldq, ldq, bq, dh, lay.dh_pad, qp);
-                amx::detail::tile_product<false>(qp, bq, lay.dh_pad, kp + k0 * lay.dh_pad, lay.dh_pad * 16, bk, s, bk,
+                amx::detail::tile_product<false>(engine, qp, bq, lay.dh_pad, kp + k0 * lay.dh_pad, lay.dh_pad * 16, bk, s, bk,
                                                  scale);
             } else
 #endif
@@ -222,7 +218,7 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
             if (use_bf16) {
                 const std::size_t bk_pad = (bk + 31) / 32 * 32;  // zero columns meet zero (or next-block) V rows
                 amx::detail::pack_a(s, bk, bq, bk, bk_pad, pp);
-                amx::detail::tile_product<true>(pp, bq, bk_pad, vp + k0 * 16, lay.keys_pad * 16, dh, o, dh, 1.f);
+                amx::detail::tile_product<true>(engine, pp, bq, bk_pad, vp + k0 * 16, lay.keys_pad * 16, dh, o, dh, 1.f);
             } else
 #endif
                 gemm<Arch>(bq, s, bk, weight_kn(v + k0 * ldv, dh, bk, ldv), o, dh, epilogue<>{nullptr, 1.f, true});
