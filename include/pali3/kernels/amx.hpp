@@ -587,12 +587,15 @@ inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>
 // The bf16-product GEMM on backend_in_use(); requires enabled(). Threads split n on 32-column boundaries: per block of up to
 // mc rows they pack A together (a row slice each, into one buffer), then take column chunks
 // (about `chunks_per_thread` each) from a queue, so a thread on a slowed core takes fewer.
+// Products under `parallel_min_macs` multiply-adds run on the calling thread.
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
-               const epilogue<Act>& ep, E& exec, std::size_t chunks_per_thread = 3) {
+               const epilogue<Act>& ep, E& exec, std::size_t chunks_per_thread = 3,
+               std::size_t parallel_min_macs = std::size_t{1} << 21) {
     const backend engine = backend_in_use();
     if (engine == backend::none) throw error("amx::gemm_bf16: no bf16-product engine is enabled");
     const std::size_t panels = (w.n + 31) / 32;
+    if (m * w.n * w.k < parallel_min_macs) return detail::gemm_columns(engine, m, a, lda, w, c, ldc, ep, 0, w.n);
     const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), panels));
     if (parts > 1) {
         const std::size_t kp = (w.k + 31) / 32 * 32;
@@ -627,7 +630,7 @@ inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>
 
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t, const float*, std::size_t, const weight_ref<bf16>&, float*, std::size_t, const epilogue<Act>&, E&,
-               std::size_t = 3) {
+               std::size_t = 3, std::size_t = 0) {
     throw error("amx::gemm_bf16: AMX code is not compiled in on this platform");
 }
 

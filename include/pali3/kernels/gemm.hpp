@@ -53,6 +53,9 @@ struct gemm_tiling {
     std::size_t nc = 1024;
     // Threads splitting n take column chunks from a queue, about this many each (1: fixed shares).
     std::size_t chunks_per_thread = 3;
+    // Products of fewer multiply-adds (m n k) stay on the calling thread in the in-place f32 and
+    // the bf16-product paths: a fork/join costs ~20 us, a 64 x 64 x 64 bf16 product ~2 us.
+    std::size_t parallel_min_macs = std::size_t{1} << 21;
     // Up to this many rows, W is packed one column panel at a time, interleaved with the
     // micro-kernels that use it, instead of a kc x nc block ahead of them. Measured (1 thread):
     // 64 rows 1.07-1.15x, 112 1.04-1.06x; 197-257 rows -5..+6 % by shape (C walked a column
@@ -619,7 +622,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
     // bf16 weights on a CPU with AMX tiles: the TMUL path (amx.hpp; A rounded to bf16).
     if constexpr (std::is_same_v<T, bf16>)
-        if (amx::enabled()) return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread);
+        if (amx::enabled()) return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread, tiling.parallel_min_macs);
     using tiling_t = gemm_tiling<Arch>;
     if (tiling.kc == 0 || tiling.nc == 0)
         throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));
@@ -635,7 +638,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
             const std::size_t kc_max = detail::inplace_k_block(ep, m, w.k, tiling.inplace_a_bytes);
             const std::size_t panels = (m + 31) / 32, slabs = (w.n + 13) / 14;
             float* at = detail::gemm_scratch(2, panels * 32 * w.k);
-            const bool parallel = threads > 1 && m * w.n * w.k >= (std::size_t{1} << 21);
+            const bool parallel = threads > 1 && m * w.n * w.k >= tiling.parallel_min_macs;
             if (!parallel) {
                 detail::inplace_pack_a<Arch>(a, lda, m, w.k, kc_max, 0, panels, at);
                 detail::inplace_columns<Arch>(at, m, w, c, ldc, ep, kc_max, 0, w.n);
