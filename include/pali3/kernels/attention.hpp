@@ -45,9 +45,9 @@ struct distance_bias {
 struct attention_tiling {
     std::size_t block_q = 256;
     std::size_t block_k = 256;
-    // Compute q k^T and p v from bf16-rounded operands with f32 sums on AMX tiles, where
-    // amx::enabled() (what bf16 models ask for: their GEMMs already round activations to bf16;
-    // relative error ~1e-3 per product, ~1e-5 NMSE on the output). Ignored without AMX, for <= 4
+    // Compute q k^T and p v from bf16-rounded operands with f32 sums (AMX tiles or AVX512-BF16),
+    // where amx::enabled() (what bf16 models ask for: their GEMMs already round activations to bf16;
+    // relative error ~1e-3 per product, ~1e-5 NMSE on the output). Ignored without an engine, for <= 4
     // query rows (the f32 GEMV path reads K and V directly) and when block_k is not a multiple of
     // 32 (the tile width). K and V are packed into the tile layout once per call, each query
     // block once; softmax and the running sums stay f32.
@@ -134,7 +134,7 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
     float* row_max = o + bq_max * dh;     // (bq)
     float* row_sum = row_max + bq_max;    // (bq)
     const std::size_t key_end = std::min(tk, mask.key_len);
-    // bf16 operands on AMX tiles: K and V packed once per call into the tile layout, each query
+    // bf16 operands (amx.hpp engines): K and V packed once per call into the tile layout, each query
     // block once, each probability block once; products summed in f32 in the tiles.
     const bool use_bf16 = detail::attention_uses_bf16(tq, key_end, tiling);
 #if PALI3_HAVE_AMX_CODE

@@ -1,6 +1,6 @@
 // Packed, cache-blocked GEMM: C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C], A f32, W in f32,
-// bf16 or f16 (either layout, see matrix.hpp), f32 accumulation. bf16 weights take the AMX tile
-// path (amx.hpp) when the CPU and kernel allow it.
+// bf16 or f16 (either layout, see matrix.hpp), f32 accumulation. bf16 weights take the bf16-product
+// path (amx.hpp: AMX tiles or AVX512-BF16) when the CPU has an engine for it.
 //
 // Structure (BLIS-like, with the operands' roles swapped for row-major C):
 //   pc: k in blocks of kc     - all rows of A packed once per k block (mr-row panels)
@@ -540,7 +540,7 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
     const std::size_t kc_max = k_block(ep, tiling, k);
     const std::size_t nc_max = std::min(tiling.nc, ((n1 - n0 + NR - 1) / NR) * NR);
     const std::size_t rows = m1 - m0;
-    // Weights packed ahead (f32 only: bf16 prepacking is for the AMX path) skip pack_w.
+    // Weights packed ahead (f32 only: bf16 prepacking is for the bf16-product path) skip pack_w.
     const packed_panels* pre = nullptr;
     if constexpr (std::is_same_v<T, float>)
         if (w.prepacked && static_cast<const packed_panels*>(w.prepacked)->matches(w, NR, kc_max))
@@ -620,7 +620,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     detail::check_operands("gemm", m, lda, w, a, c, ldc);
     if (m == 0) return;
     if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
-    // bf16 weights on a CPU with AMX tiles: the TMUL path (amx.hpp; A rounded to bf16).
+    // bf16 weights with a bf16-product engine (AMX tiles, AVX512-BF16): amx.hpp, A rounded to bf16.
     if constexpr (std::is_same_v<T, bf16>)
         if (amx::enabled()) return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread, tiling.parallel_min_macs);
     using tiling_t = gemm_tiling<Arch>;

@@ -92,7 +92,7 @@ inline float hmax(const fbatch<Arch>& v) noexcept {
 
 #if defined(__AVX512F__)
 // out[p] lane j = in[j] lane p: a 16x16 transpose of 32-bit lanes in registers (64 shuffles per 256
-// elements). Used by both GEMM packers (f32 panels in gemm.hpp, bf16 pairs for AMX in amx.hpp).
+// elements). Used by both GEMM packers (f32 panels in gemm.hpp, bf16 pairs for the VNNI panels in amx.hpp).
 // g++ 12 reports a false -Wuninitialized from inside its own AVX-512 headers here when inlined
 // (the `_mm512_undefined_ps` pass-through of unpack/shuffle, GCC bug 105593): silenced here only.
 #if defined(__GNUC__) && !defined(__clang__)

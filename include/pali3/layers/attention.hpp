@@ -223,7 +223,7 @@ private:
         float* ctx = ws.alloc(batch * tq * inner).data();  // (batch*tq, inner)
         q_.forward(x, cfg_.width, batch * tq, q, inner, exec);
         const float scale = Scaling::scale(dh);
-        // bf16 models: the score and context products on bf16 operands too (AMX where available).
+        // bf16 models: the score and context products on bf16 operands too (AMX tiles or AVX512-BF16 where available).
         kernels::attention_tiling tiling;
         tiling.bf16_products = std::is_same_v<Storage, bf16>;
         exec.run(batch * heads, [&](std::size_t task) {

@@ -51,8 +51,9 @@ public:
 
     // Keeps a copy of the matrix in the layout its GEMM streams, so forward passes skip packing
     // it (the weights are immutable after loading): f32 -> the f32 GEMM's panels (+4 bytes per
-    // weight), bf16 on AMX -> the tile layout (+2 bytes per weight). Returns the bytes added (0 when
-    // not applicable: f16, or bf16 without AMX). GEMV (m <= 4 rows) keeps reading the original.
+    // weight), bf16 with a bf16-product engine -> the VNNI panels (+2 bytes per weight). Returns
+    // the bytes added (0 when not applicable: f16, or bf16 without an engine). GEMV (m <= 4 rows)
+    // keeps reading the original.
     std::size_t prepack() {
         require_loaded();
         const auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);

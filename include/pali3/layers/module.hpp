@@ -109,7 +109,8 @@ void save(M& module, weights::memory_source& out, std::string prefix = {}) {
 }
 
 // Prepares every layer that can cache its weights in a faster layout (f32 linears, bf16 linears
-// on AMX: see linear::prepack). Opt-in because it keeps a second copy of those weights; returns the bytes added.
+// with a bf16-product engine: see linear::prepack). Opt-in because it keeps a second copy of
+// those weights; returns the bytes added.
 struct prepacker {
     std::size_t bytes = 0;
 
