@@ -1,6 +1,7 @@
 // Layer benchmarks at real sizes, seeded random weights. Args: tokens, threads (attention
 // adds nothing else). FLOP counts: dense 2*t*in*out per matrix, attention 4*t^2*inner.
 //   vit_block/<B16|Gopt14>/<tokens>/<threads>   one pre-LN ViT block (SigLIP B/16, G-opt/14)
+//   vit_block_bf16/Gopt14/<tokens>/<threads>   the same G-opt/14 block with bf16 weights
 //   vit_attention[_bf16]/Gopt14/<tokens>/<threads>  its attention alone, 224/812/1064 px token counts
 //   t5_block/UL2/<tokens>/<threads>             one UL2-3B (T5 v1.1 XL shape) encoder block
 //   t5_decode_step/UL2/<cached>/<threads>       one decoder self-attention step + FFN, bf16 weights
@@ -41,12 +42,13 @@ void set_gflops(benchmark::State& state, double flops) {
     state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+template <class S = float>
 void bm_vit_block(benchmark::State& state, const std::string& variant) {
     const std::size_t t = state.range(0);
     const auto c = vit_config(variant);
-    vit_block<> block(c, weights::cursor(seeded, "block"));
+    vit_block<S> block(c, weights::cursor(seeded, "block"));
     core::thread_pool pool(static_cast<std::size_t>(state.range(1)));
-    core::workspace ws(vit_block<>::workspace_floats(c, 1, t));
+    core::workspace ws(vit_block<S>::workspace_floats(c, 1, t));
     const auto x0 = input(t * c.attn.width);
     auto x = x0;
     for (auto _ : state) {
@@ -55,7 +57,12 @@ void bm_vit_block(benchmark::State& state, const std::string& variant) {
         benchmark::DoNotOptimize(x.data());
     }
     set_gflops(state, block_flops(c, t));
+    if (std::is_same_v<S, bf16>)
+        state.SetLabel(kernels::amx::enabled() ? kernels::amx::backend_name(kernels::amx::backend_in_use()) : "xsimd");
 }
+
+void bm_vit_block_f32(benchmark::State& state, const std::string& variant) { bm_vit_block<float>(state, variant); }
+void bm_vit_block_bf16(benchmark::State& state, const std::string& variant) { bm_vit_block<bf16>(state, variant); }
 
 // One G-opt/14 attention layer (projections + 16 heads of 96) at 224 / 812 / 1064 px; bf16
 // weights take the AMX GEMMs and bf16 products in the heads, as the 5B preset runs them.
@@ -132,8 +139,9 @@ void bm_t5_decode_step(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(bm_vit_block, B16, std::string("B16"))->Name("vit_block/B16")->Args({196, 1})->Args({196, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(bm_vit_block, Gopt14, std::string("Gopt14"))->Name("vit_block/Gopt14")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(bm_vit_block_f32, B16, std::string("B16"))->Name("vit_block/B16")->Args({196, 1})->Args({196, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(bm_vit_block_f32, Gopt14, std::string("Gopt14"))->Name("vit_block/Gopt14")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(bm_vit_block_bf16, Gopt14_bf16, std::string("Gopt14"))->Name("vit_block_bf16/Gopt14")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_attention<float>)->Name("vit_attention/Gopt14")->Args({256, 1})->Args({3364, 1})->Args({5776, 1})->Args({5776, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(bm_vit_attention<bf16>)->Name("vit_attention_bf16/Gopt14")->Args({256, 1})->Args({3364, 1})->Args({5776, 1})->Args({5776, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(bm_t5_block)->Name("t5_block/UL2")->Args({64, 1})->Args({64, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
