@@ -111,16 +111,6 @@ inline bool cpu_has_avx512_bf16() {
 #endif
 }
 
-inline bool cpu_is_amd() {
-#if PALI3_HAVE_AMX_CODE
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-    return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
-#else
-    return false;
-#endif
-}
-
 // Whether the AVX512-BF16 engine may be used, and whether it is the one to prefer.
 inline bool probe_dot(bool& preferred) {
     preferred = false;

@@ -49,8 +49,14 @@ struct gemm_tiling {
     static constexpr std::size_t nr_vectors = 2;
     static constexpr std::size_t nr = nr_vectors * width;
     static constexpr std::size_t mr = is_avx512<Arch> ? 14 : 6;  // 28 or 12 accumulators
-    std::size_t kc = 256;
-    std::size_t nc = 1024;
+    // k and n blocks of the packed path (a kc x nc block of packed f32 W stays in L2), measured
+    // per CPU (docs/benchmarks.md): Intel, 2 MiB L2: 256 x 1024 (kc 512 / nc 512 0.94x); AMD Zen 5,
+    // 1 MiB L2: 1024 x 128, 1.02-1.19x on 1 thread and up to 1.14x on 2 over 256 x 1024 at the
+    // ViT/UL2 shapes (fewer round trips of C through the partial sums, a 512 KiB W block).
+    static std::size_t default_kc() noexcept { return cpu_is_amd() ? 1024 : 256; }
+    static std::size_t default_nc() noexcept { return cpu_is_amd() ? 128 : 1024; }
+    std::size_t kc = default_kc();
+    std::size_t nc = default_nc();
     // Threads splitting n take column chunks from a queue, about this many each (1: fixed shares).
     std::size_t chunks_per_thread = 3;
     // Products of fewer multiply-adds (m n k) stay on the calling thread in the in-place f32 and

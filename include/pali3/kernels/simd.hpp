@@ -14,6 +14,9 @@
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
 
 namespace pali3::kernels {
 
@@ -27,6 +30,22 @@ inline constexpr bool is_avx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
 
 template <class Arch>
 inline constexpr bool is_avx2 = std::is_base_of_v<xsimd::avx2, Arch>;
+
+// True on an AMD CPU (CPUID vendor "AuthenticAMD"), read once. Defaults that measured differently
+// on AMD and Intel machines are picked by it (the GEMM's cache blocking, the bf16-product engine;
+// docs/benchmarks.md speed log 15).
+inline bool cpu_is_amd() noexcept {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static const bool amd = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+        return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "Auth" "enti" "cAMD"
+    }();
+    return amd;
+#else
+    return false;
+#endif
+}
 
 // Loads fbatch<Arch>::size consecutive storage values as f32.
 template <class Arch>
