@@ -77,23 +77,6 @@ inline bool env_flag(const char* name, bool& value) {
     return true;
 }
 
-inline bool probe_tiles() {
-#if PALI3_HAVE_AMX_CODE
-    bool off = false;
-    if (env_flag("PALI3_NO_AMX", off) && off) return false;
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    const bool tile = (d >> 24) & 1, bf16_tiles = (d >> 22) & 1;
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-    const bool avx512_bf16 = (a >> 5) & 1;
-    if (!tile || !bf16_tiles || !avx512_bf16) return false;
-    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
-    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
-#else
-    return false;
-#endif
-}
-
 // AVX512-BF16 (with F, BW, VL) and the OS saving the 512-bit state: `vdpbf16ps` can run.
 inline bool cpu_has_avx512_bf16() {
 #if PALI3_HAVE_AMX_CODE
@@ -106,6 +89,22 @@ inline bool cpu_has_avx512_bf16() {
     const bool f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
     return f && bw && vl && ((a >> 5) & 1);
+#else
+    return false;
+#endif
+}
+
+inline bool probe_tiles() {
+#if PALI3_HAVE_AMX_CODE
+    bool off = false;
+    if (env_flag("PALI3_NO_AMX", off) && off) return false;
+    if (!cpu_has_avx512_bf16()) return false;  // the epilogue and the packers use AVX-512
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool tile = (d >> 24) & 1, bf16_tiles = (d >> 22) & 1;
+    if (!tile || !bf16_tiles) return false;
+    constexpr long arch_req_xcomp_perm = 0x1023, xfeature_xtiledata = 18;
+    return syscall(SYS_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata) == 0;
 #else
     return false;
 #endif
@@ -455,8 +454,9 @@ PALI3_AMX_TARGET inline void pack_kn_f32(const float* src, std::size_t ld, std::
 // VNNI panels `panel_stride` elements apart, their first kp/2 pair rows used, on `engine` (an
 // engine_scope held by the caller around a run of products).
 template <bool Accumulate>
-PALI3_AMX_TARGET inline void tile_product(backend engine, const std::uint16_t* a, std::size_t rows, std::size_t kp, const std::uint16_t* w,
-                                          std::size_t panel_stride, std::size_t cols, float* c, std::size_t ldc, float alpha) {
+PALI3_AMX_TARGET inline void tile_product(backend engine, const std::uint16_t* a, std::size_t rows, std::size_t kp,
+                                          const std::uint16_t* w, std::size_t panel_stride, std::size_t cols, float* c,
+                                          std::size_t ldc, float alpha) {
     alignas(64) float acc[32 * 32];
     const __m512 va = _mm512_set1_ps(alpha);
     for (std::size_t jr = 0; jr < cols; jr += 32) {
@@ -519,8 +519,9 @@ PALI3_AMX_TARGET inline void finish(const float* acc, std::size_t rows, std::siz
 // Columns [n0, n1) of C, all rows. `packed_a`: A already packed by pack_a (then m <= mc), or
 // null to pack it here.
 template <class Act>
-void gemm_columns(backend engine, std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,
-                  const epilogue<Act>& ep, std::size_t n0, std::size_t n1, const std::uint16_t* packed_a = nullptr) {
+void gemm_columns(backend engine, std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c,
+                  std::size_t ldc, const epilogue<Act>& ep, std::size_t n0, std::size_t n1,
+                  const std::uint16_t* packed_a = nullptr) {
     const std::size_t kp = (w.k + 31) / 32 * 32;
     const auto* pre = static_cast<const packed_weights*>(w.prepacked);
     if (pre && (pre->n != w.n || pre->k != w.k || pre->kp != kp || pre->source != static_cast<const void*>(w.data) ||
@@ -560,8 +561,8 @@ void gemm_columns(backend engine, std::size_t m, const float* a, std::size_t lda
 }  // namespace detail
 
 // Packs a bf16 matrix for the bf16-product GEMM (null when no engine is enabled; both engines read
-// the same layout): n rounded up to 16 columns,
-// k to 32. Costs n * kp * 2 bytes next to the original.
+// the same layout): n rounded up to 16 columns, k to 32. Costs n * kp * 2 bytes next to the
+// original.
 inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>& w) {
     if (!enabled() || !w.data || w.n == 0 || w.k == 0) return nullptr;
     auto p = std::make_shared<packed_weights>();
@@ -574,9 +575,10 @@ inline std::shared_ptr<const packed_weights> pack_weights(const weight_ref<bf16>
     return p;
 }
 
-// The bf16-product GEMM on backend_in_use(); requires enabled(). Threads split n on 32-column boundaries: per block of up to
-// mc rows they pack A together (a row slice each, into one buffer), then take column chunks
-// (about `chunks_per_thread` each) from a queue, so a thread on a slowed core takes fewer.
+// The bf16-product GEMM on backend_in_use(); requires enabled(). Threads split n on 32-column
+// boundaries: per block of up to mc rows they pack A together (a row slice each, into one
+// buffer), then take column chunks (about `chunks_per_thread` each) from a queue, so a thread on
+// a slowed core takes fewer.
 // Products under `parallel_min_macs` multiply-adds run on the calling thread.
 template <class Act, core::executor E>
 void gemm_bf16(std::size_t m, const float* a, std::size_t lda, const weight_ref<bf16>& w, float* c, std::size_t ldc,

@@ -628,7 +628,8 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     if (m <= gemv_max_rows) return gemv<Arch>(m, a, lda, w, c, ldc, ep, exec);
     // bf16 weights with a bf16-product engine (AMX tiles, AVX512-BF16): amx.hpp, A rounded to bf16.
     if constexpr (std::is_same_v<T, bf16>)
-        if (amx::enabled()) return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread, tiling.parallel_min_macs);
+        if (amx::enabled())
+            return amx::gemm_bf16(m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread, tiling.parallel_min_macs);
     using tiling_t = gemm_tiling<Arch>;
     if (tiling.kc == 0 || tiling.nc == 0)
         throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));
