@@ -103,7 +103,7 @@ void bm_openblas_sgemm(benchmark::State& state) {
 // reads its weights from DRAM. Args: m, k, n, threads.
 constexpr std::size_t rotation_bytes = std::size_t(640) << 20;
 
-template <class T>
+template <class T, weight_layout L = weight_layout::nk>
 void bm_gemv(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
     const std::size_t copies = std::max<std::size_t>(2, rotation_bytes / (n * k * sizeof(T)));
@@ -118,7 +118,8 @@ void bm_gemv(benchmark::State& state) {
     core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
     std::size_t next = 0;
     for (auto _ : state) {
-        gemm(m, a.data(), k, weight_nk(w.data() + next * n * k, n, k), c.data(), n, epilogue<>{}, pool);
+        const T* wd = w.data() + next * n * k;
+        gemm(m, a.data(), k, L == weight_layout::nk ? weight_nk(wd, n, k) : weight_kn(wd, n, k), c.data(), n, epilogue<>{}, pool);
         benchmark::DoNotOptimize(c.data());
         next = (next + 1) % copies;
     }
@@ -256,6 +257,8 @@ BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->App
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();
+BENCHMARK(bm_gemv<bf16, weight_layout::kn>)->Name("gemv_bf16_kn")->Apply(gemv_shapes)->UseRealTime();
+BENCHMARK(bm_gemv<float, weight_layout::kn>)->Name("gemv_f32_kn")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemv)->Name("openblas_sgemv")->Args({1, 2048, 5120, 1})->Args({1, 5120, 2048, 1})->Args({1, 2048, 5120, 2})->UseRealTime();
 BENCHMARK(bm_softmax)->Name("softmax")->Arg(256)->Arg(3364)->Arg(5776);
 BENCHMARK(bm_attention_heads<false>)->Name("attention_f32")->Args({196, 12, 64})->Args({256, 16, 96})->Args({1024, 16, 96})->UseRealTime();
