@@ -112,7 +112,7 @@ void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, floa
     using B = fbatch<Arch>;
     constexpr std::size_t W = B::size;
     constexpr std::size_t P = gemv_group_rows<M, Arch>;  // P x M scalars of A in registers
-    constexpr std::size_t J_max = 4096 / M;  // M x J_max partial sums: 16 KB
+    constexpr std::size_t J_max = 4096 / M / 16 * 16;  // M x J_max partial sums (<= 16 KB), rows aligned
     alignas(64) float sums[M * J_max];
     const std::size_t k = w.k;
     for (std::size_t jb = j0; jb < j1; jb += J_max) {
