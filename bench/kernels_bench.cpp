@@ -1,13 +1,14 @@
 // Kernel benchmarks at the real shapes of SigLIP B/16, G-opt/14 and UL2-3B, with OpenBLAS sgemm /
 // sgemv at the same shapes in the same binary as the baseline. Names: kernel/args..., the last
 // argument of GEMM/GEMV cases is the thread count. Counters: GFLOP/s or GB/s.
-// Machine limits (docs/benchmarks.md): ~135 GFLOP/s fp32 FMA per core, ~11 GB/s DRAM per thread.
+// The machine's limits are measured in the same run: limits_bench.cpp (limit_*).
 #include <cblas.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <memory>
 #include <random>
@@ -247,6 +248,25 @@ void bm_convert_bf16(benchmark::State& state) {
     set_gbytes(state, 12.0 * n);
 }
 
+// "model name (family F model M)" from /proc/cpuinfo; "unknown" where it cannot be read.
+std::string cpu_description() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, name, family, model;
+    const auto value = [&](const char* key, std::string& out) {
+        if (out.empty() && line.rfind(key, 0) == 0) {
+            const auto colon = line.find(':');
+            if (colon != std::string::npos) out = line.substr(std::min(line.size(), colon + 2));
+        }
+    };
+    while (std::getline(in, line)) {
+        value("model name", name);
+        value("cpu family", family);
+        value("model\t", model);
+    }
+    if (name.empty()) return "unknown";
+    return name + " (family " + family + " model " + model + ")";
+}
+
 }  // namespace
 
 BENCHMARK(bm_gemm<float, weight_layout::nk>)->Name("gemm_f32")->Apply(gemm_shapes)->UseRealTime();
@@ -283,6 +303,11 @@ int main(int argc, char** argv) {
                 openblas_get_corename());
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    // Which machine and which engines a JSON file came from (scripts/plot_bench.py prints them).
+    benchmark::AddCustomContext("cpu", cpu_description());
+    benchmark::AddCustomContext("simd", xsimd::default_arch::name());
+    benchmark::AddCustomContext("bf16_engine", amx::backend_name(amx::backend_in_use()));
+    benchmark::AddCustomContext("openblas_core", openblas_get_corename());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -6,8 +6,10 @@ import json
 import re
 import sys
 
-FMA_PEAK_PER_CORE = 135.0  # GFLOP/s, DESIGN.md section 3
-DRAM_GBS = {1: 11.0, 2: 21.0}
+# Used only when the JSON has no limit_* cases (older runs, or a --benchmark_filter without
+# them): the Intel machine of DESIGN.md section 3.
+FALLBACK_FMA = {1: 135.0, 2: 266.0}  # GFLOP/s
+FALLBACK_READ = {1: 11.0, 2: 21.0}   # GB/s
 
 
 def load(path):
@@ -29,10 +31,36 @@ def counter(b, key):
     return float(v) if v is not None else None
 
 
+def limits(rows):
+    """The machine limits measured in the same run (bench/limits_bench.cpp), by thread count:
+    {"fma": {1: GFLOP/s, 2: ...}, "dot": {...} (AVX512-BF16, may be empty), "read": {1: GB/s, ...},
+    "measured": bool}. Falls back to DESIGN.md's figures when the run has no limit_* cases."""
+    out = {"fma": {}, "dot": {}, "read": {}}
+    for name, b in rows.items():
+        m = re.match(r"limit_(fma_f32|dot_bf16|read)/(\d+)$", name)
+        if not m or b.get("error_occurred"):
+            continue
+        kind = {"fma_f32": "fma", "dot_bf16": "dot", "read": "read"}[m.group(1)]
+        v = counter(b, "GB/s" if kind == "read" else "GFLOP/s")
+        if v:
+            out[kind][int(m.group(2))] = v
+    out["measured"] = bool(out["fma"] and out["read"])
+    if not out["fma"]:
+        out["fma"] = dict(FALLBACK_FMA)
+    if not out["read"]:
+        out["read"] = dict(FALLBACK_READ)
+    return out
+
+
 def main(path):
     context, rows = load(path)
-    print(f"Run: {context.get('date', '?')}, {context.get('num_cpus', '?')} CPUs, "
-          f"load {context.get('load_avg', '?')}\n")
+    lim = limits(rows)
+    print(f"Run: {context.get('date', '?')}, {context.get('cpu', '?')}, {context.get('num_cpus', '?')} CPUs, "
+          f"load {context.get('load_avg', '?')}, bf16 engine {context.get('bf16_engine', '?')}")
+    src = "measured in this run" if lim["measured"] else "not in this run: DESIGN.md's figures"
+    fmt_lim = lambda d, unit: ", ".join(f"{v:.0f} {unit} ({t}T)" for t, v in sorted(d.items())) or "-"
+    print(f"Limits ({src}): f32 FMA {fmt_lim(lim['fma'], 'GFLOP/s')}; bf16 dot {fmt_lim(lim['dot'], 'GFLOP/s')}; "
+          f"read {fmt_lim(lim['read'], 'GB/s')}\n")
     print("| shape m/k/n | threads | pali3 f32 (n,k) | pali3 f32 (k,n) | pali3 f32 prepacked | pali3 bf16 | OpenBLAS "
           "| f32 / OpenBLAS | f32 % of peak | prepacked % of peak |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -50,7 +78,8 @@ def main(path):
         obv = counter(ob, "GFLOP/s") if ob else None
         fmt = lambda x: f"{x:.1f}" if x is not None else "-"
         ratio = f"{ours / obv:.2f}" if obv else "-"
-        pct = lambda x: f"{100 * x / (FMA_PEAK_PER_CORE * t):.0f}%" if x is not None else "-"
+        peak = lim["fma"].get(t)
+        pct = lambda x: f"{100 * x / peak:.0f}%" if x is not None and peak else "-"
         print(f"| {shape} | {t} | {fmt(ours)} | {fmt(counter(kn, 'GFLOP/s') if kn else None)} | {fmt(ppv)} | "
               f"{fmt(counter(bf, 'GFLOP/s') if bf else None)} | {fmt(obv)} | {ratio} | {pct(ours)} | {pct(ppv)} |")
     print()
@@ -61,7 +90,8 @@ def main(path):
             continue
         t = int(name.split("/")[-1])
         gbs = counter(b, "GB/s")
-        print(f"| {name} | {gbs:.1f} | {100 * gbs / DRAM_GBS[t]:.0f}% |")
+        bw = lim["read"].get(t)
+        print(f"| {name} | {gbs:.1f} | {f'{100 * gbs / bw:.0f}%' if bw else '-'} |")
     print()
     print("| case | GB/s |")
     print("|---|---|")

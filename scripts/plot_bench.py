@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Plots pali3_bench JSON output as a PNG: GFLOP/s of every GEMM shape for our f32 GEMM, our bf16
-GEMM (AMX when the CPU has it, and the portable xsimd path) and OpenBLAS sgemm, on 1 and 2
-threads, against the fp32 FMA peak; and GB/s of the bf16/f32 GEMV against DRAM bandwidth.
+GEMM (on the engine this CPU picked: AMX tiles, AVX512-BF16, or the portable xsimd path), the
+portable bf16 path and OpenBLAS sgemm, on 1 and 2 threads, against the f32 FMA peak and the bf16
+dot peak; and GB/s of the GEMVs (both weight layouts, OpenBLAS sgemv) against the read bandwidth.
+The limits are the run's own limit_* cases (bench/limits_bench.cpp), so the lines are this
+machine's, measured next to the bars.
 
-  build/gcc/bench/pali3_bench --benchmark_filter='gemm|gemv|openblas' --benchmark_repetitions=3 \\
+  build/gcc/bench/pali3_bench \\
+      --benchmark_filter='^(limit_|gemm_f32|gemm_bf16|openblas_sgemm|gemv_|openblas_sgemv)' \\
+      --benchmark_min_time=1 --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \\
       --benchmark_out=bench.json --benchmark_out_format=json
   python3 scripts/plot_bench.py bench.json docs/img/kernels.png
 
@@ -19,55 +24,63 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-FMA_PEAK = {1: 135.0, 2: 266.0}   # GFLOP/s, DESIGN.md section 3
-DRAM = {1: 11.0, 2: 21.0}         # GB/s
 
-
-def medians(path):
-    return bench_table.load(path)[1]  # the same median-per-case reading as the markdown tables
-
-
-def value(b, key):
+def value(rows, name, key):
+    b = rows.get(name)
+    if not b or b.get("error_occurred"):
+        return 0.0
     v = b.get(key)
     return float(v) if v is not None else 0.0
 
 
 def main(src, dst):
-    rows = medians(src)
-    kinds = [("gemm_f32", "pali3 f32"), ("gemm_bf16", "pali3 bf16 (AMX)"), ("gemm_bf16_xsimd", "pali3 bf16 (xsimd)"),
-             ("openblas_sgemm", "OpenBLAS sgemm")]
-    shapes = sorted({tuple(n.split("/")[1:4]) for n in rows if n.startswith("gemm_f32/")}, key=lambda s: [int(x) for x in s])
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), gridspec_kw={"width_ratios": [2, 2, 1.2]})
+    context, rows = bench_table.load(src)  # medians per case, as the markdown tables
+    lim = bench_table.limits(rows)
+    engine = context.get("bf16_engine", "?")
+    kinds = [("gemm_f32", "pali3 f32"), ("gemm_bf16", f"pali3 bf16 ({engine})"),
+             ("gemm_bf16_xsimd", "pali3 bf16 (portable xsimd)"), ("openblas_sgemm", "OpenBLAS sgemm")]
+    shapes = sorted({tuple(n.split("/")[1:4]) for n in rows if n.startswith("gemm_f32/")},
+                    key=lambda s: [int(x) for x in s])
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.8), gridspec_kw={"width_ratios": [2, 2, 1.5]})
+    src_note = "measured" if lim["measured"] else "DESIGN.md"
     for ax, threads in zip(axes[:2], (1, 2)):
         width = 0.8 / len(kinds)
         for i, (kind, label) in enumerate(kinds):
-            ys = [value(rows.get(f"{kind}/{m}/{k}/{n}/{threads}", {}), "GFLOP/s") / 1e0 for (m, k, n) in shapes]
-            ys = [y / 1 for y in ys]
+            ys = [value(rows, f"{kind}/{m}/{k}/{n}/{threads}", "GFLOP/s") for (m, k, n) in shapes]
             ax.bar([x + i * width for x in range(len(shapes))], ys, width, label=label)
-        ax.axhline(FMA_PEAK[threads], color="k", linestyle="--", linewidth=1, label=f"fp32 FMA peak ({FMA_PEAK[threads]:.0f})")
+        if threads in lim["fma"]:
+            ax.axhline(lim["fma"][threads], color="k", linestyle="--", linewidth=1,
+                       label=f"f32 FMA peak, {src_note} ({lim['fma'][threads]:.0f})")
+        if threads in lim["dot"]:
+            ax.axhline(lim["dot"][threads], color="k", linestyle=":", linewidth=1,
+                       label=f"bf16 vdpbf16ps peak, measured ({lim['dot'][threads]:.0f})")
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(shapes))])
         ax.set_xticklabels(["{}x{}x{}".format(*s) for s in shapes], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("GFLOP/s")
         ax.set_title(f"GEMM (M x K x N), {threads} thread{'s' if threads > 1 else ''}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
     ax = axes[2]
-    gemv = sorted({tuple(n.split("/")[1:5]) for n in rows if n.startswith("gemv_bf16/")}, key=lambda s: [int(x) for x in s])
-    labels, ours_bf16, ours_f32, limits = [], [], [], []
-    for (m, k, n, t) in gemv:
-        labels.append(f"{m}x{k}x{n} t{t}")
-        ours_bf16.append(value(rows.get(f"gemv_bf16/{m}/{k}/{n}/{t}", {}), "GB/s"))
-        ours_f32.append(value(rows.get(f"gemv_f32/{m}/{k}/{n}/{t}", {}), "GB/s"))
-        limits.append(DRAM[int(t)] if int(t) in DRAM else 0)
-    xs = range(len(labels))
-    ax.bar([x - 0.2 for x in xs], ours_bf16, 0.4, label="pali3 gemv bf16")
-    ax.bar([x + 0.2 for x in xs], ours_f32, 0.4, label="pali3 gemv f32")
-    ax.plot(list(xs), limits, "k_", markersize=30, label="DRAM (STREAM)")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    cases = sorted({tuple(n.split("/")[1:5]) for n in rows if n.startswith("gemv_bf16/")},
+                   key=lambda s: [int(x) for x in s[3:]] + [int(x) for x in s[:3]])
+    series = [("gemv_bf16", "bf16 W (n, k)"), ("gemv_bf16_kn", "bf16 W (k, n)"), ("gemv_f32", "f32 W (n, k)"),
+              ("openblas_sgemv", "OpenBLAS sgemv (f32)")]
+    series = [s for s in series if any(n.startswith(s[0] + "/") for n in rows)]
+    width = 0.8 / max(1, len(series))
+    for i, (kind, label) in enumerate(series):
+        ys = [value(rows, f"{kind}/{m}/{k}/{n}/{t}", "GB/s") for (m, k, n, t) in cases]
+        ax.bar([x + i * width for x in range(len(cases))], ys, width, label=label)
+    for x, (m, k, n, t) in enumerate(cases):
+        bw = lim["read"].get(int(t))
+        if bw:
+            ax.plot([x - width / 2, x + 0.8 - width / 2], [bw, bw], "k-", linewidth=1.5,
+                    label=f"read bandwidth, {src_note}" if x == 0 else None)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(cases))])
+    ax.set_xticklabels([f"{m}x{k}x{n} t{t}" for (m, k, n, t) in cases], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("GB/s of weights read")
-    ax.set_title("GEMV (decode)")
-    ax.legend(fontsize=8)
-    fig.suptitle("pali3 kernels on this machine (medians; shared 2-core machine, compare within one run)")
+    ax.set_title("GEMV (decode; m = rows of A)")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"pali3 kernels on {context.get('cpu', 'this machine')}, bf16 engine {engine} "
+                 f"(medians of {context.get('date', '?')[:10]}; shared machine, compare within one run)")
     fig.tight_layout()
     fig.savefig(dst, dpi=90)
     print(f"wrote {dst}")
