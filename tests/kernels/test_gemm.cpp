@@ -22,13 +22,16 @@ struct problem {
 // Shapes: M = 1..4 (GEMV path), K = 1, sizes off every SIMD width and tile size, k larger than
 // the k block, the real ViT-B/16 MLP shape trimmed in m, and row counts of the in-place path
 // (whole 32-row panels, a 16-row tail panel, n off the 14-row W slab), GEMV rows with n past
-// the (k, n) kernel's column block (4096 / m columns).
+// the (k, n) kernel's column block (4096 / m columns), and GEMV rows with k past the (k, n)
+// kernel's split into two k slices (gemv_kn_split_min_k), with several column parts.
+static_assert(detail::gemv_kn_split_min_k <= 256, "the shapes below must reach the (k, n) GEMV's k slices");
 const problem shapes[] = {{1, 1, 1},    {1, 33, 65},   {2, 17, 1},    {3, 100, 31},
                           {4, 129, 300}, {5, 7, 3},     {5, 33, 1},    {13, 47, 129},
                           {15, 31, 300}, {29, 65, 257}, {64, 64, 64},  {100, 130, 530},
                           {257, 97, 1031}, {31, 3072, 768}, {1, 19, 5003}, {3, 70, 4099}, {7, 45, 2500},
                           {32, 29, 700},  {48, 15, 77},  {128, 200, 1100},
-                          {4, 1100, 37},  {2, 2100, 19}, {3, 1400, 21}};
+                          {4, 1100, 37},  {2, 2100, 19}, {3, 1400, 21},
+                          {2, 300, 200},  {1, 257, 129}, {4, 256, 67}};
 
 template <class T, class Act>
 void check_gemm(const problem& p, weight_layout layout, const epilogue<Act>& ep_template,

@@ -1,13 +1,16 @@
 // Matrix-vector products for decoding: C (m, n) = A (m, k) . W^T for m <= 4 rows, streaming the
 // weight matrix exactly once whatever m is (beams and small batches share one pass). Bound by
-// memory bandwidth: a bf16 W halves the bytes read. Each output element is produced by one task
-// in a fixed order, so the result does not depend on the thread count.
+// memory bandwidth: a bf16 W halves the bytes read. Each output element is produced in a fixed
+// order set by the shape alone, so the result does not depend on the thread count; the kernels
+// are never inlined into an executor's tasks, so their code (and where the compiler contracts a
+// multiply and an add into an FMA) is the same whichever executor runs them.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <utility>
+#include <vector>
 
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/matrix.hpp"
@@ -47,7 +50,7 @@ inline constexpr std::size_t gemv_group_rows = std::clamp<std::size_t>(
 // W stored (n, k): each output is a dot product over a contiguous row. A group of rows gives
 // R x M independent FMA chains and R concurrent streams of W.
 template <std::size_t M, class Arch, class Act, class T>
-void gemv_nk_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+[[gnu::noinline]] void gemv_nk_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
                    std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
     using B = fbatch<Arch>;
     constexpr std::size_t W = B::size;
@@ -100,26 +103,28 @@ void gemv_nk_range(const float* a, std::size_t lda, const weight_ref<T>& w, floa
     }
 }
 
-// W stored (k, n): outputs j0..j1 accumulate a[p] * W[p, j] over p in order. A block of
-// columns keeps its M x J partial sums in an L1-sized buffer while P rows of W at a time stream
-// past as P sequential segments of J columns; the row's scalars of A stay in registers. (Walking
-// all k rows for a few vectors of columns at a time, the first version, touched 64-128 bytes per
-// row per pass: half the read bandwidth, speed log 16.) Summation order per output: p = 0..k-1,
-// one FMA each, whatever the block sizes and thread count.
+// W stored (k, n): outputs j0..j1 accumulate a[p] * W[p, j] over p = p_begin..p_end-1 in order.
+// A block of columns keeps its M x J partial sums in an L1-sized buffer while P rows of W at a
+// time stream past as P sequential segments of J columns; the row's scalars of A stay in
+// registers. (Walking all k rows for a few vectors of columns at a time, the first version,
+// touched 64-128 bytes per row per pass: half the read bandwidth, speed log 16.) One FMA per p,
+// in order, whatever the block sizes and thread count. With `part` the raw sums go to
+// part[i * ldp + j] (a k slice, see gemv_kn_slices); without, the epilogue writes C.
 template <std::size_t M, class Arch, class Act, class T>
-void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
-                   std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+[[gnu::noinline]] void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+                   std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1,
+                   std::size_t p_begin, std::size_t p_end, float* part = nullptr, std::size_t ldp = 0) {
     using B = fbatch<Arch>;
     constexpr std::size_t W = B::size;
     constexpr std::size_t P = gemv_group_rows<M, Arch>;  // P x M scalars of A in registers
     constexpr std::size_t J_max = 4096 / M / 16 * 16;  // M x J_max partial sums (<= 16 KB), rows aligned
     alignas(64) float sums[M * J_max];
-    const std::size_t k = w.k;
     for (std::size_t jb = j0; jb < j1; jb += J_max) {
         const std::size_t J = std::min(J_max, j1 - jb);
         const std::size_t Jv = J / W * W;  // vector part; the rest (only at the end of W) is scalar
-        for (std::size_t p0 = 0; p0 < k; p0 += P) {
-            const std::size_t rows = std::min(P, k - p0);
+        for (std::size_t p0 = p_begin; p0 < p_end; p0 += P) {
+            const std::size_t rows = std::min(P, p_end - p0);
+            const bool first = p0 == p_begin;
             const T* wrow = w.data + p0 * w.ld + jb;
             if (rows == P) {
                 B x[P][M];
@@ -129,7 +134,7 @@ void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, floa
                 for (std::size_t jv = 0; jv < Jv; jv += W) {
                     B acc[M];
                     static_for<M>([&](auto i) __attribute__((always_inline)) {
-                        acc[i] = p0 == 0 ? B(0.f) : B::load_aligned(sums + i * J_max + jv);
+                        acc[i] = first ? B(0.f) : B::load_aligned(sums + i * J_max + jv);
                     });
                     static_for<P>([&](auto q) __attribute__((always_inline)) {
                         const B wv = load_as_float<Arch>(wrow + q * w.ld + jv);
@@ -141,7 +146,7 @@ void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, floa
                 for (std::size_t jv = 0; jv < Jv; jv += W) {
                     B acc[M];
                     static_for<M>([&](auto i) __attribute__((always_inline)) {
-                        acc[i] = p0 == 0 ? B(0.f) : B::load_aligned(sums + i * J_max + jv);
+                        acc[i] = first ? B(0.f) : B::load_aligned(sums + i * J_max + jv);
                     });
                     for (std::size_t q = 0; q < rows; ++q) {
                         const B wv = load_as_float<Arch>(wrow + q * w.ld + jv);
@@ -154,14 +159,42 @@ void gemv_kn_range(const float* a, std::size_t lda, const weight_ref<T>& w, floa
             }
             for (std::size_t j = Jv; j < J; ++j)
                 for (std::size_t i = 0; i < M; ++i) {
-                    float s = p0 == 0 ? 0.f : sums[i * J_max + j];
+                    float s = first ? 0.f : sums[i * J_max + j];
                     for (std::size_t q = 0; q < rows; ++q) s = std::fma(a[i * lda + p0 + q], to_float(wrow[q * w.ld + j]), s);
                     sums[i * J_max + j] = s;
                 }
         }
-        for (std::size_t i = 0; i < M; ++i)
-            for (std::size_t j = 0; j < J; ++j) finish(sums[i * J_max + j], jb + j, c + i * ldc, ep);
+        if (p_begin == p_end)  // no rows (k = 0): the sums are zero
+            std::fill(sums, sums + M * J_max, 0.f);
+        for (std::size_t i = 0; i < M; ++i) {
+            if (part)
+                std::copy(sums + i * J_max, sums + i * J_max + J, part + i * ldp + jb);
+            else
+                for (std::size_t j = 0; j < J; ++j) finish(sums[i * J_max + j], jb + j, c + i * ldc, ep);
+        }
     }
+}
+
+// The (k, n) kernel sums k in this many slices, each over its own rows of W, the slice sums then
+// added in slice order: fixed by the shape, never by the thread count, so results stay bitwise
+// the same on any number of threads. Two threads then each stream a contiguous half of W, full
+// rows wide, instead of half of every row (short 2-4 KB runs that share each DRAM page between
+// the cores: speed log 17). One slice below gemv_kn_split_min_k rows.
+inline constexpr std::size_t gemv_kn_split_min_k = 256;
+inline constexpr std::size_t gemv_kn_slices(std::size_t k) { return k >= gemv_kn_split_min_k ? 2 : 1; }
+
+// C = epilogue(sum of the slices' sums, in slice order). Not inlined, like the range kernels: one
+// body per (M, Act) whatever executor calls it, so the compiler's choice to contract
+// alpha * dot + bias into an FMA cannot differ between thread counts.
+template <std::size_t M, class Act>
+[[gnu::noinline]] void gemv_kn_combine(const float* part, std::size_t slices, std::size_t n, float* c,
+                                       std::size_t ldc, const epilogue<Act>& ep) {
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            float sum = part[i * n + j];
+            for (std::size_t s = 1; s < slices; ++s) sum += part[(s * M + i) * n + j];
+            finish(sum, j, c + i * ldc, ep);
+        }
 }
 
 template <std::size_t M, class Arch, class Act, class T, class E>
@@ -170,13 +203,36 @@ void gemv_rows(const float* a, std::size_t lda, const weight_ref<T>& w, float* c
     // Chunks aligned to 64 outputs keep every chunk on the same vector path for any thread count.
     constexpr std::size_t grain = 64;
     const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
-    exec.run(parts, [&](std::size_t t) {
-        const core::range r = core::split(w.n, parts, t, grain);
-        if (w.layout == weight_layout::nk)
+    if (w.layout == weight_layout::nk) {
+        exec.run(parts, [&](std::size_t t) {
+            const core::range r = core::split(w.n, parts, t, grain);
             gemv_nk_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
-        else
-            gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
+        });
+        return;
+    }
+    const std::size_t slices = gemv_kn_slices(w.k);
+    if (slices == 1) {
+        exec.run(parts, [&](std::size_t t) {
+            const core::range r = core::split(w.n, parts, t, grain);
+            gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end, 0, w.k);
+        });
+        return;
+    }
+    // Slice s covers rows [s * k_slice, ...) of W, whole groups of P rows; tasks are
+    // (slice, column part) with the slices of one column part next to each other, so two
+    // threads take one slice each.
+    constexpr std::size_t P = gemv_group_rows<M, Arch>;
+    const std::size_t k_slice = std::max<std::size_t>(P, (w.k / slices + P - 1) / P * P);
+    const std::size_t col_parts = std::max<std::size_t>(1, std::min((exec.size() + slices - 1) / slices,
+                                                                    (w.n + grain - 1) / grain));
+    std::vector<float> part(slices * M * w.n);
+    exec.run(slices * col_parts, [&](std::size_t t) {
+        const std::size_t s = t % slices;
+        const core::range r = core::split(w.n, col_parts, t / slices, grain);
+        const std::size_t p0 = std::min(w.k, s * k_slice), p1 = s + 1 == slices ? w.k : std::min(w.k, p0 + k_slice);
+        gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end, p0, p1, part.data() + s * M * w.n, w.n);
     });
+    gemv_kn_combine<M>(part.data(), slices, w.n, c, ldc, ep);
 }
 
 }  // namespace detail
