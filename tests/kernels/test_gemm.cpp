@@ -96,8 +96,10 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     small.kc = 16;
     small.nc = gemm_tiling<default_arch>::nr * 2;
     small.chunks_per_thread = 7;  // threads splitting n take many small column chunks from the queue
+    small.parallel_min_macs = 0;  // threads on every product, small ones included
     gemm_tiling<default_arch> fixed{};
     fixed.chunks_per_thread = 1;  // one chunk per thread (the shared packed A, no queue)
+    fixed.parallel_min_macs = 0;
     fixed.panel_order_rows = 0;   // W packed a kc x nc block at a time (the order for many rows)
     fixed.inplace_rows = 0;       // and never read in place
     gemm_tiling<default_arch> small_blocks = small;
@@ -177,6 +179,7 @@ TEST_CASE("bf16-product GEMM (AMX tiles, AVX512-BF16) matches the double referen
     // Many small column chunks per thread (the queue), past the 512-row block.
     gemm_tiling<default_arch> many{};
     many.chunks_per_thread = 7;
+    many.parallel_min_macs = 0;
     check_gemm<bf16>({1100, 96, 650}, weight_layout::nk, epilogue<act::gelu_tanh>{nullptr, 0.5f, true}, true, true, many, bound);
 }
 
@@ -188,6 +191,7 @@ TEST_CASE("both f32 loop orders (W by panel, W by block) give bit-identical C", 
     panel.panel_order_rows = 1u << 20;
     block.panel_order_rows = 0;
     panel.inplace_rows = block.inplace_rows = 0;  // the packed path, both orders
+    panel.parallel_min_macs = block.parallel_min_macs = 0;  // threads on the small shapes too
     for (const problem p : {problem{37, 70, 600}, problem{400, 33, 300}, problem{15, 1001, 77}}) {
         for (auto layout : {weight_layout::nk, weight_layout::kn}) {
             const std::size_t w_rows = layout == weight_layout::nk ? p.n : p.k;

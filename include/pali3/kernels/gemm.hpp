@@ -59,8 +59,8 @@ struct gemm_tiling {
     std::size_t nc = default_nc();
     // Threads splitting n take column chunks from a queue, about this many each (1: fixed shares).
     std::size_t chunks_per_thread = 3;
-    // Products of fewer multiply-adds (m n k) stay on the calling thread in the in-place f32 and
-    // the bf16-product paths: a fork/join costs ~20 us, a 64 x 64 x 64 bf16 product ~2 us.
+    // Products of fewer multiply-adds (m n k) stay on the calling thread, on every GEMM path: a
+    // fork/join costs ~20 us, a 64 x 64 x 64 bf16 product ~2 us.
     std::size_t parallel_min_macs = std::size_t{1} << 21;
     // Up to this many rows, W is packed one column panel at a time, interleaved with the
     // micro-kernels that use it, instead of a kc x nc block ahead of them. Measured (1 thread):
@@ -633,7 +633,9 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     using tiling_t = gemm_tiling<Arch>;
     if (tiling.kc == 0 || tiling.nc == 0)
         throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));
-    const std::size_t threads = exec.size();
+    // Small products stay on the calling thread on every path (fork/join costs ~20-40 us; a
+    // 64 x 64 x 64 bf16 product on the packed path took 36 us on two threads against 2 on one).
+    const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
 #if defined(__AVX512F__)
     if constexpr (is_avx512<Arch> && std::is_same_v<T, float>) {
         if (w.layout == weight_layout::nk && m <= tiling.inplace_rows) {
@@ -645,7 +647,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
             const std::size_t kc_max = detail::inplace_k_block(ep, m, w.k, tiling.inplace_a_bytes);
             const std::size_t panels = (m + 31) / 32, slabs = (w.n + 13) / 14;
             float* at = detail::gemm_scratch(2, panels * 32 * w.k);
-            const bool parallel = threads > 1 && m * w.n * w.k >= tiling.parallel_min_macs;
+            const bool parallel = threads > 1;
             if (!parallel) {
                 detail::inplace_pack_a<Arch>(a, lda, m, w.k, kc_max, 0, panels, at);
                 detail::inplace_columns<Arch>(at, m, w, c, ldc, ep, kc_max, 0, w.n);
