@@ -45,9 +45,12 @@ def main(src, dst):
     src_note = "measured" if lim["measured"] else "DESIGN.md"
     for ax, threads in zip(axes[:2], (1, 2)):
         width = 0.8 / len(kinds)
+        top = max([lim["fma"].get(threads, 0.0), lim["dot"].get(threads, 0.0)])
         for i, (kind, label) in enumerate(kinds):
             ys = [value(rows, f"{kind}/{m}/{k}/{n}/{threads}", "GFLOP/s") for (m, k, n) in shapes]
+            top = max([top] + ys)
             ax.bar([x + i * width for x in range(len(shapes))], ys, width, label=label)
+        ax.set_ylim(0, top * 1.4)  # room for the legend above the bars and lines
         if threads in lim["fma"]:
             ax.axhline(lim["fma"][threads], color="k", linestyle="--", linewidth=1,
                        label=f"f32 FMA peak, {src_note} ({lim['fma'][threads]:.0f})")
@@ -58,7 +61,7 @@ def main(src, dst):
         ax.set_xticklabels(["{}x{}x{}".format(*s) for s in shapes], rotation=35, ha="right", fontsize=8)
         ax.set_ylabel("GFLOP/s")
         ax.set_title(f"GEMM (M x K x N), {threads} thread{'s' if threads > 1 else ''}")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
     ax = axes[2]
     cases = sorted({tuple(n.split("/")[1:5]) for n in rows if n.startswith("gemv_bf16/")},
                    key=lambda s: [int(x) for x in s[3:]] + [int(x) for x in s[:3]])
@@ -66,9 +69,12 @@ def main(src, dst):
               ("openblas_sgemv", "OpenBLAS sgemv (f32)")]
     series = [s for s in series if any(n.startswith(s[0] + "/") for n in rows)]
     width = 0.8 / max(1, len(series))
+    top = max(lim["read"].values(), default=0.0)
     for i, (kind, label) in enumerate(series):
         ys = [value(rows, f"{kind}/{m}/{k}/{n}/{t}", "GB/s") for (m, k, n, t) in cases]
+        top = max([top] + ys)
         ax.bar([x + i * width for x in range(len(cases))], ys, width, label=label)
+    ax.set_ylim(0, top * 1.4)
     for x, (m, k, n, t) in enumerate(cases):
         bw = lim["read"].get(int(t))
         if bw:
@@ -78,7 +84,7 @@ def main(src, dst):
     ax.set_xticklabels([f"{m}x{k}x{n} t{t}" for (m, k, n, t) in cases], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("GB/s of weights read")
     ax.set_title("GEMV (decode; m = rows of A)")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.suptitle(f"pali3 kernels on {context.get('cpu', 'this machine')}, bf16 engine {engine} "
                  f"(medians of {context.get('date', '?')[:10]}; shared machine, compare within one run)")
     fig.tight_layout()
