@@ -203,18 +203,14 @@ void gemv_rows(const float* a, std::size_t lda, const weight_ref<T>& w, float* c
     // Chunks aligned to 64 outputs keep every chunk on the same vector path for any thread count.
     constexpr std::size_t grain = 64;
     const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
-    if (w.layout == weight_layout::nk) {
-        exec.run(parts, [&](std::size_t t) {
-            const core::range r = core::split(w.n, parts, t, grain);
-            gemv_nk_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
-        });
-        return;
-    }
-    const std::size_t slices = gemv_kn_slices(w.k);
+    const std::size_t slices = w.layout == weight_layout::nk ? 1 : gemv_kn_slices(w.k);
     if (slices == 1) {
         exec.run(parts, [&](std::size_t t) {
             const core::range r = core::split(w.n, parts, t, grain);
-            gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end, 0, w.k);
+            if (w.layout == weight_layout::nk)
+                gemv_nk_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end);
+            else
+                gemv_kn_range<M, Arch>(a, lda, w, c, ldc, ep, r.begin, r.end, 0, w.k);
         });
         return;
     }
