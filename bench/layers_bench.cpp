@@ -109,28 +109,31 @@ void bm_t5_block(benchmark::State& state) {
 // One decoded token: causal self-attention over `cached` past positions (KV cache) + gated FFN,
 // bf16 weights: bound by reading 4*2048*2048 + 3*2048*5120 bf16 weights (96 MB; inside the
 // 300 MiB L3 of this machine, so this measures L3, not DRAM, bandwidth).
+// One decoder position of a UL2 layer (self-attention over `past` cached positions, gated FFN;
+// bf16 weights) for `rows` sequences at once: a beam search's step, W read once for all rows.
+// Args: past, threads, rows.
 void bm_t5_decode_step(benchmark::State& state) {
-    const std::size_t past = state.range(0);
+    const std::size_t past = state.range(0), rows = state.range(2);
     attention<attn::unscaled, bf16> self(ul2.attn, weights::cursor(seeded, "dec.attn"));
     gated_mlp<kernels::act::gelu_tanh, bf16> ffn(ul2.mlp, weights::cursor(seeded, "dec.mlp"));
     relative_position_bias bias({32, 32, 128, false}, weights::cursor(seeded, "dec.rel"));
     core::thread_pool pool(static_cast<std::size_t>(state.range(1)));
-    core::workspace ws(attention<>::workspace_floats(ul2.attn, 1, past + 1) + gated_mlp<>::workspace_floats(ul2.mlp, 1));
-    kv_cache cache(1, past + 1, ul2.attn.inner());
-    const auto prefix = input(past * 2048);
-    std::vector<float> scratch(past * 2048);
-    if (past) self.forward_step(prefix.data(), 1, past, cache, scratch.data(), ws, pool, &bias);
-    const auto x = input(2048);
-    std::vector<float> y(2048);
+    core::workspace ws(attention<>::workspace_floats(ul2.attn, rows, rows * (past + 1)) + gated_mlp<>::workspace_floats(ul2.mlp, rows));
+    kv_cache cache(rows, past + 1, ul2.attn.inner());
+    const auto prefix = input(rows * past * 2048);
+    std::vector<float> scratch(rows * past * 2048);
+    if (past) self.forward_step(prefix.data(), rows, past, cache, scratch.data(), ws, pool, &bias);
+    const auto x = input(rows * 2048);
+    std::vector<float> y(rows * 2048);
     for (auto _ : state) {
         state.PauseTiming();
         if (cache.length() > past) {  // rewind to `past` cached positions
             cache.clear();
-            if (past) self.forward_step(prefix.data(), 1, past, cache, scratch.data(), ws, pool, &bias);
+            if (past) self.forward_step(prefix.data(), rows, past, cache, scratch.data(), ws, pool, &bias);
         }
         state.ResumeTiming();
-        self.forward_step(x.data(), 1, 1, cache, y.data(), ws, pool, &bias);
-        ffn.forward(y.data(), 1, y.data(), ws, pool, true);
+        self.forward_step(x.data(), rows, 1, cache, y.data(), ws, pool, &bias);
+        ffn.forward(y.data(), rows, y.data(), ws, pool, true);
         benchmark::DoNotOptimize(y.data());
     }
     const double bytes = (4.0 * 2048 * 2048 + 3.0 * 2048 * 5120) * 2;
@@ -145,7 +148,7 @@ BENCHMARK_CAPTURE(bm_vit_block_bf16, Gopt14_bf16, std::string("Gopt14"))->Name("
 BENCHMARK(bm_vit_attention<float>)->Name("vit_attention/Gopt14")->Args({256, 1})->Args({3364, 1})->Args({5776, 1})->Args({5776, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(bm_vit_attention<bf16>)->Name("vit_attention_bf16/Gopt14")->Args({256, 1})->Args({3364, 1})->Args({5776, 1})->Args({5776, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK(bm_t5_block)->Name("t5_block/UL2")->Args({64, 1})->Args({64, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1})->Args({16, 2})->Args({255, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1, 1})->Args({16, 2, 1})->Args({255, 1, 1})->Args({16, 1, 4})->Args({16, 2, 4})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #include <pali3/models/vit.hpp>
 

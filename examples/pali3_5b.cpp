@@ -1,9 +1,12 @@
 // Runs the PaLI-3 5B preset on this machine: bf16 weights (seeded random, uniform init - the
 // output is meaningless, the cost is real), one 224 px image through the vision tower, the
-// projector and the UL2 encoder, then a few greedy decoder steps. Prints time per stage, bytes
-// read per decoded token and peak RSS.   usage: pali3_5b [threads=2] [steps=4]
+// projector and the UL2 encoder, then a few decoder steps. Prints time per stage, bytes read per
+// decoded token and peak RSS. With beams > 1 each step decodes that many rows at once (a beam
+// search's step: the weights are still read once per step).
+//   usage: pali3_5b [threads=2] [steps=4] [beams=1]
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +28,11 @@ static double peak_rss_gb() {
 int main(int argc, char** argv) {
     const std::size_t threads = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 2;
     const std::size_t steps = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 4;
+    const std::size_t beams = argc > 3 ? std::strtoul(argv[3], nullptr, 10) : 1;
+    if (threads == 0 || steps == 0 || beams == 0) {
+        std::fprintf(stderr, "usage: pali3_5b [threads>=1] [steps>=1] [beams>=1]\n");
+        return 2;
+    }
     // Matrices generated directly as bf16: no transient f32 copy (the embedding alone is 2 GB in f32).
     const weights::random_source src(5, weights::random_source::distribution::uniform, weights::dtype::bf16);
 
@@ -42,7 +50,7 @@ int main(int argc, char** argv) {
     core::thread_pool pool(threads);
     const std::vector<std::vector<std::int32_t>> prompt{{259, 1203, 7, 88, 4021, 1}};  // ~ "caption en" ids
     const std::size_t n = c.vision.tokens(), d = c.text.d_model, vocab = c.text.vocab;
-    core::workspace ws(model.workspace_floats(1, prompt[0].size(), steps));
+    core::workspace ws(model.workspace_floats(beams, prompt[0].size(), steps));
     std::vector<float> image(3 * c.vision.image * c.vision.image);
     for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<float>(i % 251) / 125.f - 1.f;
     std::vector<float> memory((n + prompt[0].size()) * d);
@@ -61,18 +69,22 @@ int main(int argc, char** argv) {
     t0 = clk::now();
     auto state = model.start(memory.data(), 1, lens, steps, pool);
     std::printf("  cross-attention K/V for 24 layers: %.2f s\n", seconds_since(t0));
-    std::vector<float> logits(vocab);
-    std::int32_t id = 0;
+    if (beams > 1) state = state.gather(std::vector<std::size_t>(beams, 0));  // every row from the one prompt
+    std::vector<float> logits(beams * vocab);
+    std::vector<std::int32_t> ids(beams, 0);
     // Per token: self-attention q/k/v/o and cross-attention q/o (cross k/v are precomputed), the
     // three FFN matrices of every decoder layer, and the lm_head.
     const double bytes = (c.text.decoder_layers * (6.0 * d * d + 3.0 * d * c.text.d_ff) + double(vocab) * d) * 2;
     for (std::size_t s = 0; s < steps; ++s) {
         t0 = clk::now();
-        model.step(&id, state, logits.data(), ws, pool);
+        model.step(ids.data(), state, logits.data(), ws, pool);
         const double dt = seconds_since(t0);
-        id = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-        std::printf("  decode step %zu: %.0f ms (%.2f GB of weights read: %.1f GB/s) -> token %d\n", s, dt * 1e3,
-                    bytes / 1e9, bytes / dt / 1e9, id);
+        for (std::size_t b = 0; b < beams; ++b) {
+            const float* row = logits.data() + b * vocab;
+            ids[b] = static_cast<std::int32_t>(std::max_element(row, row + vocab) - row);
+        }
+        std::printf("  decode step %zu (%zu row%s): %.0f ms (%.2f GB of weights read: %.1f GB/s) -> token %d\n", s, beams,
+                    beams > 1 ? "s" : "", dt * 1e3, bytes / 1e9, bytes / dt / 1e9, ids[0]);
     }
     std::printf("  peak RSS %.2f GB\n", peak_rss_gb());
 }

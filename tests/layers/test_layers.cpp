@@ -357,7 +357,8 @@ TEST_CASE("attention with bf16 products matches the double reference to bf16 rou
 }
 
 TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attention]") {
-    const std::size_t batch = 2, t = 23, width = 48, heads = 4;
+    // One sequence; two (one-token steps take the GEMV path with all rows at once); five (GEMM).
+    const std::size_t batch = GENERATE(1, 2, 5), t = 23, width = 48, heads = 4;
     attention<attn::unscaled> layer({width, heads, 16, false}, weights::cursor(seeded, "dec"));
     relative_position_bias pb({heads, 32, 128, false}, weights::cursor(seeded, "dec_rel"));
     const auto x = test::random_vector(batch * t * width, 21);
@@ -394,7 +395,8 @@ TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attent
     kv_cache cross(batch, tm, layer.config().inner());
     layer.precompute_cross(mem.data(), batch, tm, cross);
     std::vector<float> a(batch * t * width), b2(batch * t * width);
-    const std::vector<std::size_t> lens{31, 17};
+    std::vector<std::size_t> lens(batch);
+    for (std::size_t b = 0; b < batch; ++b) lens[b] = b % 2 ? 17 : 31;
     layer.forward_cross(x.data(), batch, t, mem.data(), tm, a.data(), ws, core::sequential{}, {}, lens);
     layer.forward_cached_cross(x.data(), batch, t, cross, b2.data(), ws, core::sequential{}, lens);
     CHECK(a == b2);

@@ -60,12 +60,23 @@ template <std::size_t M, class Arch, class Act, class T>
     for (; j + R <= j1; j += R) {
         B acc[R][M];
         static_for<R>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = B(0.f); }); });
+        // With several rows of A the next group's rows are prefetched at the same column, one
+        // group ahead: the hardware prefetcher, following R interleaved streams, fell behind
+        // (speed log 18: four rows at k = 256, 8 -> 21 GB/s). The last group of the range
+        // re-touches its own rows. One row of A is left to the hardware prefetcher: there the
+        // explicit prefetch helped from DRAM but cost 10-17 % on a decoder step whose weights
+        // partly stay in L3 (speed log 18).
+        const T* ahead = w.data + (j + 2 * R <= j1 ? j + R : j) * w.ld;
         std::size_t p = 0;
         for (; p + W <= k; p += W) {
             B x[M];
             static_for<M>([&](auto i) { x[i] = B::load_unaligned(a + i * lda + p); });
             static_for<R>([&](auto r) {
-                const B wv = load_as_float<Arch>(w.data + (j + r) * w.ld + p);
+                B wv = load_as_float<Arch>(w.data + (j + r) * w.ld + p);
+                if constexpr (M > 1) {
+                    __builtin_prefetch(ahead + r * w.ld + p);
+                    keep_in_register(wv);
+                }
                 static_for<M>([&](auto i) { acc[r][i] = xsimd::fma(wv, x[i], acc[r][i]); });
             });
         }
@@ -127,6 +138,10 @@ template <std::size_t M, class Arch, class Act, class T>
             const bool first = p0 == p_begin;
             const T* wrow = w.data + p0 * w.ld + jb;
             if (rows == P) {
+                // With several rows of A the next P rows are prefetched at the same columns, as in
+                // gemv_nk_range (speed log 18: four rows, bf16, 15 -> 21 GB/s); the last group
+                // re-touches its own.
+                const T* ahead = p0 + 2 * P <= p_end ? wrow + P * w.ld : wrow;
                 B x[P][M];
                 static_for<P>([&](auto q) __attribute__((always_inline)) {
                     static_for<M>([&](auto i) __attribute__((always_inline)) { x[q][i] = B(a[i * lda + p0 + q]); });
@@ -137,7 +152,11 @@ template <std::size_t M, class Arch, class Act, class T>
                         acc[i] = first ? B(0.f) : B::load_aligned(sums + i * J_max + jv);
                     });
                     static_for<P>([&](auto q) __attribute__((always_inline)) {
-                        const B wv = load_as_float<Arch>(wrow + q * w.ld + jv);
+                        B wv = load_as_float<Arch>(wrow + q * w.ld + jv);
+                        if constexpr (M > 1) {
+                            __builtin_prefetch(ahead + q * w.ld + jv);
+                            keep_in_register(wv);
+                        }
                         static_for<M>([&](auto i) __attribute__((always_inline)) { acc[i] = xsimd::fma(x[q][i], wv, acc[i]); });
                     });
                     static_for<M>([&](auto i) __attribute__((always_inline)) { acc[i].store_aligned(sums + i * J_max + jv); });

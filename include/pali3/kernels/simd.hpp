@@ -31,6 +31,24 @@ inline constexpr bool is_avx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
 template <class Arch>
 inline constexpr bool is_avx2 = std::is_base_of_v<xsimd::avx2, Arch>;
 
+// Pins a vector to a register. Without it g++ folded each W load of the four-row GEMV kernels
+// into its four FMAs as a memory operand: every W vector read four times from L1 (twice as many
+// cache-line accesses when W is not 64-byte aligned), 39 GB/s from L2 where 80 are reached
+// (docs/benchmarks.md speed log 18). A no-op off x86.
+template <class B>
+[[gnu::always_inline]] inline void keep_in_register(B& v) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__SSE2__)
+    using A = typename B::arch_type;
+    if constexpr (std::is_base_of_v<xsimd::sse2, A> || std::is_base_of_v<xsimd::avx, A> || is_avx512<A>) {
+        typename B::register_type r = v;
+        asm("" : "+v"(r));
+        v = B(r);
+    }
+#else
+    (void)v;
+#endif
+}
+
 // True on an AMD CPU (CPUID vendor "AuthenticAMD"), read once. Defaults that measured differently
 // on AMD and Intel machines are picked by it (the GEMM's cache blocking, the bf16-product engine;
 // docs/benchmarks.md speed log 15).

@@ -184,9 +184,18 @@ public:
         check_cache(cache, batch);
         cache.require_room(tq, "attention.forward_step");
         const std::size_t inner = cfg_.inner(), past = cache.length();
-        for (std::size_t b = 0; b < batch; ++b) {
-            k_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.keys(b) + past * inner, inner, exec);
-            v_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.values(b) + past * inner, inner, exec);
+        if (tq == 1 && batch > 1) {
+            // One new position per sequence: the sequences' rows of the cache are a fixed stride
+            // apart, so every row's key (value) comes from one product that reads W_k (W_v) once,
+            // not once per row (a 4-beam step of the 5B decoder read both 4 times).
+            const std::size_t stride = cache.capacity() * inner;
+            k_.forward(x, cfg_.width, batch, cache.keys(0) + past * inner, stride, exec);
+            v_.forward(x, cfg_.width, batch, cache.values(0) + past * inner, stride, exec);
+        } else {
+            for (std::size_t b = 0; b < batch; ++b) {
+                k_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.keys(b) + past * inner, inner, exec);
+                v_.forward(x + b * tq * cfg_.width, cfg_.width, tq, cache.values(b) + past * inner, inner, exec);
+            }
         }
         cache.advance(tq);
         kernels::attention_mask mask;
