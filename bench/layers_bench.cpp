@@ -100,7 +100,7 @@ void bm_t5_block(benchmark::State& state) {
     auto x = x0;
     for (auto _ : state) {
         x = x0;
-        block.forward(x.data(), 1, t, ws, pool, {}, {}, &bias);
+        block.forward(x.data(), 1, t, ws, pool, {.pos_bias = &bias});
         benchmark::DoNotOptimize(x.data());
     }
     set_gflops(state, block_flops(ul2, t) + 2.0 * t * 2048 * 5120);  // + the second gate matrix
@@ -153,7 +153,7 @@ BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1, 1})->Args
 #include <pali3/models/vit.hpp>
 
 namespace {
-// Whole SigLIP ViT-B/16 tower at 224 px, batch 1, f32 (the DESIGN.md §3 peer comparison:
+// Whole SigLIP ViT-B/16 tower at 224 px, batch 1, f32 (the peer comparison of docs/benchmarks.md:
 // ONNX Runtime 416-489 ms / 236-270 ms, PyTorch 479-587 / 336-358 ms on 1 / 2 threads here).
 template <class S = float, bool AMX = true, bool PREPACK = false>
 void bm_vit_tower(benchmark::State& state) {

@@ -7,7 +7,7 @@ import re
 import sys
 
 # Used only when the JSON has no limit_* cases (older runs, or a --benchmark_filter without
-# them): the Intel machine of DESIGN.md section 3.
+# them): the Intel machine of docs/benchmarks.md ("Limits of this machine").
 FALLBACK_FMA = {1: 135.0, 2: 266.0}  # GFLOP/s
 FALLBACK_READ = {1: 11.0, 2: 21.0}   # GB/s
 
@@ -34,7 +34,7 @@ def counter(b, key):
 def limits(rows):
     """The machine limits measured in the same run (bench/limits_bench.cpp), by thread count:
     {"fma": {1: GFLOP/s, 2: ...}, "dot": {...} (AVX512-BF16, may be empty), "read": {1: GB/s, ...},
-    "measured": bool}. Falls back to DESIGN.md's figures when the run has no limit_* cases."""
+    "measured": bool}. Falls back to the Intel figures of docs/benchmarks.md when the run has no limit_* cases."""
     out = {"fma": {}, "dot": {}, "read": {}}
     for name, b in rows.items():
         m = re.match(r"limit_(fma_f32|dot_bf16|read)/(\d+)$", name)
@@ -57,7 +57,7 @@ def main(path):
     lim = limits(rows)
     print(f"Run: {context.get('date', '?')}, {context.get('cpu', '?')}, {context.get('num_cpus', '?')} CPUs, "
           f"load {context.get('load_avg', '?')}, bf16 engine {context.get('bf16_engine', '?')}")
-    src = "measured in this run" if lim["measured"] else "not in this run: DESIGN.md's figures"
+    src = "measured in this run" if lim["measured"] else "not in this run: the Intel figures of docs/benchmarks.md"
     fmt_lim = lambda d, unit: ", ".join(f"{v:.0f} {unit} ({t}T)" for t, v in sorted(d.items())) or "-"
     print(f"Limits ({src}): f32 FMA {fmt_lim(lim['fma'], 'GFLOP/s')}; bf16 dot {fmt_lim(lim['dot'], 'GFLOP/s')}; "
           f"read {fmt_lim(lim['read'], 'GB/s')}\n")

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(cmake ninja-build g++ clang pkg-config libxtensor-dev xtl-dev libxsimd-dev
           libsentencepiece-dev sentencepiece libstb-dev libbenchmark-dev catch2 libopenblas-dev
-          libclang-rt-14-dev libopenmpi-dev openmpi-bin)
+          libclang-rt-14-dev libopenmpi-dev openmpi-bin libcli11-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,7 +42,7 @@ def main(src, dst):
     shapes = sorted({tuple(n.split("/")[1:4]) for n in rows if n.startswith("gemm_f32/")},
                     key=lambda s: [int(x) for x in s])
     fig, axes = plt.subplots(1, 3, figsize=(19, 5.8), gridspec_kw={"width_ratios": [2, 2, 1.5]})
-    src_note = "measured" if lim["measured"] else "DESIGN.md"
+    src_note = "measured" if lim["measured"] else "docs/benchmarks.md"
     for ax, threads in zip(axes[:2], (1, 2)):
         width = 0.8 / len(kinds)
         top = max([lim["fma"].get(threads, 0.0), lim["dot"].get(threads, 0.0)])

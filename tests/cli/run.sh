@@ -5,7 +5,7 @@
 #   and the error paths (exit code 1 and a message naming the problem, never a crash).
 # usage: run.sh PALI3_BINARY SOURCE_DIR WORK_DIR
 set -uo pipefail
-P=$1; SRC=$2; W=$3
+P=$(realpath "$1"); SRC=$(realpath "$2"); W=$(realpath -m "$3")
 rm -rf "$W"; mkdir -p "$W"
 IMG=$SRC/examples/data/sample.png
 fails=0
@@ -24,6 +24,7 @@ D=$W/demo
 F=(--weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model")
 expect 0 "RANDOM weights" -- "$P" make-demo "$D"
 expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$D/model.safetensors" --quiet
+"$P" inspect "$D/model.safetensors" --quiet | sed -n 's/^config (checkpoint metadata (pali3.config)): //p' > "$D/pali3_config.json"
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 8
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 8 --dtype bf16 --threads 1
 expect 0 "prompt: \"answer en what is this\?\"" -- "$P" vqa "$IMG" "what is this?" "${F[@]}" --max-new-tokens 8 --beam 3
@@ -79,13 +80,42 @@ expect 1 "needs both SigLIP towers" -- "$P" embed "$IMG" --weights "$W/hfv/model
 # The portable path when AMX is switched off (or absent): same commands, bf16 weights.
 PALI3_NO_AMX=1 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16
 
+# Every command has --help, and every documented flag is accepted where it is documented.
+for c in inspect make-demo caption vqa detect segment generate embed dump bench init convert help; do
+  expect 0 "Usage|Subcommands" -- "$P" $c --help
+done
+expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --antialias --lang de --beam 2 --length-penalty 0.5 \
+  --max-prompt-tokens 16 --threads 1 --dtype f32
+expect 0 "output: " -- "$P" vqa "$IMG" "what?" "${F[@]}" --max-new-tokens 4 --antialias --lang en --prepack
+expect 0 "overlay: " -- "$P" detect "$IMG" house "${F[@]}" --max-new-tokens 8 --antialias --out "$W/d2.png" --resolution 64
+expect 0 "overlay: " -- "$P" segment "$IMG" house "${F[@]}" --vqvae "$D/vae.npz" --max-new-tokens 8 --antialias --out "$W/s2.png"
+expect 0 "ids:" -- "$P" generate "$IMG" "caption en" "${F[@]}" --max-new-tokens 4 --antialias --config "$D/pali3_config.json"
+expect 0 "wrote [0-9]+ activations" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model" \
+  --prompt "caption en" --decoder-ids 0,5 --antialias --dtype bf16 --threads 1 --out "$W/act2"
+expect 0 "image embedding" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --antialias --threads 1
+expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2 --prompt-tokens 4 --dtype f32 --threads 1 --prepack
+# --json: one object on stdout, nothing else.
+for cmd in "caption $IMG" "vqa $IMG what?" "detect $IMG house" "segment $IMG house --vqvae $D/vae.npz"; do
+  out=$(cd "$W" && "$P" $cmd "${F[@]}" --max-new-tokens 8 --json 2>/dev/null)
+  if [[ $(wc -l <<<"$out") -eq 1 && $out == '{"command":'*'"text":'*'"tokens":['*'"log_prob":'*'"objects":['*'"timings_ms":{'*'}' ]]; then
+    ok "${cmd%% *} --json"; else bad "${cmd%% *} --json: $out"; fi
+done
+out=$("$P" embed "$IMG" --weights "$W/siglip.safetensors" --texts "a house|a cat" --tokenizer "$D/tokenizer.model" --json 2>/dev/null)
+if [[ $(wc -l <<<"$out") -eq 1 && $out == '{"command":"embed","embedding":['*'"scores":[{"text":"a house","probability":'*'}' ]]; then
+  ok "embed --json"; else bad "embed --json: $out"; fi
+out=$("$P" detect "$IMG" "house ; tree" "${F[@]}" --max-new-tokens 24 --json --out "$W/d3.png" 2>/dev/null)
+if [[ $out == *'"overlay":"'"$W/d3.png"'"'* && -s "$W/d3.png" ]]; then ok "detect --json names the overlay"; else bad "detect --json overlay: $out"; fi
+
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"
 printf 'not an image' > "$W/bad.png"
 expect 1 "truncated safetensors|header" -- "$P" inspect "$W/bad.safetensors"
 expect 1 "cannot read image header" -- "$P" caption "$W/bad.png" "${F[@]}"
 expect 1 "cannot open image" -- "$P" caption "$W/missing.png" "${F[@]}"
-expect 1 "unknown flag for this command \(at --colour\)" -- "$P" caption "$IMG" "${F[@]}" --colour red
+expect 1 "not expected: .*--colour" -- "$P" caption "$IMG" "${F[@]}" --colour red
+expect 1 "--threads: Value 0 not in range" -- "$P" caption "$IMG" "${F[@]}" --threads 0
+expect 1 "--max-new-tokens: Value 288230376151711745 not in range" -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 288230376151711745
+expect 1 "--dtype: int4 not in" -- "$P" caption "$IMG" "${F[@]}" --dtype int4
 expect 1 "prompt too long" -- "$P" vqa "$IMG" "$(printf 'what %.0s' {1..100})" "${F[@]}"
 expect 1 "not valid UTF-8" -- "$P" vqa "$IMG" $'caf\xff' "${F[@]}"
 expect 1 "tokenizer larger than the model" -- "$P" caption "$IMG" --weights "$W/vit.safetensors" --tokenizer "$D/tokenizer.model" --preset pali3_tiny
@@ -95,7 +125,8 @@ expect 1 "missing flag \(at --vqvae\)" -- "$P" segment "$IMG" house "${F[@]}"
 expect 1 "bad token id" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids 1,x --out "$W/x"
 expect 1 "encoder id out of range" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids 1,1000 --out "$W/x"
 expect 2 "present with a wrong shape or dtype: [1-9]" -- "$P" inspect "$W/vit.safetensors" --preset "vit:S/16@48" --quiet
-expect 1 "unknown command" -- "$P" frobnicate
+expect 1 "unknown command .frobnicate" -- "$P" frobnicate
+expect 1 "not a non-negative integer" -- "$P" init "$W/x.safetensors" --preset "vit:Ti/16@-16"
 
 echo "$fails failure(s)"
 exit $((fails > 0))

@@ -33,7 +33,7 @@ TEST_CASE("a block equals its parts run by hand", "[layers][block]") {
     auto manual = x;
     const std::vector<std::size_t> lens{11, 6};
     core::workspace ws(decltype(block)::workspace_floats(c, batch, t));
-    block.forward(x.data(), batch, t, ws, core::sequential{}, {}, lens);
+    block.forward(x.data(), batch, t, ws, core::sequential{}, {.key_lens = lens});
 
     std::vector<float> h(rows * w);
     n1.forward(manual.data(), w, rows, h.data(), w);
@@ -78,7 +78,7 @@ TEST_CASE("stacks report named activations and share the T5 position bias", "[la
         seen[name] = shape;
     }, "encoder");
     core::workspace ws(enc.workspace_floats(batch, t));
-    enc.forward(x.data(), batch, t, ws, core::sequential{}, {}, {}, tr);
+    enc.forward(x.data(), batch, t, ws, core::sequential{}, {}, tr);
     CHECK(seen.count("encoder.blocks.0.attn_out"));
     CHECK(seen.count("encoder.blocks.2.mlp_out"));
     CHECK(seen.count("encoder.blocks.1.mlp.hidden"));

@@ -10,7 +10,7 @@ using namespace pali3;
 using namespace pali3::models;
 
 TEST_CASE("ViT parameter counts equal the closed-form numbers", "[models][vit]") {
-    // DESIGN.md: G-opt/14 and G/14 at 224 px without head.
+    // docs/models.md: G-opt/14 and G/14 at 224 px without head.
     vision_tower<bf16> g_opt(presets::vit_g_opt14_224::value);
     CHECK(layers::parameter_count(g_opt) == 1'663'302'144u);
     vision_tower<bf16> g(presets::vit_g14_224::value);

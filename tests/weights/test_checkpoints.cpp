@@ -239,7 +239,7 @@ std::string deflate_stored(const std::string& data) {
 }
 
 std::uint32_t crc_of(const std::string& s) {
-    return npz_detail::crc32(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+    return crc32(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
 }
 
 }  // namespace

@@ -97,6 +97,8 @@ private:
 template <class Scaling = attn::inv_sqrt_dim, weight_storage Storage = float>
 class attention {
 public:
+    using storage_type = Storage;
+
     explicit attention(const attention_config& c)
         : cfg_((validate(c, "attention"), c)),
           q_({c.width, c.inner(), c.bias}),

@@ -15,46 +15,19 @@
 #include <vector>
 
 #include "pali3/core/workspace.hpp"
-#include "pali3/layers/attention.hpp"
-#include "pali3/layers/mlp.hpp"
-#include "pali3/layers/norm.hpp"
-#include "pali3/layers/position_bias.hpp"
+#include "pali3/layers/concepts.hpp"
 
 namespace pali3::layers {
 
-struct block_config {
-    norm_config norm;
-    attention_config attn;
-    mlp_config mlp;
-};
-
-// The first rule a block config breaks, as (what, part A size, part B size); ok() when none.
-struct fit_result {
-    const char* what = nullptr;
-    std::size_t a = 0, b = 0;
-    constexpr bool ok() const { return what == nullptr; }
-};
-
-constexpr fit_result check_fit(const block_config& c) {
-    if (c.attn.width != c.norm.width) return {"attention width != norm width", c.attn.width, c.norm.width};
-    if (c.mlp.width != c.attn.width) return {"mlp width != attention width", c.mlp.width, c.attn.width};
-    if (c.attn.heads == 0) return {"attention heads must be > 0", c.attn.heads, 1};
-    if (c.attn.head_dim == 0 && c.attn.width % c.attn.heads != 0)
-        return {"attention heads do not divide attention width", c.attn.heads, c.attn.width};
-    if (c.mlp.hidden == 0) return {"mlp hidden size must be > 0", c.mlp.hidden, 1};
-    return {};
-}
-
-inline void check(const block_config& c, std::string_view where = "block") {
-    const fit_result r = check_fit(c);
-    if (!r.ok())
-        throw config_error(core::describe("block parts do not fit", where, r.what,
-                                          std::to_string(r.a) + " vs " + std::to_string(r.b)));
-}
-
 template <class Norm, class Attn, class Mlp>
 class pre_norm_block {
+    static_assert(norm_layer<Norm>, "pre_norm_block<Norm, Attn, Mlp>: Norm is not a norm (docs/concepts.md: norm)");
+    static_assert(attention_layer<Attn>,
+                  "pre_norm_block<Norm, Attn, Mlp>: Attn is not an attention layer (docs/concepts.md: attention)");
+    static_assert(mlp_layer<Mlp>, "pre_norm_block<Norm, Attn, Mlp>: Mlp is not an MLP (docs/concepts.md: mlp)");
+
 public:
+    using storage_type = storage_of_t<Attn>;
     using norm_type = Norm;
     using attention_type = Attn;
     using mlp_type = Mlp;
@@ -85,13 +58,12 @@ public:
     // x (batch*t, width) in place. Reports "attn_out" and "mlp_out" (x after each residual).
     template <core::executor E = core::sequential>
     void forward(float* x, std::size_t batch, std::size_t t, core::workspace& ws, E&& exec = E{},
-                 const kernels::attention_mask& mask = {}, std::span<const std::size_t> key_lens = {},
-                 const relative_position_bias* pos_bias = nullptr, const trace& tr = {}) const {
+                 const attention_inputs& in = {}, const trace& tr = {}) const {
         const std::size_t w = cfg_.attn.width, rows = batch * t;
         core::workspace::scope scope(ws);
         float* h = ws.alloc(rows * w).data();  // (rows, width)
         norm1_.forward(x, w, rows, h, w);
-        attn_.forward(h, batch, t, x, ws, exec, mask, key_lens, pos_bias, /*accumulate=*/true, tr.child("attn"));
+        attn_.forward(h, batch, t, x, ws, exec, in.mask, in.key_lens, in.pos_bias, /*accumulate=*/true, tr.child("attn"));
         tr("attn_out", x, {rows, w});
         norm2_.forward(x, w, rows, h, w);
         mlp_.forward(h, rows, x, ws, exec, /*accumulate=*/true, tr.child("mlp"));
@@ -135,12 +107,20 @@ struct stack_config {
 };
 
 // N blocks ("blocks.{i}"), an optional final norm ("norm") and an optional shared relative
-// position bias ("rel_bias").
+// position bias ("rel_bias"). A stack of encoder blocks runs forward() over whole sequences; a
+// stack of decoder blocks runs step() over new tokens against per-layer caches.
 template <class Block>
 class stack {
+    static_assert(encoder_block<Block> || decoder_block<Block>,
+                  "stack<Block>: Block is neither an encoder block nor a decoder block: it needs a constructor "
+                  "from block_config, visit(v), a norm_type, a static workspace_floats(config, rows, rows) and "
+                  "forward(x, batch, t, ws, exec, attention_inputs, trace) or step(x, batch, tq, decoder_inputs, ws, "
+                  "exec, trace) with precompute_cross (docs/concepts.md: block)");
+
 public:
     using block_type = Block;
     using norm_type = typename Block::norm_type;
+    using storage_type = storage_of_t<Block>;
 
     explicit stack(const stack_config& c) : cfg_(c) {
         if (c.depth == 0) throw config_error(core::describe("empty stack", "stack", "depth > 0", 0));
@@ -166,25 +146,71 @@ public:
     }
 
     const stack_config& config() const { return cfg_; }
-    std::size_t workspace_floats(std::size_t batch, std::size_t t) const {
+    std::size_t depth() const { return blocks_.size(); }
+    const Block& block(std::size_t i) const { return blocks_.at(i); }
+
+    // Encoder stacks: rows = batch * t. Decoder stacks: rows = batch * tq new tokens, memory
+    // rows = batch * encoder length.
+    std::size_t workspace_floats(std::size_t batch, std::size_t t) const
+        requires encoder_block<Block>
+    {
         return Block::workspace_floats(cfg_.block, batch, t);
     }
+    std::size_t workspace_floats(std::size_t rows, std::size_t memory_rows) const
+        requires(decoder_block<Block> && !encoder_block<Block>)
+    {
+        return Block::workspace_floats(cfg_.block, rows, memory_rows);
+    }
 
+    // x (batch*t, width) in place through every block, then the final norm. The stack's
+    // relative position bias (if any) is passed to every block, overriding in.pos_bias.
     template <core::executor E = core::sequential>
+        requires encoder_block<Block>
     void forward(float* x, std::size_t batch, std::size_t t, core::workspace& ws, E&& exec = E{},
-                 const kernels::attention_mask& mask = {}, std::span<const std::size_t> key_lens = {},
-                 const trace& tr = {}) const {
+                 const attention_inputs& in = {}, const trace& tr = {}) const {
+        attention_inputs with_bias = in;
+        if (bias_) with_bias.pos_bias = &*bias_;
+        for (std::size_t i = 0; i < blocks_.size(); ++i)
+            blocks_[i].forward(x, batch, t, ws, exec, with_bias, tr.child("blocks").child(i));
+        finish(x, batch * t, tr);
+    }
+
+    // Decoder stacks: fills cross[i] with block i's keys/values of memory (batch*t, width).
+    template <core::executor E = core::sequential>
+        requires decoder_block<Block>
+    void precompute_cross(const float* memory, std::size_t batch, std::size_t t, std::span<kv_cache> cross,
+                          E&& exec = E{}) const {
+        require_layers(cross.size(), "stack.precompute_cross");
+        for (std::size_t i = 0; i < blocks_.size(); ++i) blocks_[i].precompute_cross(memory, batch, t, cross[i], exec);
+    }
+
+    // Decoder stacks: tq new tokens per sequence, x (batch*tq, width) in place; self[i] and
+    // cross[i] are block i's caches.
+    template <core::executor E = core::sequential>
+        requires decoder_block<Block>
+    void step(float* x, std::size_t batch, std::size_t tq, std::span<kv_cache> self, std::span<const kv_cache> cross,
+              std::span<const std::size_t> memory_lens, core::workspace& ws, E&& exec = E{}, const trace& tr = {}) const {
+        require_layers(self.size(), "stack.step self caches");
+        require_layers(cross.size(), "stack.step cross caches");
         const relative_position_bias* pb = bias_ ? &*bias_ : nullptr;
         for (std::size_t i = 0; i < blocks_.size(); ++i)
-            blocks_[i].forward(x, batch, t, ws, exec, mask, key_lens, pb, tr.child("blocks").child(i));
-        if (norm_) {
-            const std::size_t w = cfg_.block.attn.width;
-            norm_->forward(x, w, batch * t, x, w);
-            tr("norm_out", x, {batch * t, w});
-        }
+            blocks_[i].step(x, batch, tq, decoder_inputs{self[i], cross[i], memory_lens, pb}, ws, exec,
+                            tr.child("blocks").child(i));
+        finish(x, batch * tq, tr);
     }
 
 private:
+    void finish(float* x, std::size_t rows, const trace& tr) const {
+        if (!norm_) return;
+        const std::size_t w = cfg_.block.attn.width;
+        norm_->forward(x, w, rows, x, w);
+        tr("norm_out", x, {rows, w});
+    }
+    void require_layers(std::size_t n, std::string_view where) const {
+        if (n != blocks_.size())
+            throw shape_error(core::describe("one cache per decoder layer", where, blocks_.size(), n));
+    }
+
     stack_config cfg_;
     std::vector<Block> blocks_;
     std::optional<norm_type> norm_;

@@ -22,6 +22,7 @@ template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Stor
 class mlp {
 public:
     using activation = Act;
+    using storage_type = Storage;
 
     explicit mlp(const mlp_config& c)
         : cfg_(c), fc1_({c.width, c.hidden, c.bias}), fc2_({c.hidden, c.width, c.bias}) {}
@@ -62,6 +63,7 @@ template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Stor
 class gated_mlp {
 public:
     using activation = Act;
+    using storage_type = Storage;
 
     explicit gated_mlp(const mlp_config& c)
         : cfg_(c), wi0_({c.width, c.hidden, false}), wi1_({c.width, c.hidden, false}), wo_({c.hidden, c.width, false}) {

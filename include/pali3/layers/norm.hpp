@@ -82,13 +82,4 @@ private:
     param<float> gain_;
 };
 
-template <class N>
-concept norm_layer = requires(const N& n, const float* x, float* y, std::size_t s) {
-    { N::name } -> std::convertible_to<std::string_view>;
-    n.forward(x, s, s, y, s);
-    { n.width() } -> std::convertible_to<std::size_t>;
-};
-
-static_assert(norm_layer<layer_norm> && norm_layer<rms_norm>);
-
 }  // namespace pali3::layers

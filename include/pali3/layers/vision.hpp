@@ -226,6 +226,8 @@ public:
         v.child("mlp", mlp_);
     }
 
+    const map_head_config& config() const { return cfg_; }
+
     static std::size_t workspace_floats(const map_head_config& c, std::size_t batch, std::size_t t) {
         return 2 * core::workspace::padded(batch * c.width) +
                std::max(attention<attn::inv_sqrt_dim, Storage>::workspace_floats({c.width, c.heads, 0, true}, batch, batch * t),

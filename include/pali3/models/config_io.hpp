@@ -4,8 +4,14 @@
 // Every value is range-checked by the model's own `check()` after reading.
 #pragma once
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "pali3/core/error.hpp"
 #include "pali3/core/json.hpp"
@@ -21,6 +27,22 @@ inline constexpr std::string_view config_metadata_key = "pali3.config";
 // Which model a config describes, and the T5 feed-forward flavour (a type in C++, a string here).
 enum class model_kind { vit, t5, pali3, siglip_text, siglip };
 
+// The one table of kind names (our JSON "model" key, the command line, name maps).
+inline constexpr std::pair<model_kind, std::string_view> model_kinds[] = {
+    {model_kind::vit, "vit"}, {model_kind::t5, "t5"}, {model_kind::pali3, "pali3"},
+    {model_kind::siglip_text, "siglip_text"}, {model_kind::siglip, "siglip"}};
+
+inline std::string kind_name(model_kind k) {
+    for (const auto& [kind, name] : model_kinds)
+        if (kind == k) return std::string(name);
+    return "?";
+}
+inline model_kind kind_from_name(std::string_view name, std::string_view where) {
+    for (const auto& [kind, n] : model_kinds)
+        if (n == name) return kind;
+    throw config_error(core::describe("unknown model kind", where, "vit, t5, pali3, siglip or siglip_text", name));
+}
+
 struct any_config {
     model_kind kind = model_kind::pali3;
     vit_config vision;
@@ -29,6 +51,60 @@ struct any_config {
     pali3_config pali;
     text_tower_config siglip_text;
 };
+
+// ---- each config's fields, listed once --------------------------------------------------------
+// Our JSON key, the HF config.json key ("" when HF has none), the member, whether our JSON must
+// have it, and HF's default when config.json omits it (NaN: HF requires it). Parsing, printing
+// and validation (range, type, missing keys) of both forms follow from these tables.
+template <class C>
+struct field {
+    std::string_view ours, hf;
+    std::variant<std::size_t C::*, bool C::*, float C::*> member;
+    bool required = true;
+    double hf_default = std::numeric_limits<double>::quiet_NaN();
+};
+
+inline constexpr double hf_required = std::numeric_limits<double>::quiet_NaN();
+
+inline const std::vector<field<vit_config>>& fields(const vit_config*) {
+    static const std::vector<field<vit_config>> f{
+        {"width", "hidden_size", &vit_config::width, true, 768},
+        {"depth", "num_hidden_layers", &vit_config::depth, true, 12},
+        {"mlp", "intermediate_size", &vit_config::mlp, true, 3072},
+        {"heads", "num_attention_heads", &vit_config::heads, true, 12},
+        {"patch", "patch_size", &vit_config::patch, true, 16},
+        {"image", "image_size", &vit_config::image, true, 224},
+        {"posemb_grid", "", &vit_config::posemb_grid, false},
+        {"map_head", "vision_use_head", &vit_config::map_head, false, 1},
+        {"channels", "num_channels", &vit_config::channels, false, 3}};
+    return f;
+}
+inline const std::vector<field<t5_config>>& fields(const t5_config*) {
+    static const std::vector<field<t5_config>> f{
+        {"vocab", "vocab_size", &t5_config::vocab},
+        {"d_model", "d_model", &t5_config::d_model},
+        {"d_ff", "d_ff", &t5_config::d_ff},
+        {"heads", "num_heads", &t5_config::heads},
+        {"d_kv", "d_kv", &t5_config::d_kv, true, 64},
+        {"encoder_layers", "num_layers", &t5_config::encoder_layers},
+        {"decoder_layers", "", &t5_config::decoder_layers},  // HF: num_decoder_layers, default num_layers
+        {"num_buckets", "relative_attention_num_buckets", &t5_config::num_buckets, false, 32},
+        {"max_distance", "relative_attention_max_distance", &t5_config::max_distance, false, 128},
+        {"tied_embeddings", "", &t5_config::tied_embeddings, false},  // HF: default follows the FFN
+        {"eps", "layer_norm_epsilon", &t5_config::eps, false, 1e-6}};
+    return f;
+}
+inline const std::vector<field<text_tower_config>>& fields(const text_tower_config*) {
+    static const std::vector<field<text_tower_config>> f{
+        {"vocab", "vocab_size", &text_tower_config::vocab, true, 32000},
+        {"width", "hidden_size", &text_tower_config::width, true, 768},
+        {"depth", "num_hidden_layers", &text_tower_config::depth, true, 12},
+        {"mlp", "intermediate_size", &text_tower_config::mlp, true, 3072},
+        {"heads", "num_attention_heads", &text_tower_config::heads, true, 12},
+        {"max_len", "max_position_embeddings", &text_tower_config::max_len, true, 64},
+        {"embed_dim", "projection_size", &text_tower_config::embed_dim, false, 0}};
+    return f;
+}
 
 namespace config_detail {
 inline std::size_t get(const json::value& o, std::string_view key, std::string_view where) {
@@ -40,70 +116,104 @@ inline std::size_t get(const json::value& o, std::string_view key, std::string_v
 inline std::size_t get_or(const json::value& o, std::string_view key, std::size_t fallback, std::string_view where) {
     return o.find(key) && !o.find(key)->is_null() ? get(o, key, where) : fallback;
 }
+
+// Reads one field's value from `o[key]` into c.
+template <class C>
+void read(const json::value& o, std::string_view key, const field<C>& f, C& c, std::string_view where) {
+    const std::string at = std::string(where) + "." + std::string(key);
+    std::visit(
+        [&](auto member) {
+            using T = std::remove_cvref_t<decltype(c.*member)>;
+            if constexpr (std::is_same_v<T, bool>) c.*member = o.at(key, where).as_bool(at);
+            else if constexpr (std::is_same_v<T, float>) {
+                const double v = o.at(key, where).as_double(at);
+                if (!(v > 0 && v < 1))
+                    throw config_error(core::describe("config value out of range", at, "a number in (0, 1)", v));
+                c.*member = static_cast<float>(v);
+            } else c.*member = get(o, key, where);
+        },
+        f.member);
+}
+template <class C>
+void set_default(const field<C>& f, C& c) {
+    std::visit(
+        [&](auto member) {
+            using T = std::remove_cvref_t<decltype(c.*member)>;
+            c.*member = static_cast<T>(f.hf_default);
+        },
+        f.member);
+}
+template <class C>
+json::value write(const field<C>& f, const C& c) {
+    return std::visit(
+        [&](auto member) {
+            using T = std::remove_cvref_t<decltype(c.*member)>;
+            if constexpr (std::is_same_v<T, bool>) return json::value::make_bool(c.*member);
+            else if constexpr (std::is_same_v<T, float>) return json::number(static_cast<double>(c.*member));
+            else return json::number(std::uint64_t{c.*member});
+        },
+        f.member);
+}
 }  // namespace config_detail
 
-inline json::value to_json(const vit_config& c) {
+// Our JSON form: every field under its own key; optional ones keep the config's default.
+template <class C>
+json::value fields_to_json(const C& c) {
     json::value v = json::value::make_object();
-    v.set("width", json::number(std::uint64_t{c.width}));
-    v.set("depth", json::number(std::uint64_t{c.depth}));
-    v.set("mlp", json::number(std::uint64_t{c.mlp}));
-    v.set("heads", json::number(std::uint64_t{c.heads}));
-    v.set("patch", json::number(std::uint64_t{c.patch}));
-    v.set("image", json::number(std::uint64_t{c.image}));
-    v.set("posemb_grid", json::number(std::uint64_t{c.table_grid()}));
-    v.set("map_head", json::value::make_bool(c.map_head));
-    v.set("channels", json::number(std::uint64_t{c.channels}));
+    for (const auto& f : fields(static_cast<const C*>(nullptr))) v.set(std::string(f.ours), config_detail::write(f, c));
+    return v;
+}
+template <class C>
+C fields_from_json(const json::value& v, std::string_view where) {
+    C c{};
+    for (const auto& f : fields(static_cast<const C*>(nullptr)))
+        if (f.required || (v.find(f.ours) && !v.find(f.ours)->is_null())) config_detail::read(v, f.ours, f, c, where);
+    return c;
+}
+// HF's form: the fields HF names, HF's defaults for the absent ones.
+template <class C>
+C fields_from_hf(const json::value& v, std::string_view where) {
+    C c{};
+    for (const auto& f : fields(static_cast<const C*>(nullptr))) {
+        if (f.hf.empty()) continue;
+        if (v.find(f.hf) && !v.find(f.hf)->is_null()) config_detail::read(v, f.hf, f, c, where);
+        else if (std::isnan(f.hf_default))
+            throw format_error(core::describe("missing key", where, "\"" + std::string(f.hf) + "\"", "none"));
+        else config_detail::set_default(f, c);
+    }
+    return c;
+}
+template <class C>
+void fields_to_hf(const C& c, json::value& v) {
+    for (const auto& f : fields(static_cast<const C*>(nullptr)))
+        if (!f.hf.empty()) v.set(std::string(f.hf), config_detail::write(f, c));
+}
+
+inline json::value to_json(const vit_config& c) {
+    json::value v = fields_to_json(c);
+    v.set("posemb_grid", json::number(std::uint64_t{c.table_grid()}));  // explicit, so a reader needs no rule
     return v;
 }
 
 inline vit_config vit_from_json(const json::value& v, std::string_view where = "vision") {
-    using namespace config_detail;
-    vit_config c;
-    c.width = get(v, "width", where);
-    c.depth = get(v, "depth", where);
-    c.mlp = get(v, "mlp", where);
-    c.heads = get(v, "heads", where);
-    c.patch = get(v, "patch", where);
-    c.image = get(v, "image", where);
-    c.posemb_grid = get_or(v, "posemb_grid", 0, where);
-    c.map_head = v.find("map_head") ? v.at("map_head").as_bool(std::string(where) + ".map_head") : false;
-    c.channels = get_or(v, "channels", 3, where);
+    vit_config c = fields_from_json<vit_config>(v, where);
     if (c.posemb_grid == c.grid()) c.posemb_grid = 0;
     check(c);
     return c;
 }
 
 inline json::value to_json(const t5_config& c, bool gated) {
-    json::value v = json::value::make_object();
-    v.set("vocab", json::number(std::uint64_t{c.vocab}));
-    v.set("d_model", json::number(std::uint64_t{c.d_model}));
-    v.set("d_ff", json::number(std::uint64_t{c.d_ff}));
-    v.set("heads", json::number(std::uint64_t{c.heads}));
-    v.set("d_kv", json::number(std::uint64_t{c.d_kv}));
-    v.set("encoder_layers", json::number(std::uint64_t{c.encoder_layers}));
-    v.set("decoder_layers", json::number(std::uint64_t{c.decoder_layers}));
-    v.set("num_buckets", json::number(std::uint64_t{c.num_buckets}));
-    v.set("max_distance", json::number(std::uint64_t{c.max_distance}));
-    v.set("tied_embeddings", json::value::make_bool(c.tied_embeddings));
-    v.set("ffn", json::string(gated ? "gated_gelu" : "relu"));
-    v.set("eps", json::number(static_cast<double>(c.eps)));
-    return v;
+    json::value v = fields_to_json(c);
+    json::value out = json::value::make_object();
+    for (const auto& f : fields(static_cast<const t5_config*>(nullptr))) {  // "ffn" before "eps", as files have it
+        if (f.ours == "eps") out.set("ffn", json::string(gated ? "gated_gelu" : "relu"));
+        out.set(std::string(f.ours), *v.find(f.ours));
+    }
+    return out;
 }
 
 inline t5_config t5_from_json(const json::value& v, bool& gated, std::string_view where = "text") {
-    using namespace config_detail;
-    t5_config c;
-    c.vocab = get(v, "vocab", where);
-    c.d_model = get(v, "d_model", where);
-    c.d_ff = get(v, "d_ff", where);
-    c.heads = get(v, "heads", where);
-    c.d_kv = get(v, "d_kv", where);
-    c.encoder_layers = get(v, "encoder_layers", where);
-    c.decoder_layers = get(v, "decoder_layers", where);
-    c.num_buckets = get_or(v, "num_buckets", 32, where);
-    c.max_distance = get_or(v, "max_distance", 128, where);
-    c.tied_embeddings = v.find("tied_embeddings") ? v.at("tied_embeddings").as_bool() : false;
-    if (const auto* e = v.find("eps")) c.eps = static_cast<float>(e->as_double());
+    t5_config c = fields_from_json<t5_config>(v, where);
     const std::string ffn = v.find("ffn") ? v.at("ffn").as_string(std::string(where) + ".ffn") : "gated_gelu";
     if (ffn != "gated_gelu" && ffn != "relu")
         throw config_error(core::describe("unknown T5 feed-forward", std::string(where) + ".ffn", "gated_gelu or relu", ffn));
@@ -113,75 +223,39 @@ inline t5_config t5_from_json(const json::value& v, bool& gated, std::string_vie
 }
 
 inline json::value to_json(const text_tower_config& c) {
-    json::value v = json::value::make_object();
-    v.set("vocab", json::number(std::uint64_t{c.vocab}));
-    v.set("width", json::number(std::uint64_t{c.width}));
-    v.set("depth", json::number(std::uint64_t{c.depth}));
-    v.set("mlp", json::number(std::uint64_t{c.mlp}));
-    v.set("heads", json::number(std::uint64_t{c.heads}));
-    v.set("max_len", json::number(std::uint64_t{c.max_len}));
+    json::value v = fields_to_json(c);
     v.set("embed_dim", json::number(std::uint64_t{c.out_dim()}));
     return v;
 }
 
+inline text_tower_config text_tower_from_json(const json::value& v, std::string_view where = "siglip_text") {
+    return fields_from_json<text_tower_config>(v, where);
+}
+
 inline json::value to_json(const any_config& c) {
     json::value v = json::value::make_object();
-    switch (c.kind) {
-        case model_kind::vit:
-            v.set("model", json::string("vit"));
-            v.set("vision", to_json(c.vision));
-            break;
-        case model_kind::t5:
-            v.set("model", json::string("t5"));
-            v.set("text", to_json(c.text, c.gated_ffn));
-            break;
-        case model_kind::pali3:
-            v.set("model", json::string("pali3"));
-            v.set("vision", to_json(c.pali.vision));
-            v.set("text", to_json(c.pali.text, true));
-            break;
-        case model_kind::siglip_text:
-            v.set("model", json::string("siglip_text"));
-            v.set("siglip_text", to_json(c.siglip_text));
-            break;
-        case model_kind::siglip:
-            v.set("model", json::string("siglip"));
-            v.set("vision", to_json(c.vision));
-            v.set("siglip_text", to_json(c.siglip_text));
-            break;
-    }
+    v.set("model", json::string(kind_name(c.kind)));
+    const bool vision = c.kind == model_kind::vit || c.kind == model_kind::siglip;
+    if (vision) v.set("vision", to_json(c.vision));
+    if (c.kind == model_kind::pali3) v.set("vision", to_json(c.pali.vision));
+    if (c.kind == model_kind::t5) v.set("text", to_json(c.text, c.gated_ffn));
+    if (c.kind == model_kind::pali3) v.set("text", to_json(c.pali.text, c.gated_ffn));
+    if (c.kind == model_kind::siglip_text || c.kind == model_kind::siglip) v.set("siglip_text", to_json(c.siglip_text));
     return v;
 }
 
 inline any_config config_from_json(const json::value& v) {
     any_config c;
-    const std::string& model = v.at("model", "pali3.config").as_string("pali3.config.model");
-    if (model == "vit") {
-        c.kind = model_kind::vit;
-        c.vision = vit_from_json(v.at("vision", "pali3.config"));
-    } else if (model == "t5") {
-        c.kind = model_kind::t5;
-        c.text = t5_from_json(v.at("text", "pali3.config"), c.gated_ffn);
-    } else if (model == "pali3") {
-        c.kind = model_kind::pali3;
-        c.pali.vision = vit_from_json(v.at("vision", "pali3.config"));
-        c.pali.text = t5_from_json(v.at("text", "pali3.config"), c.gated_ffn);
+    c.kind = kind_from_name(v.at("model", "pali3.config").as_string("pali3.config.model"), "pali3.config.model");
+    const auto part = [&](std::string_view key) -> const json::value& { return v.at(key, "pali3.config"); };
+    if (c.kind == model_kind::vit || c.kind == model_kind::siglip) c.vision = vit_from_json(part("vision"));
+    if (c.kind == model_kind::t5) c.text = t5_from_json(part("text"), c.gated_ffn);
+    if (c.kind == model_kind::siglip_text || c.kind == model_kind::siglip) c.siglip_text = text_tower_from_json(part("siglip_text"));
+    if (c.kind == model_kind::siglip) check(siglip_config{c.vision, c.siglip_text});
+    if (c.kind == model_kind::pali3) {
+        c.pali = pali3_of(vit_from_json(part("vision")), t5_from_json(part("text"), c.gated_ffn));
         if (!c.gated_ffn) throw config_error(core::describe("PaLI-3 text model", "pali3.config.text.ffn", "gated_gelu", "relu"));
-        c.pali.projector = {c.pali.vision.width, c.pali.text.d_model};
         check(c.pali);
-    } else if (model == "siglip_text" || model == "siglip") {
-        using namespace config_detail;
-        c.kind = model == "siglip" ? model_kind::siglip : model_kind::siglip_text;
-        const auto& t = v.at("siglip_text", "pali3.config");
-        c.siglip_text = {get(t, "vocab", "siglip_text"), get(t, "width", "siglip_text"), get(t, "depth", "siglip_text"),
-                         get(t, "mlp", "siglip_text"),   get(t, "heads", "siglip_text"), get(t, "max_len", "siglip_text"),
-                         get_or(t, "embed_dim", 0, "siglip_text")};
-        if (c.kind == model_kind::siglip) {
-            c.vision = vit_from_json(v.at("vision", "pali3.config"));
-            check(siglip_config{c.vision, c.siglip_text});
-        }
-    } else {
-        throw config_error(core::describe("unknown model kind", "pali3.config.model", "vit, t5, pali3, siglip or siglip_text", model));
     }
     return c;
 }
@@ -189,23 +263,15 @@ inline any_config config_from_json(const json::value& v) {
 inline std::string config_to_string(const any_config& c) { return json::dump(to_json(c)); }
 inline any_config config_from_string(std::string_view text) { return config_from_json(json::parse(text, "pali3.config")); }
 
-// HF config.json: SiglipVisionConfig (or SiglipConfig's "vision_config"), T5Config/MT5Config.
+// HF config.json: SiglipVisionConfig (or SiglipConfig's "vision_config" + "text_config"),
+// T5Config / MT5Config / UL2.
 inline any_config config_from_hf(const json::value& root, std::size_t image_override = 0) {
-    using namespace config_detail;
     any_config c;
     const json::value* vis = root.find("vision_config");
     const std::string type = root.find("model_type") && root.at("model_type").is_string() ? root.at("model_type").as_string() : "";
     if (vis || type == "siglip_vision_model") {
-        const json::value& v = vis ? *vis : root;
         c.kind = model_kind::vit;
-        c.vision.width = get_or(v, "hidden_size", 768, "vision_config");
-        c.vision.depth = get_or(v, "num_hidden_layers", 12, "vision_config");
-        c.vision.mlp = get_or(v, "intermediate_size", 3072, "vision_config");
-        c.vision.heads = get_or(v, "num_attention_heads", 12, "vision_config");
-        c.vision.patch = get_or(v, "patch_size", 16, "vision_config");
-        c.vision.image = get_or(v, "image_size", 224, "vision_config");
-        c.vision.channels = get_or(v, "num_channels", 3, "vision_config");
-        c.vision.map_head = !v.find("vision_use_head") || v.at("vision_use_head").as_bool();
+        c.vision = fields_from_hf<vit_config>(vis ? *vis : root, "vision_config");
         if (image_override) {
             c.vision.posemb_grid = c.vision.grid();
             c.vision.image = image_override;
@@ -213,13 +279,7 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
         check(c.vision);
         if (const json::value* t = root.find("text_config"); t && vis) {  // SiglipModel: both towers
             c.kind = model_kind::siglip;
-            c.siglip_text.vocab = get_or(*t, "vocab_size", 32000, "text_config");
-            c.siglip_text.width = get_or(*t, "hidden_size", 768, "text_config");
-            c.siglip_text.depth = get_or(*t, "num_hidden_layers", 12, "text_config");
-            c.siglip_text.mlp = get_or(*t, "intermediate_size", 3072, "text_config");
-            c.siglip_text.heads = get_or(*t, "num_attention_heads", 12, "text_config");
-            c.siglip_text.max_len = get_or(*t, "max_position_embeddings", 64, "text_config");
-            c.siglip_text.embed_dim = get_or(*t, "projection_size", 0, "text_config");
+            c.siglip_text = fields_from_hf<text_tower_config>(*t, "text_config");
             c.vision.map_head = true;
             check(siglip_config{c.vision, c.siglip_text});
         }
@@ -227,16 +287,8 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
     }
     if (root.find("d_model") && root.find("num_layers")) {
         c.kind = model_kind::t5;
-        c.text.vocab = get(root, "vocab_size", "config.json");
-        c.text.d_model = get(root, "d_model", "config.json");
-        c.text.d_ff = get(root, "d_ff", "config.json");
-        c.text.heads = get(root, "num_heads", "config.json");
-        c.text.d_kv = get_or(root, "d_kv", 64, "config.json");
-        c.text.encoder_layers = get(root, "num_layers", "config.json");
-        c.text.decoder_layers = get_or(root, "num_decoder_layers", c.text.encoder_layers, "config.json");
-        c.text.num_buckets = get_or(root, "relative_attention_num_buckets", 32, "config.json");
-        c.text.max_distance = get_or(root, "relative_attention_max_distance", 128, "config.json");
-        if (const auto* e = root.find("layer_norm_epsilon")) c.text.eps = static_cast<float>(e->as_double());
+        c.text = fields_from_hf<t5_config>(root, "config.json");
+        c.text.decoder_layers = config_detail::get_or(root, "num_decoder_layers", c.text.encoder_layers, "config.json");
         const std::string ffn = root.find("feed_forward_proj") ? root.at("feed_forward_proj").as_string() : "relu";
         if (ffn == "gated-gelu") c.gated_ffn = true;
         else if (ffn == "relu") c.gated_ffn = false;
@@ -251,61 +303,36 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
                                       type.empty() ? std::string("neither") : "model_type " + type));
 }
 
-// HF config.json for a vision tower (SiglipVisionConfig) or a T5 model (T5Config).
+// HF config.json for a vision tower (SiglipVisionConfig), a T5 model (T5Config) or a SigLIP pair.
 inline json::value config_to_hf(const any_config& c) {
     json::value v = json::value::make_object();
-    const auto n = [](std::size_t x) { return json::number(std::uint64_t{x}); };
     if (c.kind == model_kind::vit) {
-        const auto& s = c.vision;
         v.set("model_type", json::string("siglip_vision_model"));
-        v.set("hidden_size", n(s.width));
-        v.set("num_hidden_layers", n(s.depth));
-        v.set("intermediate_size", n(s.mlp));
-        v.set("num_attention_heads", n(s.heads));
-        v.set("patch_size", n(s.patch));
-        v.set("image_size", n(s.image));
-        v.set("num_channels", n(s.channels));
-        v.set("vision_use_head", json::value::make_bool(s.map_head));
+        fields_to_hf(c.vision, v);
         v.set("layer_norm_eps", json::number(1e-6));
         v.set("hidden_act", json::string("gelu_pytorch_tanh"));
         return v;
     }
     if (c.kind == model_kind::t5) {
-        const auto& t = c.text;
         v.set("model_type", json::string("t5"));
-        v.set("vocab_size", n(t.vocab));
-        v.set("d_model", n(t.d_model));
-        v.set("d_ff", n(t.d_ff));
-        v.set("num_heads", n(t.heads));
-        v.set("d_kv", n(t.d_kv));
-        v.set("num_layers", n(t.encoder_layers));
-        v.set("num_decoder_layers", n(t.decoder_layers));
-        v.set("relative_attention_num_buckets", n(t.num_buckets));
-        v.set("relative_attention_max_distance", n(t.max_distance));
+        fields_to_hf(c.text, v);
+        v.set("num_decoder_layers", json::number(std::uint64_t{c.text.decoder_layers}));
         v.set("feed_forward_proj", json::string(c.gated_ffn ? "gated-gelu" : "relu"));
-        v.set("tie_word_embeddings", json::value::make_bool(t.tied_embeddings));
-        v.set("layer_norm_epsilon", json::number(static_cast<double>(t.eps)));
+        v.set("tie_word_embeddings", json::value::make_bool(c.text.tied_embeddings));
         return v;
     }
     if (c.kind == model_kind::siglip) {
         any_config vis = c;
         vis.kind = model_kind::vit;
-        json::value vc = config_to_hf(vis);
         json::value tc = json::value::make_object();
-        const auto& t = c.siglip_text;
-        tc.set("vocab_size", n(t.vocab));
-        tc.set("hidden_size", n(t.width));
-        tc.set("num_hidden_layers", n(t.depth));
-        tc.set("intermediate_size", n(t.mlp));
-        tc.set("num_attention_heads", n(t.heads));
-        tc.set("max_position_embeddings", n(t.max_len));
-        tc.set("projection_size", n(t.out_dim()));
+        fields_to_hf(c.siglip_text, tc);
+        tc.set("projection_size", json::number(std::uint64_t{c.siglip_text.out_dim()}));
         v.set("model_type", json::string("siglip"));
-        v.set("vision_config", std::move(vc));
+        v.set("vision_config", config_to_hf(vis));
         v.set("text_config", std::move(tc));
         return v;
     }
-    throw config_error(core::describe("no HF config.json form for this model", "config_to_hf", "vit, t5 or siglip", "pali3 / siglip_text"));
+    throw config_error(core::describe("no HF config.json form for this model", "config_to_hf", "vit, t5 or siglip", kind_name(c.kind)));
 }
 
 }  // namespace pali3::models

@@ -1,9 +1,10 @@
 // The PaLI-3 model: image -> SigLIP ViT tokens -> projector (Linear D_vit -> d_model, bias)
 // -> [visual ; embedded prompt] -> UL2 encoder (padding mask on the text) -> decoder steps.
 //   names: img.*, projector.{weight,bias}, text.* (the t5_model names)
-// A config fixes three parts whose seams must fit: vision.width == projector.in and
-// projector.out == text.d_model. `fixed_pali3<Preset>` checks them at compile time; the
-// run-time constructor checks the same rules (config_error naming the parts and sizes).
+// The three parts are template parameters: pali3_model<Vision, Projector, Text>. Their seams
+// must fit: vision.width == projector.in and projector.out == text.d_model. `fixed_pali3<Preset>`
+// checks them at compile time; the run-time constructor checks the same rules (config_error
+// naming the parts and sizes).
 #pragma once
 
 #include <cstddef>
@@ -11,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "pali3/models/concepts.hpp"
 #include "pali3/models/t5.hpp"
 #include "pali3/models/vit.hpp"
 
@@ -20,25 +22,64 @@ struct projector_config {
     std::size_t in = 0, out = 0;
 };
 
-struct pali3_config {
-    vit_config vision;
-    projector_config projector;
-    t5_config text;
+// PaLI-3's projector: Linear(in -> out) with bias; its tensors sit directly under the
+// projector's prefix ("projector.weight", "projector.bias"). Any part with the same members
+// can replace it (docs/concepts.md: projector).
+template <weight_storage Storage = float>
+class linear_projector {
+public:
+    using config_type = projector_config;
+    using storage_type = Storage;
+
+    explicit linear_projector(const projector_config& c) : cfg_(c), linear_({c.in, c.out, true}) {}
+
+    template <class V>
+    void visit(V& v) {
+        linear_.visit(v);
+    }
+    std::size_t prepack() { return linear_.prepack(); }
+
+    const projector_config& config() const { return cfg_; }
+    std::size_t workspace_floats(std::size_t) const { return 0; }
+
+    // y (rows, out), rows ldy apart, from visual tokens x (rows, in).
+    template <core::executor E = core::sequential>
+    void forward(const float* x, std::size_t rows, float* y, std::size_t ldy, core::workspace&, E&& exec = E{},
+                 const layers::trace& = {}) const {
+        linear_.forward(x, cfg_.in, rows, y, ldy, exec);
+    }
+
+private:
+    projector_config cfg_;
+    layers::linear<Storage> linear_;
 };
 
-constexpr layers::fit_result check_fit(const pali3_config& c) {
+// The three parts' configs; `pali3_config` is the one of the default parts.
+template <class VisionConfig, class ProjectorConfig, class TextConfig>
+struct basic_pali3_config {
+    VisionConfig vision;
+    ProjectorConfig projector;
+    TextConfig text;
+};
+using pali3_config = basic_pali3_config<vit_config, projector_config, t5_config>;
+
+template <class VC, class PC, class TC>
+constexpr layers::fit_result check_fit(const basic_pali3_config<VC, PC, TC>& c) {
     if (c.vision.width != c.projector.in) return {"vision width != projector input", c.vision.width, c.projector.in};
     if (c.projector.out != c.text.d_model) return {"projector output != text d_model", c.projector.out, c.text.d_model};
     return {};
 }
 
 inline void check(const pali3_config& c) {
-    const auto r = check_fit(c);
-    if (!r.ok())
-        throw config_error(core::describe("PaLI-3 parts do not fit", "pali3_config", r.what,
-                                          std::to_string(r.a) + " vs " + std::to_string(r.b)));
+    layers::require_fit(check_fit(c), "PaLI-3 parts do not fit", "pali3_config");
     check(c.vision);
     check(c.text);
+}
+
+// Intent in, config out: the vision and text sizes once; the projector follows from them.
+template <class VC, class TC>
+constexpr basic_pali3_config<VC, projector_config, TC> pali3_of(const VC& vision, const TC& text) {
+    return {vision, {vision.width, text.d_model}, text};
 }
 
 namespace presets {
@@ -46,31 +87,70 @@ namespace presets {
 // (the UL2 3B shapes are not public; T5 v1.1-XL shapes with the 250,112-row mT5 vocabulary).
 // Add rows to text.vocab for PaLI's 1024 <loc> and 128 <seg> tokens when the tokenizer has them.
 struct pali3_5b {
-    static constexpr pali3_config value{with(vit_sizes::G_opt, 14, 224), {1536, 2048}, t5_sizes::xl(t5_sizes::mt5_vocab)};
+    static constexpr pali3_config value = pali3_of(with(vit_sizes::G_opt, 14, 224), t5_sizes::xl(t5_sizes::mt5_vocab));
 };
 struct pali3_5b_812 {
-    static constexpr pali3_config value{[] { auto v = with(vit_sizes::G_opt, 14, 812); v.posemb_grid = 16; return v; }(),
-                                        {1536, 2048}, t5_sizes::xl(t5_sizes::mt5_vocab)};
+    static constexpr pali3_config value = pali3_of(with(vit_sizes::G_opt, 14, 812, false, 16), t5_sizes::xl(t5_sizes::mt5_vocab));
 };
 struct pali3_5b_1064 {
-    static constexpr pali3_config value{[] { auto v = with(vit_sizes::G_opt, 14, 1064); v.posemb_grid = 16; return v; }(),
-                                        {1536, 2048}, t5_sizes::xl(t5_sizes::mt5_vocab)};
+    static constexpr pali3_config value = pali3_of(with(vit_sizes::G_opt, 14, 1064, false, 16), t5_sizes::xl(t5_sizes::mt5_vocab));
 };
 // A tiny model for tests and the demo: 32 px images, patch 8, widths 48 -> 32.
 struct pali3_tiny {
-    static constexpr pali3_config value{vit_config{48, 2, 96, 4, 8, 32}, {48, 32}, t5_config{300, 32, 64, 4, 8, 2, 2}};
+    static constexpr pali3_config value = pali3_of(vit_config{48, 2, 96, 4, 8, 32}, t5_config{300, 32, 64, 4, 8, 2, 2});
 };
 }  // namespace presets
 
-template <weight_storage Storage = float>
+namespace detail {
+// pali3_model<S> (a weight storage) means the default parts in that storage.
+template <class VisionOrStorage>
+struct pali3_parts {
+    using vision = VisionOrStorage;
+    using projector = linear_projector<layers::storage_of_t<VisionOrStorage>>;
+    using text = t5_v11<layers::storage_of_t<VisionOrStorage>>;
+};
+template <class S>
+    requires weight_storage<S>
+struct pali3_parts<S> {
+    using vision = vision_tower<S>;
+    using projector = linear_projector<S>;
+    using text = t5_v11<S>;
+};
+}  // namespace detail
+
+// pali3_model<Vision, Projector, Text>: a vision tower (docs/concepts.md: vision tower), a
+// projector and an encoder-decoder text model. pali3_model<S> with a weight storage S is
+// PaLI-3's own parts: vision_tower<S>, linear_projector<S>, t5_v11<S>.
+template <class Vision = float, class Projector = typename detail::pali3_parts<Vision>::projector,
+          class Text = typename detail::pali3_parts<Vision>::text>
 class pali3_model {
 public:
-    using text_model = t5_v11<Storage>;
+    using vision_type = typename detail::pali3_parts<Vision>::vision;
+    using projector_type = Projector;
+    using text_type = Text;
+    using text_model = Text;  // the name before parts were parameters
+    using config_type = basic_pali3_config<typename vision_type::config_type, typename Projector::config_type,
+                                           typename Text::config_type>;
+    using state_type = typename Text::state_type;
 
-    explicit pali3_model(const pali3_config& c)
-        : cfg_((check(c), c)), img_(c.vision), projector_({c.projector.in, c.projector.out, true}), text_(c.text) {}
+    static_assert(vision_model<vision_type>,
+                  "pali3_model<Vision, Projector, Text>: Vision is not a vision tower: it needs a config_type with "
+                  "width, image, channels and tokens(), config(), workspace_floats(batch) and forward(images, batch, "
+                  "layout, tokens, ws, exec, trace) (docs/concepts.md: vision tower)");
+    static_assert(projector_model<Projector>,
+                  "pali3_model<Vision, Projector, Text>: Projector is not a projector: it needs a config_type with in "
+                  "and out, a constructor from it, visit(v), workspace_floats(rows) and forward(x, rows, y, ldy, ws, "
+                  "exec, trace) (docs/concepts.md: projector)");
+    static_assert(encoder_decoder<Text>,
+                  "pali3_model<Vision, Projector, Text>: Text is not an encoder-decoder text model: it needs a "
+                  "config_type with d_model and vocab, a state_type, embed, encode, start, step and "
+                  "workspace_floats (docs/concepts.md: text model)");
+
+    explicit pali3_model(const config_type& c)
+        : cfg_((layers::require_fit(check_fit(c), "PaLI-3 parts do not fit", "pali3_config"), c)),
+          img_(c.vision), projector_(c.projector), text_(c.text) {}
     template <weights::weight_source S>
-    pali3_model(const pali3_config& c, const weights::cursor<S>& cur) : pali3_model(c) {
+    pali3_model(const config_type& c, const weights::cursor<S>& cur) : pali3_model(c) {
         layers::load(*this, cur);
     }
 
@@ -81,9 +161,10 @@ public:
         v.child("text", text_);
     }
 
-    const pali3_config& config() const { return cfg_; }
-    const vision_tower<Storage>& vision() const { return img_; }
-    const text_model& text() const { return text_; }
+    const config_type& config() const { return cfg_; }
+    const vision_type& vision() const { return img_; }
+    const Projector& projector() const { return projector_; }
+    const Text& text() const { return text_; }
 
     // Encoder input length for prompts of at most `max_prompt` tokens.
     std::size_t sequence_length(std::size_t max_prompt) const { return cfg_.vision.tokens() + max_prompt; }
@@ -91,7 +172,8 @@ public:
     std::size_t workspace_floats(std::size_t batch, std::size_t max_prompt, std::size_t max_decode) const {
         const std::size_t n = cfg_.vision.tokens();
         return core::workspace::padded(batch * n * cfg_.vision.width) +
-               std::max(img_.workspace_floats(batch), text_.workspace_floats(batch, n + max_prompt, max_decode));
+               std::max({img_.workspace_floats(batch), projector_.workspace_floats(n),
+                         text_.workspace_floats(batch, n + max_prompt, max_decode)});
     }
 
     // memory (batch, N + T, d_model) with T = the longest prompt; lens[b] = N + prompt b's length
@@ -100,16 +182,17 @@ public:
     std::vector<std::size_t> encode(const float* images, std::span<const std::vector<std::int32_t>> prompts,
                                     float* memory, core::workspace& ws, E&& exec = E{}, const layers::trace& tr = {}) const {
         const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), d = cfg_.text.d_model;
+        const std::size_t vw = cfg_.vision.width;
         std::size_t t_max = 0;
         for (const auto& p : prompts) t_max = std::max(t_max, p.size());
         const std::size_t len = n + t_max;
         std::vector<std::size_t> lens(batch);
         {
             core::workspace::scope scope(ws);
-            float* tokens = ws.alloc(batch * n * cfg_.vision.width).data();  // (batch*N, D_vit)
+            float* tokens = ws.alloc(batch * n * vw).data();  // (batch*N, D_vit)
             img_.forward(images, batch, layers::image_layout::nchw, tokens, ws, exec, tr.child("img"));
             for (std::size_t b = 0; b < batch; ++b)  // projected tokens land in each sequence's head
-                projector_.forward(tokens + b * n * cfg_.vision.width, cfg_.vision.width, n, memory + b * len * d, d, exec);
+                projector_.forward(tokens + b * n * vw, n, memory + b * len * d, d, ws, exec, tr.child("projector"));
         }
         tr("projector_out", memory, {batch, len, d});
         for (std::size_t b = 0; b < batch; ++b) {
@@ -123,40 +206,63 @@ public:
     }
 
     template <core::executor E = core::sequential>
-    t5_decoder_state start(const float* memory, std::size_t batch, std::span<const std::size_t> lens,
-                           std::size_t max_decode, E&& exec = E{}) const {
+    state_type start(const float* memory, std::size_t batch, std::span<const std::size_t> lens, std::size_t max_decode,
+                     E&& exec = E{}) const {
         std::size_t len = 0;
         for (auto l : lens) len = std::max(len, l);
         return text_.start(memory, batch, len, lens, max_decode, exec);
     }
 
     template <core::executor E = core::sequential>
-    void step(const std::int32_t* ids, t5_decoder_state& s, float* logits, core::workspace& ws, E&& exec = E{},
+    void step(const std::int32_t* ids, state_type& s, float* logits, core::workspace& ws, E&& exec = E{},
               const layers::trace& tr = {}) const {
         text_.step(ids, 1, s, logits, ws, exec, tr.child("text"));
     }
 
 private:
-    pali3_config cfg_;
-    vision_tower<Storage> img_;
-    layers::linear<Storage> projector_;
-    text_model text_;
+    config_type cfg_;
+    vision_type img_;
+    Projector projector_;
+    Text text_;
 };
 
+namespace detail {
+template <class StorageOrModel>
+struct model_of {
+    using type = StorageOrModel;
+};
+template <class S>
+    requires weight_storage<S>
+struct model_of<S> {
+    using type = pali3_model<S>;
+};
+}  // namespace detail
+
 // A PaLI-3 model whose config is a compile-time preset: seams that do not fit do not compile.
-template <class Preset, weight_storage Storage = float>
-class fixed_pali3 : public pali3_model<Storage> {
-    static constexpr pali3_config C = Preset::value;
+// The second argument is a weight storage (PaLI-3's own parts) or a composed pali3_model<...>.
+template <class Preset, class StorageOrModel = float>
+class fixed_pali3 : public detail::model_of<StorageOrModel>::type {
+    using model = typename detail::model_of<StorageOrModel>::type;
+    static constexpr typename model::config_type C = Preset::value;
     static_assert(C.vision.width == C.projector.in, "pali3: vision width != projector input");
     static_assert(C.projector.out == C.text.d_model, "pali3: projector output != text d_model");
-    static_assert(C.vision.patch > 0 && C.vision.image % C.vision.patch == 0, "pali3: image size is not a multiple of the patch size");
-    static_assert(layers::check_fit(C.vision.block()).ok(), "pali3: vision block parts do not fit");
-    static_assert(layers::check_fit(C.text.block()).ok(), "pali3: text block parts do not fit");
+    static_assert(check_fit(C).ok(), "pali3: parts do not fit");  // keeps the two rule lists in sync
+    static constexpr bool vision_fits() {
+        if constexpr (requires { C.vision.patch; C.vision.block(); })
+            return C.vision.patch > 0 && C.vision.image % C.vision.patch == 0 && layers::check_fit(C.vision.block()).ok();
+        return true;
+    }
+    static constexpr bool text_fits() {
+        if constexpr (requires { C.text.block(); }) return layers::check_fit(C.text.block()).ok();
+        return true;
+    }
+    static_assert(vision_fits(), "pali3: vision image size is not a multiple of the patch size, or its block parts do not fit");
+    static_assert(text_fits(), "pali3: text block parts do not fit");
 
 public:
-    fixed_pali3() : pali3_model<Storage>(C) {}
+    fixed_pali3() : model(C) {}
     template <weights::weight_source S>
-    explicit fixed_pali3(const weights::cursor<S>& cur) : pali3_model<Storage>(C, cur) {}
+    explicit fixed_pali3(const weights::cursor<S>& cur) : model(C, cur) {}
 };
 
 }  // namespace pali3::models

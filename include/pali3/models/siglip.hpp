@@ -14,6 +14,7 @@
 
 #include "pali3/layers/block.hpp"
 #include "pali3/layers/linear.hpp"
+#include "pali3/models/concepts.hpp"
 #include "pali3/models/vit.hpp"
 
 namespace pali3::models {
@@ -27,9 +28,18 @@ struct text_tower_config {
     constexpr std::size_t out_dim() const { return embed_dim ? embed_dim : width; }
 };
 
-template <weight_storage Storage = float>
+// text_tower<Block>: any encoder block built from text_tower_config::block(); text_tower<S>
+// with a weight storage S is SigLIP's (vit_block<S>).
+template <class Block = float>
 class text_tower {
 public:
+    using block_type = vision_block_of_t<Block>;
+    using storage_type = layers::storage_of_t<block_type>;
+    using config_type = text_tower_config;
+
+    static_assert(layers::encoder_block<block_type>,
+                  "text_tower<Block>: Block is not an encoder block (docs/concepts.md: block)");
+
     explicit text_tower(const text_tower_config& c)
         : cfg_(c), embed_({c.vocab, c.width}), encoder_({c.block(), c.depth, true, std::nullopt}),
           head_({c.width, c.out_dim(), true}) {
@@ -49,6 +59,7 @@ public:
     }
 
     const text_tower_config& config() const { return cfg_; }
+    std::size_t out_dim() const { return cfg_.out_dim(); }
     std::size_t workspace_floats(std::size_t batch) const {
         return core::workspace::padded(batch * cfg_.max_len * cfg_.width) + encoder_.workspace_floats(batch, cfg_.max_len);
     }
@@ -62,7 +73,7 @@ public:
         float* x = ws.alloc(batch * t * w).data();  // (batch*t, width)
         embed_.forward(ids, batch * t, x);
         for (std::size_t b = 0; b < batch; ++b) kernels::add(x + b * t * w, pos_.data, x + b * t * w, t * w);
-        encoder_.forward(x, batch, t, ws, exec, {}, {}, tr.child("encoder"));
+        encoder_.forward(x, batch, t, ws, exec, {}, tr.child("encoder"));
         for (std::size_t b = 0; b < batch; ++b)  // the last position
             head_.forward(x + (b * t + t - 1) * w, w, 1, out + b * cfg_.out_dim(), cfg_.out_dim(), exec);
         tr("out", out, {batch, cfg_.out_dim()});
@@ -70,10 +81,10 @@ public:
 
 private:
     text_tower_config cfg_;
-    layers::embedding<Storage> embed_;
+    layers::embedding<storage_type> embed_;
     weights::param<float> pos_;
-    layers::stack<layers::vit_block<Storage>> encoder_;
-    layers::linear<Storage> head_;
+    layers::stack<block_type> encoder_;
+    layers::linear<storage_type> head_;
 };
 
 // Zero-shot scores: sigmoid(t <img_i/|img_i|, txt_j/|txt_j|> + b) for every pair; (n_img, n_txt).
@@ -102,13 +113,15 @@ inline std::vector<float> contrastive_scores(const float* img, std::size_t n_img
     return out;
 }
 
-// A SigLIP image-text pair (HF SiglipModel): vision tower with MAP head, text tower, and the
+// A SigLIP image-text pair (HF SiglipModel): a pooling vision tower, a text tower, and the
 // learned t' (`logit_scale`, stored as log t) and bias. Names: vision.*, text.*, logit_scale (1),
 // logit_bias (1).
-struct siglip_config {
-    vit_config vision;
-    text_tower_config text;
+template <class VisionConfig, class TextConfig>
+struct basic_siglip_config {
+    VisionConfig vision;
+    TextConfig text;
 };
+using siglip_config = basic_siglip_config<vit_config, text_tower_config>;
 
 inline void check(const siglip_config& c) {
     check(c.vision);
@@ -119,12 +132,53 @@ inline void check(const siglip_config& c) {
                                           std::to_string(c.vision.width) + " vs " + std::to_string(c.text.out_dim())));
 }
 
-template <weight_storage Storage = float>
+// Intent in, config out: SigLIP's text tower has the vision tower's sizes.
+constexpr siglip_config siglip_of(vit_config vision, std::size_t vocab, std::size_t max_len = 64) {
+    vision.map_head = true;
+    return {vision, {vocab, vision.width, vision.depth, vision.mlp, vision.heads, max_len, 0}};
+}
+
+namespace detail {
+template <class VisionOrStorage>
+struct siglip_parts {
+    using vision = VisionOrStorage;
+    using text = text_tower<layers::storage_of_t<VisionOrStorage>>;
+};
+template <class S>
+    requires weight_storage<S>
+struct siglip_parts<S> {
+    using vision = vision_tower<S>;
+    using text = text_tower<S>;
+};
+}  // namespace detail
+
+// siglip_model<Vision, Text>: a vision tower whose head pools and a contrastive text tower whose
+// embeddings have the pooled width. siglip_model<S> with a weight storage S is SigLIP's own.
+template <class Vision = float, class Text = typename detail::siglip_parts<Vision>::text>
 class siglip_model {
 public:
-    explicit siglip_model(const siglip_config& c) : cfg_((check(c), c)), vision_(c.vision), text_(c.text) {}
+    using vision_type = typename detail::siglip_parts<Vision>::vision;
+    using text_type = Text;
+    using config_type = basic_siglip_config<typename vision_type::config_type, typename Text::config_type>;
+
+    static_assert(pooling_vision_model<vision_type>,
+                  "siglip_model<Vision, Text>: Vision is not a vision tower whose head pools: give the tower a head "
+                  "with `pools = true`, forward(...) and out_dim() (docs/concepts.md: vision head)");
+    static_assert(contrastive_text_model<Text>,
+                  "siglip_model<Vision, Text>: Text is not a contrastive text tower: it needs a config_type, "
+                  "forward(ids, batch, out, ws, exec, trace), out_dim() and workspace_floats(batch) "
+                  "(docs/concepts.md: contrastive text tower)");
+
+    explicit siglip_model(const config_type& c) : cfg_(c), vision_(c.vision), text_(c.text) {
+        if (vision_.pooled_dim() == 0)
+            throw config_error(core::describe("SigLIP pair without a MAP head", "siglip_config", "vision.map_head true", "false"));
+        if (vision_.pooled_dim() != text_.out_dim())
+            throw config_error(core::describe("SigLIP towers do not meet", "siglip_config",
+                                              "vision pooled width == text embedding width",
+                                              std::to_string(vision_.pooled_dim()) + " vs " + std::to_string(text_.out_dim())));
+    }
     template <weights::weight_source S>
-    siglip_model(const siglip_config& c, const weights::cursor<S>& cur) : siglip_model(c) {
+    siglip_model(const config_type& c, const weights::cursor<S>& cur) : siglip_model(c) {
         layers::load(*this, cur);
     }
 
@@ -136,16 +190,46 @@ public:
         v.tensor("logit_bias", bias_, {1});
     }
 
-    const siglip_config& config() const { return cfg_; }
-    const vision_tower<Storage>& vision() const { return vision_; }
-    const text_tower<Storage>& text() const { return text_; }
+    const config_type& config() const { return cfg_; }
+    const vision_type& vision() const { return vision_; }
+    const Text& text() const { return text_; }
+    std::size_t embed_dim() const { return text_.out_dim(); }
     float log_t() const { return scale_.data[0]; }
     float bias() const { return bias_.data[0]; }
 
+    std::size_t workspace_floats(std::size_t images, std::size_t texts) const {
+        const std::size_t n = cfg_.vision.tokens();
+        return std::max(core::workspace::padded(images * n * cfg_.vision.width) + vision_.workspace_floats(images),
+                        text_.workspace_floats(texts));
+    }
+
+    // out (batch, embed_dim()) from images (batch, C, H, W) in [-1, 1]: tokens, then the head.
+    template <core::executor E = core::sequential>
+    void embed_images(const float* images, std::size_t batch, float* out, core::workspace& ws, E&& exec = E{},
+                      const layers::trace& tr = {}) const {
+        core::workspace::scope scope(ws);
+        float* tokens = ws.alloc(batch * cfg_.vision.tokens() * cfg_.vision.width).data();  // (batch*N, width)
+        vision_.forward(images, batch, layers::image_layout::nchw, tokens, ws, exec, tr.child("vision"));
+        vision_.pool(tokens, batch, out, ws, exec, tr.child("vision"));
+    }
+
+    // out (batch, embed_dim()) from ids (batch, max_len).
+    template <core::executor E = core::sequential>
+    void embed_texts(const std::int32_t* ids, std::size_t batch, float* out, core::workspace& ws, E&& exec = E{},
+                     const layers::trace& tr = {}) const {
+        text_.forward(ids, batch, out, ws, exec, tr.child("text"));
+    }
+
+    // sigmoid(t <img, txt> + b) (or the logits) for every pair: (n_img, n_txt).
+    std::vector<float> scores(const float* img, std::size_t n_img, const float* txt, std::size_t n_txt,
+                              bool probabilities = true) const {
+        return contrastive_scores(img, n_img, txt, n_txt, embed_dim(), log_t(), bias(), probabilities);
+    }
+
 private:
-    siglip_config cfg_;
-    vision_tower<Storage> vision_;
-    text_tower<Storage> text_;
+    config_type cfg_;
+    vision_type vision_;
+    Text text_;
     weights::param<float> scale_, bias_;
 };
 

@@ -47,12 +47,18 @@ constexpr t5_config small(std::size_t vocab = t5_vocab) { return {vocab, 512, 10
 constexpr t5_config base(std::size_t vocab = t5_vocab) { return {vocab, 768, 2048, 12, 64, 12, 12}; }
 constexpr t5_config large(std::size_t vocab = t5_vocab) { return {vocab, 1024, 2816, 16, 64, 24, 24}; }
 constexpr t5_config xl(std::size_t vocab = t5_vocab) { return {vocab, 2048, 5120, 32, 64, 24, 24}; }
+// T5 v1.0 (t5-small / t5-base config.json): ReLU FFN, lm_head tied to the embedding.
+constexpr t5_config v10_small(std::size_t vocab = t5_vocab) { return {vocab, 512, 2048, 8, 64, 6, 6, 32, 128, true}; }
+constexpr t5_config v10_base(std::size_t vocab = t5_vocab) { return {vocab, 768, 3072, 12, 64, 12, 12, 32, 128, true}; }
 }  // namespace t5_sizes
 
-// Decoder block: causal self-attention (KV cache), cross-attention to the encoder memory, FFN.
+// Decoder block: causal self-attention (KV cache), cross-attention to the encoder memory, FFN
+// (docs/concepts.md: decoder block).
 template <class Ffn, weight_storage Storage = float>
 class t5_decoder_block {
 public:
+    using storage_type = Storage;
+    using norm_type = layers::rms_norm;
     using attention_type = layers::attention<layers::attn::unscaled, Storage>;
 
     explicit t5_decoder_block(const layers::block_config& c)
@@ -77,19 +83,25 @@ public:
                         Ffn::workspace_floats(c.mlp, rows));
     }
 
-    // x (batch*tq, d_model) in place: tq new tokens per sequence, appended to `self_cache`.
-    template <core::executor E>
-    void step(float* x, std::size_t batch, std::size_t tq, layers::kv_cache& self_cache,
-              const layers::kv_cache& cross_cache, std::span<const std::size_t> memory_lens,
-              const layers::relative_position_bias* bias, core::workspace& ws, E& exec, const layers::trace& tr) const {
+    // Keys/values of the encoder memory (batch*tm, d_model) for every later step.
+    template <core::executor E = core::sequential>
+    void precompute_cross(const float* memory, std::size_t batch, std::size_t tm, layers::kv_cache& cross,
+                          E&& exec = E{}) const {
+        cross_.precompute_cross(memory, batch, tm, cross, exec);
+    }
+
+    // x (batch*tq, d_model) in place: tq new tokens per sequence, appended to in.self.
+    template <core::executor E = core::sequential>
+    void step(float* x, std::size_t batch, std::size_t tq, const layers::decoder_inputs& in, core::workspace& ws,
+              E&& exec = E{}, const layers::trace& tr = {}) const {
         const std::size_t w = cfg_.attn.width, rows = batch * tq;
         core::workspace::scope scope(ws);
         float* h = ws.alloc(rows * w).data();  // (rows, d_model)
         norm1_.forward(x, w, rows, h, w);
-        self_.forward_step(h, batch, tq, self_cache, x, ws, exec, bias, true, tr.child("self_attn"));
+        self_.forward_step(h, batch, tq, in.self, x, ws, exec, in.pos_bias, true, tr.child("self_attn"));
         tr("self_attn_out", x, {rows, w});
         norm2_.forward(x, w, rows, h, w);
-        cross_.forward_cached_cross(h, batch, tq, cross_cache, x, ws, exec, memory_lens, true, tr.child("cross_attn"));
+        cross_.forward_cached_cross(h, batch, tq, in.cross, x, ws, exec, in.memory_lens, true, tr.child("cross_attn"));
         tr("cross_attn_out", x, {rows, w});
         norm3_.forward(x, w, rows, h, w);
         mlp_.forward(h, rows, x, ws, exec, true, tr.child("mlp"));
@@ -124,20 +136,34 @@ struct t5_decoder_state {
     }
 };
 
-template <class Ffn = layers::gated_mlp<kernels::act::gelu_tanh, float>, weight_storage Storage = float>
+// t5_model<EncoderBlock, DecoderBlock>: token embedding ("shared"), an encoder stack of
+// EncoderBlock with a bidirectional relative position bias, a decoder stack of DecoderBlock with
+// a unidirectional one, and the untied lm_head or the tied, rescaled embedding. Both blocks are
+// built from t5_config::block(). Storage: the embedding's and lm_head's weights.
+template <class EncoderBlock, class DecoderBlock, weight_storage Storage = layers::storage_of_t<EncoderBlock>>
 class t5_model {
+    static_assert(layers::encoder_block<EncoderBlock>,
+                  "t5_model<EncoderBlock, DecoderBlock>: EncoderBlock is not an encoder block: it needs a constructor "
+                  "from block_config, visit(v), a norm_type, a static workspace_floats(config, batch, t) and "
+                  "forward(x, batch, t, ws, exec, attention_inputs, trace) (docs/concepts.md: block)");
+    static_assert(layers::decoder_block<DecoderBlock>,
+                  "t5_model<EncoderBlock, DecoderBlock>: DecoderBlock is not a decoder block: it needs a constructor "
+                  "from block_config, visit(v), a norm_type, a static workspace_floats(config, rows, memory rows), "
+                  "precompute_cross(memory, batch, t, cache, exec) and step(x, batch, tq, decoder_inputs, ws, exec, "
+                  "trace) (docs/concepts.md: decoder block)");
+
 public:
-    using encoder_block = layers::pre_norm_block<layers::rms_norm, layers::attention<layers::attn::unscaled, Storage>, Ffn>;
-    using decoder_block = t5_decoder_block<Ffn, Storage>;
+    using config_type = t5_config;
+    using state_type = t5_decoder_state;
+    using storage_type = Storage;
+    using encoder_block = EncoderBlock;
+    using decoder_block = DecoderBlock;
 
     explicit t5_model(const t5_config& c)
         : cfg_((check(c), c)),
           shared_({c.vocab, c.d_model}),
           encoder_({c.block(), c.encoder_layers, true, layers::position_bias_config{c.heads, c.num_buckets, c.max_distance, true}}),
-          decoder_bias_({c.heads, c.num_buckets, c.max_distance, false}),
-          decoder_norm_({c.d_model, c.eps}) {
-        decoder_.reserve(c.decoder_layers);
-        for (std::size_t i = 0; i < c.decoder_layers; ++i) decoder_.emplace_back(c.block());
+          decoder_({c.block(), c.decoder_layers, true, layers::position_bias_config{c.heads, c.num_buckets, c.max_distance, false}}) {
         if (!c.tied_embeddings) lm_head_.emplace(layers::linear_config{c.d_model, c.vocab, false});
     }
     template <weights::weight_source S>
@@ -149,9 +175,7 @@ public:
     void visit(V& v) {
         v.child("shared", shared_);
         v.child("encoder", encoder_);
-        v.child("decoder.rel_bias", decoder_bias_);
-        for (std::size_t i = 0; i < decoder_.size(); ++i) v.child("decoder.blocks." + std::to_string(i), decoder_[i]);
-        v.child("decoder.norm", decoder_norm_);
+        v.child("decoder", decoder_);
         if (lm_head_) v.child("lm_head", *lm_head_);
     }
 
@@ -159,8 +183,7 @@ public:
     const layers::embedding<Storage>& embedding() const { return shared_; }
 
     std::size_t workspace_floats(std::size_t batch, std::size_t enc_len, std::size_t dec_len) const {
-        return std::max(encoder_.workspace_floats(batch, enc_len),
-                        decoder_block::workspace_floats(cfg_.block(), batch * dec_len, batch * enc_len));
+        return std::max(encoder_.workspace_floats(batch, enc_len), decoder_.workspace_floats(batch * dec_len, batch * enc_len));
     }
 
     // Embeds ids (n) into out (n, d_model).
@@ -170,7 +193,7 @@ public:
     template <core::executor E = core::sequential>
     void encode(float* x, std::size_t batch, std::size_t t, std::span<const std::size_t> lens, core::workspace& ws,
                 E&& exec = E{}, const layers::trace& tr = {}) const {
-        encoder_.forward(x, batch, t, ws, exec, {}, lens, tr.child("encoder"));
+        encoder_.forward(x, batch, t, ws, exec, {.key_lens = lens}, tr.child("encoder"));
     }
 
     // Prepares decoding against memory (batch*t, d_model): cross K/V computed once per layer.
@@ -182,11 +205,11 @@ public:
         s.memory_lens.assign(lens.begin(), lens.end());
         if (s.memory_lens.empty()) s.memory_lens.assign(batch, t);
         const std::size_t inner = cfg_.heads * cfg_.d_kv;
-        for (const auto& block : decoder_) {
+        for (std::size_t i = 0; i < decoder_.depth(); ++i) {
             s.self.emplace_back(batch, max_len, inner);
             s.cross.emplace_back(batch, t, inner);
-            block.cross_attention().precompute_cross(memory, batch, t, s.cross.back(), exec);
         }
+        decoder_.precompute_cross(memory, batch, t, s.cross, exec);
         return s;
     }
 
@@ -198,12 +221,7 @@ public:
         core::workspace::scope scope(ws);
         float* x = ws.alloc(rows * w).data();  // (rows, d_model)
         shared_.forward(ids, rows, x);
-        const layers::trace dtr = tr.child("decoder");
-        for (std::size_t i = 0; i < decoder_.size(); ++i)
-            decoder_[i].step(x, s.batch, tq, s.self[i], s.cross[i], s.memory_lens, &decoder_bias_, ws, exec,
-                             dtr.child("blocks").child(i));
-        decoder_norm_.forward(x, w, rows, x, w);
-        dtr("norm_out", x, {rows, w});
+        decoder_.step(x, s.batch, tq, s.self, s.cross, s.memory_lens, ws, exec, tr.child("decoder"));
         if (lm_head_) {
             lm_head_->forward(x, w, rows, logits, cfg_.vocab, exec);
         } else {  // tied (v1.0): shared^T, with the d_model^-0.5 rescale
@@ -217,17 +235,17 @@ public:
 private:
     t5_config cfg_;
     layers::embedding<Storage> shared_;
-    layers::stack<encoder_block> encoder_;
-    layers::relative_position_bias decoder_bias_;
-    std::vector<decoder_block> decoder_;
-    layers::rms_norm decoder_norm_;
+    layers::stack<EncoderBlock> encoder_;
+    layers::stack<DecoderBlock> decoder_;
     std::optional<layers::linear<Storage>> lm_head_;
 };
 
 // T5 v1.1 / UL2 (gated GELU) and T5 v1.0 (ReLU, no gate) in a given storage.
 template <weight_storage S = float>
-using t5_v11 = t5_model<layers::gated_mlp<kernels::act::gelu_tanh, S>, S>;
+using t5_v11 = t5_model<layers::t5_encoder_block<S>, t5_decoder_block<layers::gated_mlp<kernels::act::gelu_tanh, S>, S>>;
 template <weight_storage S = float>
-using t5_v10 = t5_model<layers::mlp<kernels::act::relu, S>, S>;
+using t5_v10 = t5_model<layers::pre_norm_block<layers::rms_norm, layers::attention<layers::attn::unscaled, S>,
+                                               layers::mlp<kernels::act::relu, S>>,
+                        t5_decoder_block<layers::mlp<kernels::act::relu, S>, S>>;
 
 }  // namespace pali3::models

@@ -1,6 +1,7 @@
 // The SigLIP vision tower: patchify + learned position embedding (resampled when the resolution
 // differs from the checkpoint's grid) + pre-LN ViT blocks + final LayerNorm, optionally a MAP
-// head. Sizes follow big_vision's decode_variant table; presets are named types below.
+// head. The block and the head are template parameters (vision_tower<Block, Head>); sizes are a
+// vit_config (models/vit_config.hpp: big_vision's size table and named presets).
 //   names: embedding.{weight,bias}, pos_embedding.weight, encoder.blocks.{i}..., encoder.norm,
 //          head.{probe,attn,norm,mlp}
 #pragma once
@@ -12,98 +13,98 @@
 
 #include "pali3/layers/block.hpp"
 #include "pali3/layers/vision.hpp"
+#include "pali3/models/concepts.hpp"
+#include "pali3/models/vit_config.hpp"
 
 namespace pali3::models {
 
-struct vit_config {
-    std::size_t width = 0, depth = 0, mlp = 0, heads = 0;
-    std::size_t patch = 14;
-    std::size_t image = 224;        // resolution the tower runs at (square)
-    std::size_t posemb_grid = 0;    // grid side the position table was trained at; 0: image / patch
-    bool map_head = false;
-    std::size_t channels = 3;
-
-    constexpr std::size_t grid() const { return patch ? image / patch : 0; }
-    constexpr std::size_t tokens() const { return grid() * grid(); }
-    constexpr std::size_t table_grid() const { return posemb_grid ? posemb_grid : grid(); }
-    constexpr layers::block_config block() const {
-        return {{width, 1e-6f}, {width, heads, 0, true}, {width, mlp, true}};
+// Heads (docs/concepts.md: vision head). PaLI-3 keeps every token: no_head. SigLIP pools with
+// a MAP head: optional_map_head builds one when the config says map_head (the default head, so
+// one tower type serves both configs); map_pool_head always has one.
+struct no_head {
+    static constexpr bool pools = false;
+    explicit no_head(const vit_config& c) {
+        if (c.map_head)
+            throw config_error(core::describe("config asks for a MAP head", "vision_tower<Block, no_head>",
+                                              "map_head = false", "true"));
     }
+    template <class V>
+    void visit(V&) {}
+    std::size_t workspace_floats(std::size_t, std::size_t) const { return 0; }
 };
 
-inline void check(const vit_config& c) {
-    if (c.patch == 0 || c.image == 0 || c.image % c.patch != 0)
-        throw config_error(core::describe("image size is not a multiple of the patch size", "vit_config",
-                                          "image % patch == 0", std::to_string(c.image) + " % " + std::to_string(c.patch)));
-    if (c.depth == 0) throw config_error(core::describe("ViT depth", "vit_config", "> 0", 0));
-    layers::check(c.block(), "vit_config block");
-}
+template <weight_storage Storage = float, bool Optional = true>
+class basic_map_head {
+public:
+    static constexpr bool pools = true;
+    explicit basic_map_head(const vit_config& c) {
+        if (c.map_head || !Optional) head_.emplace(layers::map_head_config{c.width, c.heads, c.mlp});
+    }
+    template <class V>
+    void visit(V& v) {
+        if (head_) head_->visit(v);
+    }
+    bool present() const { return head_.has_value(); }
+    std::size_t out_dim() const { return head_ ? head_->config().width : 0; }
+    std::size_t workspace_floats(std::size_t batch, std::size_t t) const {
+        return head_ ? layers::map_head<Storage>::workspace_floats(head_->config(), batch, t) : 0;
+    }
+    template <core::executor E = core::sequential>
+    void forward(const float* tokens, std::size_t batch, std::size_t t, float* out, core::workspace& ws, E&& exec = E{},
+                 const layers::trace& tr = {}) const {
+        if (!head_) throw config_error(core::describe("pooling without a MAP head", "vision_tower", "map_head = true", "false"));
+        head_->forward(tokens, batch, t, out, ws, exec, tr);
+    }
 
-// Variant sizes (width, depth, mlp, heads) from big_vision models/vit.py decode_variant;
-// G-opt is PaLI-3's "ViT-G" with width 1536 (PaLI-3 paper, footnote on hardware utilisation).
-namespace vit_sizes {
-inline constexpr vit_config Ti{192, 12, 768, 3};
-inline constexpr vit_config S{384, 12, 1536, 6};
-inline constexpr vit_config M{512, 12, 2048, 8};
-inline constexpr vit_config B{768, 12, 3072, 12};
-inline constexpr vit_config L{1024, 24, 4096, 16};
-inline constexpr vit_config So400m{1152, 27, 4304, 16};
-inline constexpr vit_config H{1280, 32, 5120, 16};
-inline constexpr vit_config g{1408, 40, 6144, 16};
-inline constexpr vit_config G{1664, 48, 8192, 16};
-inline constexpr vit_config G_opt{1536, 48, 8192, 16};
-inline constexpr vit_config e{1792, 56, 15360, 16};
-}  // namespace vit_sizes
-
-constexpr vit_config with(vit_config c, std::size_t patch, std::size_t image, bool map_head = false) {
-    c.patch = patch;
-    c.image = image;
-    c.map_head = map_head;
-    return c;
-}
-
-// Named presets: a type per configuration, usable as a compile-time constant.
-namespace presets {
-struct vit_b16_224 { static constexpr vit_config value = with(vit_sizes::B, 16, 224); };
-struct vit_so400m14_224 { static constexpr vit_config value = with(vit_sizes::So400m, 14, 224); };
-struct vit_g14_224 { static constexpr vit_config value = with(vit_sizes::G, 14, 224); };
-struct vit_g_opt14_224 { static constexpr vit_config value = with(vit_sizes::G_opt, 14, 224); };
-struct vit_g_opt14_812 { static constexpr vit_config value = with(vit_sizes::G_opt, 14, 812); };
-struct vit_g_opt14_1064 { static constexpr vit_config value = with(vit_sizes::G_opt, 14, 1064); };
-}  // namespace presets
-
-// A size by big_vision's name ("B/16", "G-opt/14", "So400m/14"...) at a resolution; checked.
-inline vit_config vit_variant(std::string_view name, std::size_t image = 224) {
-    const auto slash = name.find('/');
-    if (slash == std::string_view::npos)
-        throw config_error(core::describe("ViT variant name", "vit_variant", "SIZE/PATCH, e.g. B/16", name));
-    const std::string_view size = name.substr(0, slash);
-    const std::size_t patch = static_cast<std::size_t>(std::stoul(std::string(name.substr(slash + 1))));
-    const std::pair<std::string_view, vit_config> table[] = {
-        {"Ti", vit_sizes::Ti}, {"S", vit_sizes::S},   {"M", vit_sizes::M}, {"B", vit_sizes::B},
-        {"L", vit_sizes::L},   {"So400m", vit_sizes::So400m}, {"H", vit_sizes::H}, {"g", vit_sizes::g},
-        {"G", vit_sizes::G},   {"G-opt", vit_sizes::G_opt},   {"e", vit_sizes::e}};
-    for (const auto& [n, c] : table)
-        if (n == size) {
-            const vit_config out = with(c, patch, image);
-            check(out);
-            return out;
-        }
-    throw config_error(core::describe("unknown ViT size", name, "Ti, S, M, B, L, So400m, H, g, G, G-opt, e", size));
-}
-
+private:
+    std::optional<layers::map_head<Storage>> head_;
+};
 template <weight_storage Storage = float>
+using optional_map_head = basic_map_head<Storage, true>;
+template <weight_storage Storage = float>
+using map_pool_head = basic_map_head<Storage, false>;
+
+namespace detail {
+// vision_tower<S> (a weight storage) means the default SigLIP block in that storage.
+template <class BlockOrStorage>
+struct vision_block_of {
+    using type = BlockOrStorage;
+};
+template <class S>
+    requires weight_storage<S>
+struct vision_block_of<S> {
+    using type = layers::vit_block<S>;
+};
+}  // namespace detail
+template <class BlockOrStorage>
+using vision_block_of_t = typename detail::vision_block_of<BlockOrStorage>::type;
+
+// vision_tower<Block, Head>: any encoder block (docs/concepts.md: block) built from
+// vit_config::block(), and a head. vision_tower<S> with a weight storage S is the SigLIP tower
+// (vit_block<S>, optional_map_head<S>) as before.
+template <class Block = float, class Head = optional_map_head<layers::storage_of_t<vision_block_of_t<Block>>>>
 class vision_tower {
 public:
-    using block_type = layers::vit_block<Storage>;
+    using block_type = vision_block_of_t<Block>;
+    using head_type = Head;
+    using storage_type = layers::storage_of_t<block_type>;
+    using config_type = vit_config;
+
+    static_assert(layers::encoder_block<block_type>,
+                  "vision_tower<Block, Head>: Block is not an encoder block: it needs a constructor from "
+                  "block_config, visit(v), a norm_type, a static workspace_floats(config, batch, t) and "
+                  "forward(x, batch, t, ws, exec, attention_inputs, trace) (docs/concepts.md: block)");
+    static_assert(vision_head<Head>,
+                  "vision_tower<Block, Head>: Head is not a vision head: it needs a constructor from vit_config, "
+                  "visit(v), `static constexpr bool pools`, workspace_floats(batch, t), and when it pools "
+                  "forward(tokens, batch, t, out, ws, exec, trace) and out_dim() (docs/concepts.md: vision head)");
 
     explicit vision_tower(const vit_config& c)
         : cfg_((check(c), c)),
           embed_({c.channels, c.patch, c.width}),
           pos_({c.table_grid(), c.table_grid(), c.width}),
-          encoder_({c.block(), c.depth, true, std::nullopt}) {
-        if (c.map_head) head_.emplace(layers::map_head_config{c.width, c.heads, c.mlp});
-    }
+          encoder_({c.block(), c.depth, true, std::nullopt}),
+          head_(c) {}
     template <weights::weight_source S>
     vision_tower(const vit_config& c, const weights::cursor<S>& cur) : vision_tower(c) {
         layers::load(*this, cur);
@@ -114,17 +115,22 @@ public:
         v.child("embedding", embed_);
         v.child("pos_embedding", pos_);
         v.child("encoder", encoder_);
-        if (head_) v.child("head", *head_);
+        v.child("head", head_);
     }
 
     const vit_config& config() const { return cfg_; }
+    const Head& head() const { return head_; }
+    // Width of pool()'s output (0 when the head is absent).
+    std::size_t pooled_dim() const
+        requires Head::pools
+    {
+        return head_.out_dim();
+    }
 
     std::size_t workspace_floats(std::size_t batch) const {
         const std::size_t side = cfg_.image;
-        std::size_t n = std::max(layers::patch_embedding<Storage>::workspace_floats(embed_.config(), batch, side, side),
-                                 encoder_.workspace_floats(batch, cfg_.tokens()));
-        if (head_) n = std::max(n, layers::map_head<Storage>::workspace_floats({cfg_.width, cfg_.heads, cfg_.mlp}, batch, cfg_.tokens()));
-        return n;
+        return std::max({layers::patch_embedding<storage_type>::workspace_floats(embed_.config(), batch, side, side),
+                         encoder_.workspace_floats(batch, cfg_.tokens()), head_.workspace_floats(batch, cfg_.tokens())});
     }
 
     // tokens (batch, grid^2, width) from images (batch, C, image, image) (or NHWC) in [-1, 1].
@@ -136,23 +142,23 @@ public:
         tr("embedding", tokens, {batch, g * g, cfg_.width});
         pos_.add_to(tokens, batch, g, g);
         tr("pos_embedding_out", tokens, {batch, g * g, cfg_.width});
-        encoder_.forward(tokens, batch, g * g, ws, exec, {}, {}, tr.child("encoder"));
+        encoder_.forward(tokens, batch, g * g, ws, exec, {}, tr.child("encoder"));
     }
 
-    // pooled (batch, width) by the MAP head, from forward()'s tokens.
+    // pooled (batch, pooled_dim()) by the head, from forward()'s tokens.
     template <core::executor E = core::sequential>
+        requires Head::pools
     void pool(const float* tokens, std::size_t batch, float* pooled, core::workspace& ws, E&& exec = E{},
               const layers::trace& tr = {}) const {
-        if (!head_) throw config_error(core::describe("pooling without a MAP head", "vision_tower", "map_head = true", "false"));
-        head_->forward(tokens, batch, cfg_.tokens(), pooled, ws, exec, tr.child("head"));
+        head_.forward(tokens, batch, cfg_.tokens(), pooled, ws, exec, tr.child("head"));
     }
 
 private:
     vit_config cfg_;
-    layers::patch_embedding<Storage> embed_;
+    layers::patch_embedding<storage_type> embed_;
     layers::learned_position_embedding pos_;
     layers::stack<block_type> encoder_;
-    std::optional<layers::map_head<Storage>> head_;
+    Head head_;
 };
 
 }  // namespace pali3::models

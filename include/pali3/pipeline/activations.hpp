@@ -1,0 +1,132 @@
+// Every named activation of any model a config describes, for diffing against another
+// implementation: run_traced() builds the model from a checkpoint (any naming, f32 or bf16), runs
+// it on the given inputs and reports each intermediate to a trace; npy_dumper writes them as
+// DIR/<name>.npy (e.g. "encoder.blocks.3.mlp_out.npy", "text.decoder.blocks.0.self_attn_out.npy").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "pali3/core/threading.hpp"
+#include "pali3/models/dispatch.hpp"
+#include "pali3/pipeline/config_source.hpp"
+#include "pali3/pipeline/siglip_pipeline.hpp"
+#include "pali3/weights/checkpoint.hpp"
+#include "pali3/weights/npy.hpp"
+
+namespace pali3::pipeline {
+
+// What the model is run on; which fields are needed depends on the model.
+struct model_inputs {
+    std::string image;                         // vision towers, PaLI-3: an image file or (1, 3, S, S) .npy pixels
+    std::vector<std::int32_t> encoder_ids;     // T5: encoder input; PaLI-3: the prompt's ids
+    std::vector<std::int32_t> decoder_ids{0};  // T5 / PaLI-3: decoder input (teacher forced), start token first
+    bool antialias = false;
+};
+
+// Writes each traced tensor as dir/<name>.npy.
+struct npy_dumper {
+    std::filesystem::path dir;
+    std::size_t count = 0, bytes = 0;
+    void write(const std::string& name, std::span<const float> data, const shape_t& shape) {
+        const std::string b = weights::npy_bytes("<f4", shape, data.data(), data.size() * 4);
+        weights::write_file((dir / (name + ".npy")).string(), b);
+        ++count;
+        bytes += b.size();
+    }
+    layers::trace trace() {
+        return layers::trace([this](const std::string& n, std::span<const float> d, const shape_t& s) { write(n, d, s); });
+    }
+};
+
+namespace detail {
+inline void check_ids(const std::vector<std::int32_t>& ids, std::size_t vocab, std::string_view what, std::string_view flag) {
+    for (const auto id : ids)
+        if (id < 0 || static_cast<std::size_t>(id) >= vocab)
+            throw value_error(core::describe(std::string(what) + " id out of range", flag, "< vocab " + std::to_string(vocab), id));
+}
+inline void require_image(const model_inputs& in) {
+    if (in.image.empty()) throw value_error(core::describe("no image", "pali3 dump", "IMAGE or --pixels X.npy", "neither"));
+}
+
+template <class Model, class Config>
+void run_model(const Model& model, const Config& cfg, const model_inputs& in, core::thread_pool& pool, const layers::trace& tr) {
+    if constexpr (requires { typename Model::projector_type; }) {  // PaLI-3
+        require_image(in);
+        if (in.encoder_ids.empty())
+            throw value_error(core::describe("no prompt ids", "pali3 dump", "--tokenizer T [--prompt P] or --encoder-ids", "neither"));
+        check_ids(in.encoder_ids, cfg.text.vocab, "encoder", "--encoder-ids");
+        check_ids(in.decoder_ids, cfg.text.vocab, "decoder", "--decoder-ids");
+        const auto px = load_pixels(in.image, cfg.vision.image, in.antialias);
+        const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model, steps = in.decoder_ids.size();
+        core::workspace ws(model.workspace_floats(1, in.encoder_ids.size(), steps));
+        std::vector<float> memory((n + in.encoder_ids.size()) * d), logits(cfg.text.vocab);
+        const std::vector<std::vector<std::int32_t>> prompts{in.encoder_ids};
+        const auto lens = model.encode(px.data(), prompts, memory.data(), ws, pool, tr);
+        auto state = model.start(memory.data(), 1, lens, steps, pool);
+        for (std::size_t s = 0; s < steps; ++s)
+            model.step(&in.decoder_ids[s], state, logits.data(), ws, pool, tr.child("step" + std::to_string(s)));
+    } else if constexpr (models::encoder_decoder<Model>) {  // T5 / UL2: teacher forced
+        if (in.encoder_ids.empty())
+            throw value_error(core::describe("no encoder ids", "pali3 dump", "--encoder-ids 1,2,3 or X.npy", "none"));
+        check_ids(in.encoder_ids, cfg.vocab, "encoder", "--encoder-ids");
+        check_ids(in.decoder_ids, cfg.vocab, "decoder", "--decoder-ids");
+        const std::size_t t = in.encoder_ids.size(), steps = in.decoder_ids.size();
+        std::vector<float> memory(t * cfg.d_model), logits(steps * cfg.vocab);
+        const std::vector<std::size_t> lens{t};
+        core::workspace ws(model.workspace_floats(1, t, steps));
+        model.embed(in.encoder_ids.data(), t, memory.data());
+        model.encode(memory.data(), 1, t, lens, ws, pool, tr);
+        auto state = model.start(memory.data(), 1, t, lens, steps, pool);
+        model.step(in.decoder_ids.data(), steps, state, logits.data(), ws, pool, tr);
+    } else if constexpr (models::vision_model<Model>) {  // a SigLIP vision tower
+        require_image(in);
+        const auto px = load_pixels(in.image, cfg.image, in.antialias);
+        tr("pixels", px.data(), {1, 3, cfg.image, cfg.image});
+        std::vector<float> tokens(cfg.tokens() * cfg.width), pooled(cfg.width);
+        core::workspace ws(model.workspace_floats(1));
+        model.forward(px.data(), 1, layers::image_layout::nchw, tokens.data(), ws, pool, tr);
+        if (cfg.map_head) {
+            model.pool(tokens.data(), 1, pooled.data(), ws, pool);
+            tr("pooled", pooled.data(), {1, cfg.width});
+        }
+    } else if constexpr (requires { model.vision(); model.text(); }) {  // a SigLIP pair: both towers
+        run_model(model.vision(), cfg.vision, in, pool, tr.child("vision"));
+        if (!in.encoder_ids.empty()) {
+            const std::size_t len = cfg.text.max_len;
+            if (in.encoder_ids.size() != len)
+                throw value_error(core::describe("SigLIP text ids", "--encoder-ids", std::to_string(len) + " ids (padded as SigLIP pads)",
+                                                 in.encoder_ids.size()));
+            check_ids(in.encoder_ids, cfg.text.vocab, "encoder", "--encoder-ids");
+            std::vector<float> out(cfg.text.out_dim());
+            core::workspace ws(model.text().workspace_floats(1));
+            model.text().forward(in.encoder_ids.data(), 1, out.data(), ws, pool, tr.child("text"));
+        }
+    } else {
+        throw config_error(core::describe("no activations to dump for this model kind", "pali3 dump", "vit, t5, pali3 or siglip", "siglip_text"));
+    }
+}
+}  // namespace detail
+
+// Builds the model `config` describes from `ckpt` in storage `dtype` and runs it, reporting to `tr`.
+// Returns the time spent loading and running.
+inline timings run_traced(const models::any_config& config, const weights::checkpoint& ckpt, std::string_view dtype,
+                          const model_inputs& in, std::size_t threads, const layers::trace& tr) {
+    timings tm;
+    stopwatch sw;
+    const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));
+    core::thread_pool pool(threads ? threads : 1);
+    models::with_model(config, dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+        const M model(c, weights::cursor(src));
+        tm.add("load", sw.ms());
+        sw.reset();
+        detail::run_model(model, c, in, pool, tr);
+        tm.add("forward + trace", sw.ms());
+    });
+    return tm;
+}
+
+}  // namespace pali3::pipeline

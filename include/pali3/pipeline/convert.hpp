@@ -1,0 +1,99 @@
+// Checkpoints as a whole: the parameters a config expects (names, shapes), a report of how a
+// checkpoint matches them (missing, wrong shape or dtype, unexpected), and conversion: build the
+// model from any source (a checkpoint in any naming, seeded random weights) and write it in our
+// naming (config in the metadata) or HF's (config.json beside it).
+#pragma once
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pali3/layers/module.hpp"
+#include "pali3/models/dispatch.hpp"
+#include "pali3/weights/checkpoint.hpp"
+#include "pali3/weights/memory_source.hpp"
+#include "pali3/weights/name_maps.hpp"
+#include "pali3/weights/safetensors.hpp"
+
+namespace pali3::pipeline {
+
+// (name, shape, storage) of every parameter the config's model has; no weights are touched.
+inline std::vector<layers::param_info> expected_parameters(const models::any_config& c) {
+    return models::with_model<bf16>(c, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+        M model(cfg);
+        return layers::parameters(model);
+    });
+}
+
+struct checkpoint_report {
+    std::vector<std::string> missing;     // "name (shape)"
+    std::vector<std::string> wrong;       // the loader's message for a wrong shape or dtype
+    std::vector<std::string> unexpected;  // file names no parameter maps to
+    bool ok() const { return missing.empty() && wrong.empty(); }
+};
+
+inline checkpoint_report check_checkpoint(const models::any_config& c, const weights::checkpoint& ckpt) {
+    checkpoint_report r;
+    const weights::mapped_source mapped(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(c.kind)));
+    std::set<std::string> used;
+    for (const auto& p : expected_parameters(c)) {
+        const auto theirs = mapped.translate(p.name);
+        if (!theirs) {
+            r.missing.push_back(p.name + " " + shape_string(p.shape));
+            continue;
+        }
+        used.insert(theirs->substr(0, theirs->back() == ']' ? theirs->rfind('[') : theirs->size()));
+        try {
+            (void)mapped.get(p.name, p.shape);
+        } catch (const error& e) {
+            r.wrong.push_back(e.what());
+        }
+    }
+    for (const auto& n : ckpt.names())
+        if (!used.count(n)) r.unexpected.push_back(n);
+    return r;
+}
+
+// Builds the model the config describes from `src` (names ours, after any mapping) in storage
+// `dtype` and returns its tensors in our names.
+template <class Source>
+weights::memory_source load_and_save(const models::any_config& c, std::string_view dtype, const Source& src) {
+    weights::memory_source out;
+    models::with_model(c, dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+        M model(cfg, weights::cursor(src));
+        layers::save(model, out);
+    });
+    return out;
+}
+
+// HF's names for a model kind (the reverse of rules_for's HF maps).
+inline std::vector<weights::map_rule> hf_export_rules(models::model_kind k) {
+    switch (k) {
+        case models::model_kind::vit: return weights::name_maps::hf_siglip_vision();
+        case models::model_kind::t5: return weights::name_maps::hf_t5();
+        case models::model_kind::pali3: return weights::name_maps::hf_pali3();
+        case models::model_kind::siglip_text: return weights::name_maps::hf_siglip_text();
+        case models::model_kind::siglip: return weights::name_maps::hf_siglip();
+    }
+    return {};
+}
+
+// Writes our tensors as `out`: naming "pali3" (config in the metadata) or "hf" (HF names,
+// config.json beside the file for the kinds HF has a config for).
+inline void write_checkpoint(const std::string& out, const weights::memory_source& ours, const models::any_config& c,
+                             std::string_view naming) {
+    if (naming == "pali3") {
+        weights::write_safetensors(out, ours, {{std::string(models::config_metadata_key), models::config_to_string(c)}});
+    } else if (naming == "hf") {
+        weights::write_safetensors(out, weights::export_names(ours, hf_export_rules(c.kind)), {{"format", "pt"}});
+        if (c.kind == models::model_kind::vit || c.kind == models::model_kind::t5 || c.kind == models::model_kind::siglip) {
+            const auto dir = std::filesystem::path(out).parent_path();
+            weights::write_file((dir / "config.json").string(), json::dump(models::config_to_hf(c)));
+        }
+    } else {
+        throw value_error(core::describe("output naming", "--naming", "pali3 or hf", naming));
+    }
+}
+
+}  // namespace pali3::pipeline

@@ -1,0 +1,223 @@
+// A PaLI-3 checkpoint as an application uses it: open the checkpoint (any naming), find its config,
+// load the tokenizer (and the VQ-VAE for masks), build the model in the chosen storage, then
+// caption / answer / detect / segment / generate from image files, with per-stage timings.
+//
+//     pali3::pipeline::options o;
+//     o.weights = "model.safetensors";  o.tokenizer = "tokenizer.model";
+//     pali3::pipeline::pali3_pipeline p(o);
+//     auto a = p.caption("photo.jpg");       // a.text, a.best.tokens, a.objects, a.times
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pali3/core/threading.hpp"
+#include "pali3/generation/generate.hpp"
+#include "pali3/generation/tasks.hpp"
+#include "pali3/io/image.hpp"
+#include "pali3/models/dispatch.hpp"
+#include "pali3/pipeline/config_source.hpp"
+#include "pali3/text/tokenizer.hpp"
+#include "pali3/vision/preprocess.hpp"
+#include "pali3/vision/vqvae.hpp"
+#include "pali3/weights/checkpoint.hpp"
+
+namespace pali3::pipeline {
+
+struct options {
+    std::string weights, tokenizer, vqvae;  // checkpoint (file, shard index or directory), sentencepiece, vae-oid .npz
+    config_request config;                  // --preset / --config / --resolution; default: the checkpoint's
+    std::string dtype = "f32";              // weight storage: f32 or bf16
+    bool prepack = false;                   // keep weights in the GEMM's layout too (2x memory)
+    std::size_t threads = 2;
+    bool antialias = false;                 // resize with an antialiasing filter
+    std::size_t max_new_tokens = 32, beam = 1, max_prompt_tokens = 64;
+    float length_penalty = 0.f;
+};
+
+// What one image + prompt gave.
+struct answer {
+    std::string prompt;
+    std::size_t prompt_tokens = 0;
+    generation::hypothesis best;               // generated ids, log-prob, EOS reached
+    std::string text;                          // decoded, ids beyond the tokenizer dropped
+    std::size_t dropped_ids = 0;
+    std::size_t steps = 0;                     // decoder steps run
+    double decode_ms = 0;                      // time of those steps
+    std::vector<generation::detection> objects;        // detect / segment: boxes in image pixels
+    std::vector<std::vector<std::uint8_t>> masks;      // segment: one (height*width) mask per object, empty when none
+    io::image image;                           // the input image as decoded
+    timings times;
+};
+
+class pali3_pipeline {
+public:
+    // `Models` turns the config into model types (models::with_model by default); pass your own
+    // to run a composed pali3_model<...> through the pipeline. A template, so only the programs
+    // that construct a pipeline compile the models.
+    template <class Models = models::runtime_models>
+    explicit pali3_pipeline(const options& o, const Models& make_model = {}) : opts_(o) {
+        if (o.weights.empty()) throw value_error(core::describe("missing flag", "--weights", "a checkpoint path", "none"));
+        if (o.tokenizer.empty()) throw value_error(core::describe("missing flag", "--tokenizer", "a sentencepiece model", "none"));
+        if (o.threads == 0 || o.threads > 256) throw value_error(core::describe("thread count", "--threads", "1..256", o.threads));
+        if (o.dtype != "f32" && o.dtype != "bf16") throw value_error(core::describe("weight dtype", "--dtype", "f32 or bf16", o.dtype));
+        ckpt_.emplace(weights::checkpoint::open(o.weights));
+        found_ = find_config(o.config, &*ckpt_);
+        if (!found_ || found_->config.kind != models::model_kind::pali3)
+            throw config_error(core::describe("no PaLI-3 config for the checkpoint", o.weights,
+                                              "pali3.config metadata, --config or --preset naming a PaLI-3 model",
+                                              found_ ? "a " + models::kind_name(found_->config.kind) + " config" : std::string("none")));
+        const auto& cfg = found_->config.pali;
+        // The tokenizer first: a misfit is reported before the (possibly long) weight load.
+        stopwatch sw;
+        tok_.emplace(text::tokenizer::load(o.tokenizer));
+        if (tok_->vocab_size() > cfg.text.vocab)
+            throw config_error(core::describe("tokenizer larger than the model's vocabulary", o.tokenizer,
+                                              "<= " + std::to_string(cfg.text.vocab) + " ids", tok_->vocab_size()));
+        load_times_.add("load tokenizer", sw.ms());
+        if (!o.vqvae.empty()) {
+            sw.reset();
+            vae_file_.emplace(weights::checkpoint::open(o.vqvae));
+            std::size_t codebook = 128, embed = 512;
+            for (const auto& t : vae_file_->list())
+                if (t.name == "_vq_vae._embedding" && t.shape.size() == 2) codebook = t.shape[0], embed = t.shape[1];
+            vae_.emplace(vision::vqvae_config{codebook, embed, 128}, weights::cursor(*vae_file_));
+            load_times_.add("load VQ-VAE", sw.ms());
+        }
+        sw.reset();
+        const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), "pali3"));
+        make_model(found_->config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+            if constexpr (requires { typename M::projector_type; })  // the PaLI-3 kinds
+                engine_ = std::make_unique<engine_for<M>>(c, src);
+        });
+        load_times_.add("load weights (" + o.dtype + ")", sw.ms());
+        if (o.prepack) {
+            sw.reset();
+            const std::size_t extra = engine_->prepack();
+            load_times_.add("prepack weights (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+        }
+        pool_ = std::make_unique<core::thread_pool>(o.threads);
+    }
+
+    const models::any_config& config() const { return found_->config; }
+    const std::string& config_source() const { return found_->source; }
+    const text::tokenizer& tokenizer() const { return *tok_; }
+    const timings& load_times() const { return load_times_; }
+    const options& settings() const { return opts_; }
+
+    // Any prompt; the answer's text is the decoded output.
+    answer generate(const std::string& image_path, const std::string& prompt) {
+        answer a;
+        a.prompt = prompt;
+        stopwatch sw;
+        const auto ids = tok_->encode(prompt);
+        if (ids.size() > opts_.max_prompt_tokens)
+            throw value_error(core::describe("prompt too long", "\"" + prompt.substr(0, 40) + "\"",
+                                             "<= " + std::to_string(opts_.max_prompt_tokens) + " tokens (--max-prompt-tokens)", ids.size()));
+        a.prompt_tokens = ids.size();
+        a.times.add("encode prompt", sw.ms());
+        sw.reset();
+        a.image = io::load_image(image_path);
+        const auto pixels = vision::preprocess(a.image, {found_->config.pali.vision.image, opts_.antialias});
+        a.times.add("load + preprocess image", sw.ms());
+        generation::options g;
+        g.max_new_tokens = opts_.max_new_tokens;
+        g.beam = opts_.beam;
+        g.length_penalty = opts_.length_penalty;
+        g.eos_id = tok_->eos_id();
+        g.start_id = tok_->decoder_start_id();
+        engine_->run(pixels, ids, g, *pool_, a);
+        std::vector<std::int32_t> valid;
+        for (const auto id : a.best.tokens)
+            if (id >= 0 && static_cast<std::size_t>(id) < tok_->vocab_size()) valid.push_back(id);
+        a.dropped_ids = a.best.tokens.size() - valid.size();
+        a.text = tok_->decode(valid);
+        return a;
+    }
+
+    answer caption(const std::string& image, const std::string& lang = "en") { return generate(image, generation::caption_prompt(lang)); }
+    answer vqa(const std::string& image, const std::string& question, const std::string& lang = "en") {
+        return generate(image, generation::vqa_prompt(question, lang));
+    }
+    // Boxes of "thing" or "a ; b" (in image pixels).
+    answer detect(const std::string& image, const std::string& things) {
+        answer a = generate(image, generation::detect_prompt(things));
+        stopwatch sw;
+        a.objects = generation::parse_objects(a.best.tokens, *tok_, a.image.height, a.image.width);
+        a.times.add("parse", sw.ms());
+        return a;
+    }
+    // Boxes and masks (the VQ-VAE of options.vqvae decodes each box's 16 <seg> tokens).
+    answer segment(const std::string& image, const std::string& thing) {
+        if (!vae_) throw value_error(core::describe("missing flag", "--vqvae", "the VQ-VAE mask decoder (vae-oid.npz)", "none"));
+        answer a = generate(image, generation::segment_prompt(thing));
+        stopwatch sw;
+        a.objects = generation::parse_objects(a.best.tokens, *tok_, a.image.height, a.image.width);
+        for (const auto& o : a.objects) a.masks.push_back(generation::object_mask(o, *vae_, a.image.height, a.image.width));
+        a.times.add("parse + masks", sw.ms());
+        return a;
+    }
+
+private:
+    // The model behind a virtual call: one per PaLI-3 type the config can describe.
+    struct engine {
+        virtual ~engine() = default;
+        virtual std::size_t prepack() = 0;
+        virtual void run(const std::vector<float>& pixels, const std::vector<std::int32_t>& ids, const generation::options& g,
+                         core::thread_pool& pool, answer& a) = 0;
+    };
+    template <class Model>
+    struct engine_for final : engine {
+        Model model;
+        template <class Config, class Source>
+        engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
+        std::size_t prepack() override { return layers::prepack(model); }
+        void run(const std::vector<float>& pixels, const std::vector<std::int32_t>& ids, const generation::options& g,
+                 core::thread_pool& pool, answer& a) override {
+            const auto& cfg = model.config();
+            const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model;
+            core::workspace ws(model.workspace_floats(std::max<std::size_t>(g.beam, 1), ids.size(), g.max_new_tokens));
+            std::vector<float> memory((n + ids.size()) * d);
+            const std::vector<std::vector<std::int32_t>> prompts{ids};
+            double t_vision = 0;
+            stopwatch sw;
+            const layers::trace marks([&](const std::string& name, std::span<const float>, const shape_t&) {
+                if (name == "projector_out") t_vision = sw.ms();
+            });
+            const auto lens = model.encode(pixels.data(), prompts, memory.data(), ws, pool, marks);
+            const double t_enc = sw.ms();
+            a.times.add("vision tower + projector (" + std::to_string(n) + " tok)", t_vision);
+            a.times.add("text encoder (" + std::to_string(lens[0]) + " tok)", t_enc - t_vision);
+            sw.reset();
+            auto state = model.start(memory.data(), 1, lens, g.max_new_tokens, pool);
+            a.times.add("cross-attention K/V", sw.ms());
+            sw.reset();
+            const auto out = generation::generate(
+                [&](const std::int32_t* step_ids, models::t5_decoder_state& s, float* logits) {
+                    ++a.steps;
+                    model.step(step_ids, s, logits, ws, pool);
+                },
+                std::move(state), cfg.text.vocab, g);
+            const double t_dec = sw.ms();
+            a.decode_ms = t_dec;
+            a.times.add("decode (" + std::to_string(a.steps) + " steps, beam " + std::to_string(g.beam) + ")", t_dec);
+            a.times.add("  per step", a.steps ? t_dec / static_cast<double>(a.steps) : 0.0);
+            a.best = out.at(0);
+        }
+    };
+
+    options opts_;
+    std::optional<weights::checkpoint> ckpt_, vae_file_;
+    std::optional<found_config> found_;
+    std::optional<text::tokenizer> tok_;
+    std::optional<vision::vqvae_decoder> vae_;
+    std::unique_ptr<engine> engine_;
+    std::unique_ptr<core::thread_pool> pool_;
+    timings load_times_;
+};
+
+}  // namespace pali3::pipeline

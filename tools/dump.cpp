@@ -1,0 +1,88 @@
+// pali3 dump: every named activation of a model as DIR/<name>.npy, to diff against another
+// implementation (vision tower, T5 teacher forced, PaLI-3, SigLIP pair).
+#include <filesystem>
+
+#include <pali3/pipeline/activations.hpp>
+
+#include "common.hpp"
+
+namespace pali3::cli {
+
+std::vector<std::int32_t> parse_ids(const std::string& spec, const std::string& flag) {
+    std::vector<std::int32_t> ids;
+    if (spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0) {
+        const auto bytes = weights::map_file(spec);
+        const auto arr = weights::parse_npy(bytes.data, bytes.size, spec);
+        const std::size_t n = shape_size(arr.shape);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::int64_t v = 0;
+            if (arr.descr == "<i4") {
+                std::int32_t x;
+                std::memcpy(&x, arr.data + 4 * i, 4);
+                v = x;
+            } else if (arr.descr == "<i8") {
+                std::memcpy(&v, arr.data + 8 * i, 8);
+            } else {
+                throw format_error(core::describe("token ids must be integers", spec, "<i4 or <i8", arr.descr));
+            }
+            if (v < 0 || v > INT32_MAX) throw value_error(core::describe("token id out of range", spec, "0..2^31-1", v));
+            ids.push_back(static_cast<std::int32_t>(v));
+        }
+        return ids;
+    }
+    for (std::size_t pos = 0; pos <= spec.size();) {
+        const auto comma = spec.find(',', pos);
+        const std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        std::size_t v = 0;
+        try {
+            v = pipeline::parse_size(item, "--" + flag);
+        } catch (const value_error&) {
+            v = ~std::size_t{0};
+        }
+        if (v > INT32_MAX) throw value_error(core::describe("bad token id", "--" + flag, "comma-separated ids >= 0", "\"" + item + "\""));
+        ids.push_back(static_cast<std::int32_t>(v));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return ids;
+}
+
+void add_dump(CLI::App& app) {
+    struct args {
+        pipeline::model_inputs in;
+        pipeline::config_request config;
+        std::string image, pixels, weights, out = "activations", dtype = "f32", enc, dec = "0", prompt = "caption en", tokenizer;
+        std::size_t threads = 2;
+    };
+    auto a = std::make_shared<args>();
+    auto* c = app.add_subcommand("dump", "every named activation of a model as DIR/<name>.npy");
+    c->add_option("image", a->image, "image file (vision towers, PaLI-3)");
+    c->add_option("--pixels", a->pixels, "preprocessed (1, 3, S, S) float32 .npy instead of an image");
+    c->add_option("--weights", a->weights, "checkpoint (any naming)")->required();
+    c->add_option("--out", a->out, "directory for the .npy files")->capture_default_str();
+    c->add_option("--encoder-ids", a->enc, "T5 encoder ids / PaLI-3 prompt ids: 1,2,3 or an integer .npy");
+    c->add_option("--decoder-ids", a->dec, "decoder ids, start token first: 0,5 or an integer .npy")->capture_default_str();
+    c->add_option("--tokenizer", a->tokenizer, "PaLI-3: sentencepiece model to encode --prompt");
+    c->add_option("--prompt", a->prompt, "PaLI-3: prompt text (with --tokenizer)")->capture_default_str();
+    c->add_option("--dtype", a->dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+    c->add_option("--threads", a->threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
+    c->add_flag("--antialias", a->in.antialias, "resize with an antialiasing filter");
+    add_config_flags(c, a->config);
+    c->callback([a] {
+        const auto ckpt = weights::checkpoint::open(a->weights);
+        const auto found = pipeline::require_config(a->config, &ckpt, a->weights);
+        std::printf("config (%s): %s\n", found.source.c_str(), models::config_to_string(found.config).c_str());
+        a->in.image = a->pixels.empty() ? a->image : a->pixels;
+        if (!a->enc.empty()) a->in.encoder_ids = parse_ids(a->enc, "encoder-ids");
+        else if (!a->tokenizer.empty()) a->in.encoder_ids = text::tokenizer::load(a->tokenizer).encode(a->prompt);
+        a->in.decoder_ids = parse_ids(a->dec, "decoder-ids");
+        std::filesystem::create_directories(a->out);
+        pipeline::npy_dumper dump{a->out};
+        const auto times = pipeline::run_traced(found.config, ckpt, a->dtype, a->in, a->threads, dump.trace());
+        std::printf("wrote %zu activations (%s) to %s\n", dump.count, pipeline::human_bytes(static_cast<double>(dump.bytes)).c_str(),
+                    a->out.c_str());
+        print_timings(times);
+    });
+}
+
+}  // namespace pali3::cli

@@ -1,0 +1,40 @@
+// pali3 segment IMAGE THING --vqvae V: box and mask of the thing, drawn on an overlay PNG.
+#include "common.hpp"
+#include "overlay.hpp"
+
+namespace pali3::cli {
+
+void add_segment(CLI::App& app) {
+    struct args {
+        pipeline::options o;
+        std::string image, thing, out = "segment.png";
+        bool json = false;
+    };
+    auto a = std::make_shared<args>();
+    auto* c = app.add_subcommand("segment", "box and mask of a thing (prompt \"segment THING\", masks by the VQ-VAE)");
+    c->add_option("image", a->image, "image file")->required();
+    c->add_option("thing", a->thing, "what to segment")->required();
+    c->add_option("--vqvae", a->o.vqvae, "the VQ-VAE mask decoder (big_vision's vae-oid.npz)");
+    c->add_option("--out", a->out, "overlay PNG to write")->capture_default_str();
+    add_pipeline_flags(c, a->o, a->json);
+    c->callback([a] {
+        if (a->o.vqvae.empty()) throw value_error(core::describe("missing flag", "--vqvae", "the VQ-VAE mask decoder (vae-oid.npz)", "none"));
+        const auto p = open_pali3(a->o);
+        auto ans = p->segment(a->image, a->thing);
+        pipeline::stopwatch sw;
+        draw_overlay(ans.image, ans.objects, ans.masks);
+        io::write_png(a->out, ans.image);
+        ans.times.add("overlay", sw.ms());
+        if (a->json) {
+            auto v = answer_json("segment", *p, ans);
+            v.set("overlay", json::string(a->out));
+            return print_json(v);
+        }
+        print_answer(*p, ans);
+        print_objects(ans.objects, ans.masks, true);
+        std::printf("overlay: %s\n", a->out.c_str());
+        print_times(*p, ans);
+    });
+}
+
+}  // namespace pali3::cli
