@@ -153,7 +153,7 @@ TEST_CASE("VQ-VAE decoder: transposed conv equals its gather form; 16 codes -> 6
     const std::size_t ci = 3, co = 5, h = 3, w = 5;
     const auto x = test::random_vector(ci * h * w, 1), wt = test::random_vector(ci * co * 16, 2), b = test::random_vector(co, 3);
     std::vector<float> y(co * 4 * h * w);
-    vision::vq_detail::conv_transpose_k4s2p1(x.data(), ci, h, w, wt.data(), b.data(), co, y.data());
+    vision::detail::conv_transpose_k4s2p1(x.data(), ci, h, w, wt.data(), b.data(), co, y.data());
     double worst = 0;
     for (std::size_t o = 0; o < co; ++o)
         for (std::size_t oy = 0; oy < 2 * h; ++oy)

@@ -4,7 +4,7 @@
 
 #include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/random_source.hpp"
-#include "pali3/weights/renaming_source.hpp"
+#include "pali3/weights/mapped_source.hpp"
 #include "../common.hpp"
 
 using namespace pali3;
@@ -81,13 +81,12 @@ TEST_CASE("random source is deterministic per name and scaled like the usual ini
     CHECK(bmean < 0.05);
 }
 
-TEST_CASE("renaming source maps our names to another naming", "[weights]") {
+TEST_CASE("mapped source maps our names to another naming", "[weights]") {
     memory_source hf;
     hf.add<float>("vision_model.encoder.layers.3.self_attn.q_proj.weight", test::random_vector(4, 1), {2, 2});
     hf.add<float>("vision_model.post_layernorm.weight", test::random_vector(2, 2), {2});
-    const renaming_source ours(hf, {{"vision.blocks.{}.attn.q.weight", "vision_model.encoder.layers.{}.self_attn.q_proj.weight"},
-                                    {"vision.norm.{}", "vision_model.post_layernorm.{}"}},
-                               /*strict=*/true);
+    const mapped_source ours(hf, {{"vision.blocks.{}.attn.q.weight", "vision_model.encoder.layers.{}.self_attn.q_proj.weight"},
+                                  {"vision.norm.{}", "vision_model.post_layernorm.{}"}});
     CHECK(ours.translate("vision.blocks.3.attn.q.weight").value() == "vision_model.encoder.layers.3.self_attn.q_proj.weight");
     CHECK(ours.contains("vision.blocks.3.attn.q.weight"));
     CHECK_FALSE(ours.contains("vision.blocks.4.attn.q.weight"));
@@ -95,9 +94,13 @@ TEST_CASE("renaming source maps our names to another naming", "[weights]") {
     CHECK_FALSE(ours.translate("text.unknown").has_value());
     CHECK_THROWS_WITH(cursor(ours, "vision.blocks.4.attn.q").get<float>("weight", {2, 2}),
                       Catch::Contains("vision_model.encoder.layers.4.self_attn.q_proj.weight") &&
-                          Catch::Contains("our name: vision.blocks.4.attn.q.weight"));
+                          Catch::Contains("vision.blocks.4.attn.q.weight"));
     CHECK_THROWS_AS(cursor(ours, "vision.blocks.3.attn.q").get<float>("weight", {2, 3}), shape_error);
-    CHECK_THROWS_AS(renaming_source(hf, {{"a.{}.b", "c.d"}}), config_error);
+    CHECK_THROWS_AS(mapped_source(hf, {{"a.{}.b", "c.d"}}), config_error);
+    // A last {} rule passes every other name through unchanged.
+    const mapped_source pass(hf, {{"x.{}", "vision_model.{}"}, {"{}", "{}"}});
+    CHECK(pass.translate("x.post_layernorm.weight").value() == "vision_model.post_layernorm.weight");
+    CHECK(pass.contains("vision_model.post_layernorm.weight"));
 }
 
 TEST_CASE("random init straight into bf16 / f16 matrices rounds the f32 values, vectors stay f32", "[weights]") {

@@ -40,7 +40,7 @@ struct attention_config {
     std::size_t inner() const { return heads * dim_per_head(); }
 };
 
-inline void validate(const attention_config& c, std::string_view where) {
+inline void check(const attention_config& c, std::string_view where) {
     if (c.width == 0 || c.heads == 0)
         throw config_error(core::describe("attention with no width or heads", where, "width > 0 and heads > 0",
                                           "width=" + std::to_string(c.width) + ", heads=" + std::to_string(c.heads)));
@@ -100,7 +100,7 @@ public:
     using storage_type = Storage;
 
     explicit attention(const attention_config& c)
-        : cfg_((validate(c, "attention"), c)),
+        : cfg_((check(c, "attention"), c)),
           q_({c.width, c.inner(), c.bias}),
           k_({c.width, c.inner(), c.bias}),
           v_({c.width, c.inner(), c.bias}),

@@ -19,7 +19,7 @@ struct linear_config {
     bool bias = true;
 };
 
-inline void validate(const linear_config& c, std::string_view where) {
+inline void check(const linear_config& c, std::string_view where) {
     if (c.in == 0 || c.out == 0)
         throw config_error(core::describe("linear layer with an empty side", where, "in > 0 and out > 0",
                                           "in=" + std::to_string(c.in) + ", out=" + std::to_string(c.out)));
@@ -30,7 +30,7 @@ class linear {
 public:
     using storage = Storage;
 
-    explicit linear(const linear_config& c) : cfg_(c) { validate(c, "linear"); }
+    explicit linear(const linear_config& c) : cfg_(c) { check(c, "linear"); }
     template <weights::weight_source S>
     linear(const linear_config& c, const weights::cursor<S>& cur) : linear(c) {
         load(*this, cur);

@@ -16,19 +16,17 @@ struct norm_config {
     float eps = 1e-6f;
 };
 
-namespace detail {
-inline void validate_norm(const norm_config& c, std::string_view kind) {
+inline void check(const norm_config& c, std::string_view kind) {
     if (c.width == 0 || !(c.eps > 0.f))
         throw config_error(core::describe("bad normalisation config", kind, "width > 0 and eps > 0",
                                           "width=" + std::to_string(c.width) + ", eps=" + std::to_string(c.eps)));
 }
-}  // namespace detail
 
 class layer_norm {
 public:
     static constexpr std::string_view name = "layer_norm";
 
-    explicit layer_norm(const norm_config& c) : cfg_(c) { detail::validate_norm(c, name); }
+    explicit layer_norm(const norm_config& c) : cfg_(c) { check(c, name); }
     template <weights::weight_source S>
     layer_norm(const norm_config& c, const weights::cursor<S>& cur) : layer_norm(c) {
         load(*this, cur);
@@ -58,7 +56,7 @@ class rms_norm {
 public:
     static constexpr std::string_view name = "rms_norm";
 
-    explicit rms_norm(const norm_config& c) : cfg_(c) { detail::validate_norm(c, name); }
+    explicit rms_norm(const norm_config& c) : cfg_(c) { check(c, name); }
     template <weights::weight_source S>
     rms_norm(const norm_config& c, const weights::cursor<S>& cur) : rms_norm(c) {
         load(*this, cur);

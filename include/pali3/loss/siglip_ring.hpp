@@ -26,7 +26,7 @@
 
 namespace pali3::loss {
 
-namespace ring_detail {
+namespace detail {
 inline void check(int rc, const char* what) {
     if (rc != MPI_SUCCESS) {
         char msg[MPI_MAX_ERROR_STRING];
@@ -35,13 +35,13 @@ inline void check(int rc, const char* what) {
         throw error(core::describe("MPI call failed", what, "MPI_SUCCESS", std::string(msg, static_cast<std::size_t>(len))));
     }
 }
-}  // namespace ring_detail
+}  // namespace detail
 
 // img, txt: this rank's (n_local, d) embeddings; grads (optional) are for those rows only.
 template <core::executor E = core::sequential>
 siglip_result siglip_loss_ring(MPI_Comm comm, const float* img, const float* txt, std::size_t n_local, std::size_t d, float log_t,
                                float bias, const siglip_grads& grads = {}, std::size_t block = 0, float eps = 1e-8f, E&& exec = E{}) {
-    using ring_detail::check;
+    using detail::check;
     int rank = 0, world = 1;
     check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
     check(MPI_Comm_size(comm, &world), "MPI_Comm_size");

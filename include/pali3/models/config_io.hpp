@@ -106,7 +106,7 @@ inline const std::vector<field<text_tower_config>>& fields(const text_tower_conf
     return f;
 }
 
-namespace config_detail {
+namespace detail {
 inline std::size_t get(const json::value& o, std::string_view key, std::string_view where) {
     const std::uint64_t v = o.at(key, where).as_u64(std::string(where) + "." + std::string(key));
     if (v > (std::uint64_t{1} << 32))
@@ -154,20 +154,20 @@ json::value write(const field<C>& f, const C& c) {
         },
         f.member);
 }
-}  // namespace config_detail
+}  // namespace detail
 
 // Our JSON form: every field under its own key; optional ones keep the config's default.
 template <class C>
 json::value fields_to_json(const C& c) {
     json::value v = json::value::make_object();
-    for (const auto& f : fields(static_cast<const C*>(nullptr))) v.set(std::string(f.ours), config_detail::write(f, c));
+    for (const auto& f : fields(static_cast<const C*>(nullptr))) v.set(std::string(f.ours), detail::write(f, c));
     return v;
 }
 template <class C>
 C fields_from_json(const json::value& v, std::string_view where) {
     C c{};
     for (const auto& f : fields(static_cast<const C*>(nullptr)))
-        if (f.required || (v.find(f.ours) && !v.find(f.ours)->is_null())) config_detail::read(v, f.ours, f, c, where);
+        if (f.required || (v.find(f.ours) && !v.find(f.ours)->is_null())) detail::read(v, f.ours, f, c, where);
     return c;
 }
 // HF's form: the fields HF names, HF's defaults for the absent ones.
@@ -176,17 +176,17 @@ C fields_from_hf(const json::value& v, std::string_view where) {
     C c{};
     for (const auto& f : fields(static_cast<const C*>(nullptr))) {
         if (f.hf.empty()) continue;
-        if (v.find(f.hf) && !v.find(f.hf)->is_null()) config_detail::read(v, f.hf, f, c, where);
+        if (v.find(f.hf) && !v.find(f.hf)->is_null()) detail::read(v, f.hf, f, c, where);
         else if (std::isnan(f.hf_default))
             throw format_error(core::describe("missing key", where, "\"" + std::string(f.hf) + "\"", "none"));
-        else config_detail::set_default(f, c);
+        else detail::set_default(f, c);
     }
     return c;
 }
 template <class C>
 void fields_to_hf(const C& c, json::value& v) {
     for (const auto& f : fields(static_cast<const C*>(nullptr)))
-        if (!f.hf.empty()) v.set(std::string(f.hf), config_detail::write(f, c));
+        if (!f.hf.empty()) v.set(std::string(f.hf), detail::write(f, c));
 }
 
 inline json::value to_json(const vit_config& c) {
@@ -288,7 +288,7 @@ inline any_config config_from_hf(const json::value& root, std::size_t image_over
     if (root.find("d_model") && root.find("num_layers")) {
         c.kind = model_kind::t5;
         c.text = fields_from_hf<t5_config>(root, "config.json");
-        c.text.decoder_layers = config_detail::get_or(root, "num_decoder_layers", c.text.encoder_layers, "config.json");
+        c.text.decoder_layers = detail::get_or(root, "num_decoder_layers", c.text.encoder_layers, "config.json");
         const std::string ffn = root.find("feed_forward_proj") ? root.at("feed_forward_proj").as_string() : "relu";
         if (ffn == "gated-gelu") c.gated_ffn = true;
         else if (ffn == "relu") c.gated_ffn = false;

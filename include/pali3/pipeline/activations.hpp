@@ -112,14 +112,15 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
 }  // namespace detail
 
 // Builds the model `config` describes from `ckpt` in storage `dtype` and runs it, reporting to `tr`.
-// Returns the time spent loading and running.
-inline timings run_traced(const models::any_config& config, const weights::checkpoint& ckpt, std::string_view dtype,
-                          const model_inputs& in, std::size_t threads, const layers::trace& tr) {
+// Returns the time spent loading and running. `Models` as for pali3_pipeline.
+template <class Models = models::runtime_models>
+timings run_traced(const models::any_config& config, const weights::checkpoint& ckpt, std::string_view dtype,
+                   const model_inputs& in, std::size_t threads, const layers::trace& tr, const Models& make_model = {}) {
     timings tm;
     stopwatch sw;
     const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));
     core::thread_pool pool(threads ? threads : 1);
-    models::with_model(config, dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+    make_model(config, dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
         const M model(c, weights::cursor(src));
         tm.add("load", sw.ms());
         sw.reset();

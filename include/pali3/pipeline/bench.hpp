@@ -31,13 +31,16 @@ struct bench_result {
     double bytes_per_step = 0;  // decoder weights + lm_head read by one step
 };
 
-inline bench_result bench_pali3(const models::any_config& config, const weights::checkpoint* ckpt, const bench_options& o) {
+// `Models` as for pali3_pipeline.
+template <class Models = models::runtime_models>
+bench_result bench_pali3(const models::any_config& config, const weights::checkpoint* ckpt, const bench_options& o,
+                         const Models& make_model = {}) {
     if (config.kind != models::model_kind::pali3)
         throw config_error(core::describe("bench needs a PaLI-3 config", "pali3 bench", "--preset pali3_5b (etc.) or a pali3 checkpoint",
                                           models::kind_name(config.kind)));
     if (o.steps == 0 || o.threads == 0) throw value_error(core::describe("steps and threads", "pali3 bench", ">= 1", 0));
     bench_result r;
-    models::with_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+    make_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
         if constexpr (requires { typename M::projector_type; }) {
             using S = typename M::text_type::storage_type;
             stopwatch sw;

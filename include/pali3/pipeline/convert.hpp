@@ -19,8 +19,10 @@
 namespace pali3::pipeline {
 
 // (name, shape, storage) of every parameter the config's model has; no weights are touched.
-inline std::vector<layers::param_info> expected_parameters(const models::any_config& c) {
-    return models::with_model<bf16>(c, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+// `Models` (here and below) as for pali3_pipeline.
+template <class Models = models::runtime_models>
+std::vector<layers::param_info> expected_parameters(const models::any_config& c, const Models& make_model = {}) {
+    return make_model(c, "bf16", [&]<class M>(std::type_identity<M>, const auto& cfg) {
         M model(cfg);
         return layers::parameters(model);
     });
@@ -33,11 +35,12 @@ struct checkpoint_report {
     bool ok() const { return missing.empty() && wrong.empty(); }
 };
 
-inline checkpoint_report check_checkpoint(const models::any_config& c, const weights::checkpoint& ckpt) {
+template <class Models = models::runtime_models>
+checkpoint_report check_checkpoint(const models::any_config& c, const weights::checkpoint& ckpt, const Models& make_model = {}) {
     checkpoint_report r;
     const weights::mapped_source mapped(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(c.kind)));
     std::set<std::string> used;
-    for (const auto& p : expected_parameters(c)) {
+    for (const auto& p : expected_parameters(c, make_model)) {
         const auto theirs = mapped.translate(p.name);
         if (!theirs) {
             r.missing.push_back(p.name + " " + shape_string(p.shape));
@@ -57,10 +60,11 @@ inline checkpoint_report check_checkpoint(const models::any_config& c, const wei
 
 // Builds the model the config describes from `src` (names ours, after any mapping) in storage
 // `dtype` and returns its tensors in our names.
-template <class Source>
-weights::memory_source load_and_save(const models::any_config& c, std::string_view dtype, const Source& src) {
+template <class Source, class Models = models::runtime_models>
+weights::memory_source load_and_save(const models::any_config& c, std::string_view dtype, const Source& src,
+                                     const Models& make_model = {}) {
     weights::memory_source out;
-    models::with_model(c, dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+    make_model(c, dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
         M model(cfg, weights::cursor(src));
         layers::save(model, out);
     });

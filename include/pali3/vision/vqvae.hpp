@@ -29,7 +29,7 @@ struct vqvae_config {
     std::size_t width = 128;      // channels after the first conv
 };
 
-namespace vq_detail {
+namespace detail {
 
 // Conv2d, stride 1, "same" zero padding (k odd), CHW layout. weight (co, ci, k, k).
 inline void conv2d(const float* x, std::size_t ci, std::size_t h, std::size_t w, const float* weight, const float* bias,
@@ -96,7 +96,7 @@ struct conv {
     }
 };
 
-}  // namespace vq_detail
+}  // namespace detail
 
 class vqvae_decoder {
 public:
@@ -106,19 +106,19 @@ public:
         if (c.codebook == 0 || c.embed_dim == 0 || c.width < 8 || c.width % 8 != 0)
             throw config_error(core::describe("bad VQ-VAE config", "vqvae_config", "codebook, embed_dim > 0, width a multiple of 8",
                                               std::to_string(c.codebook) + ", " + std::to_string(c.embed_dim) + ", " + std::to_string(c.width)));
-        in_ = vq_detail::conv(c.embed_dim, c.width, 1);
+        in_ = detail::conv(c.embed_dim, c.width, 1);
         for (auto& rb : res_) {
-            rb[0] = vq_detail::conv(c.width, c.width, 3);
-            rb[1] = vq_detail::conv(c.width, c.width, 3);
-            rb[2] = vq_detail::conv(c.width, c.width, 1);
+            rb[0] = detail::conv(c.width, c.width, 3);
+            rb[1] = detail::conv(c.width, c.width, 3);
+            rb[2] = detail::conv(c.width, c.width, 1);
         }
         std::size_t ch = c.width;
         for (std::size_t i = 0; i < 4; ++i) {
             const std::size_t out = i == 0 ? ch : ch / 2;
-            up_[i] = vq_detail::conv(ch, out, 4, true);
+            up_[i] = detail::conv(ch, out, 4, true);
             ch = out;
         }
-        out_ = vq_detail::conv(ch, 1, 1);
+        out_ = detail::conv(ch, 1, 1);
     }
     template <weights::weight_source S>
     vqvae_decoder(const vqvae_config& c, const weights::cursor<S>& cur) : vqvae_decoder(c) {
@@ -150,36 +150,36 @@ public:
             for (std::size_t k = 0; k < e; ++k) x[k * grid * grid + p] = codebook_.data[static_cast<std::size_t>(c) * e + k];
         }
         std::vector<float> h(w * grid * grid), t1(h.size()), t2(h.size());
-        vq_detail::conv2d(x.data(), e, grid, grid, in_.weight.data, in_.bias.data, w, 1, h.data());
-        vq_detail::relu(h);
+        detail::conv2d(x.data(), e, grid, grid, in_.weight.data, in_.bias.data, w, 1, h.data());
+        detail::relu(h);
         for (const auto& rb : res_) {
-            vq_detail::conv2d(h.data(), w, grid, grid, rb[0].weight.data, rb[0].bias.data, w, 3, t1.data());
-            vq_detail::relu(t1);
-            vq_detail::conv2d(t1.data(), w, grid, grid, rb[1].weight.data, rb[1].bias.data, w, 3, t2.data());
-            vq_detail::relu(t2);
-            vq_detail::conv2d(t2.data(), w, grid, grid, rb[2].weight.data, rb[2].bias.data, w, 1, t1.data());
+            detail::conv2d(h.data(), w, grid, grid, rb[0].weight.data, rb[0].bias.data, w, 3, t1.data());
+            detail::relu(t1);
+            detail::conv2d(t1.data(), w, grid, grid, rb[1].weight.data, rb[1].bias.data, w, 3, t2.data());
+            detail::relu(t2);
+            detail::conv2d(t2.data(), w, grid, grid, rb[2].weight.data, rb[2].bias.data, w, 1, t1.data());
             for (std::size_t i = 0; i < h.size(); ++i) h[i] += t1[i];
         }
         std::size_t side = grid;
         for (const auto& up : up_) {
             std::vector<float> next(up.out * 4 * side * side);
-            vq_detail::conv_transpose_k4s2p1(h.data(), up.in, side, side, up.weight.data, up.bias.data, up.out, next.data());
-            vq_detail::relu(next);
+            detail::conv_transpose_k4s2p1(h.data(), up.in, side, side, up.weight.data, up.bias.data, up.out, next.data());
+            detail::relu(next);
             h = std::move(next);
             side *= 2;
         }
         std::vector<float> mask(side * side);
-        vq_detail::conv2d(h.data(), out_.in, side, side, out_.weight.data, out_.bias.data, 1, 1, mask.data());
+        detail::conv2d(h.data(), out_.in, side, side, out_.weight.data, out_.bias.data, 1, 1, mask.data());
         return mask;
     }
 
 private:
     vqvae_config cfg_;
     layers::param<float> codebook_;
-    vq_detail::conv in_;
-    std::array<std::array<vq_detail::conv, 3>, 2> res_;
-    std::array<vq_detail::conv, 4> up_;
-    vq_detail::conv out_;
+    detail::conv in_;
+    std::array<std::array<detail::conv, 3>, 2> res_;
+    std::array<detail::conv, 4> up_;
+    detail::conv out_;
 };
 
 }  // namespace pali3::vision

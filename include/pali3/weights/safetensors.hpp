@@ -31,7 +31,7 @@
 
 namespace pali3::weights {
 
-namespace safetensors_detail {
+namespace detail {
 
 inline constexpr std::uint64_t max_header_bytes = 100'000'000;
 
@@ -136,7 +136,7 @@ inline file parse(byte_buffer bytes) {
     return f;
 }
 
-}  // namespace safetensors_detail
+}  // namespace detail
 
 class safetensors_source {
 public:
@@ -254,7 +254,7 @@ private:
     }
 
     void add_shard(byte_buffer bytes) {
-        shards_.push_back(std::make_shared<const safetensors_detail::file>(safetensors_detail::parse(std::move(bytes))));
+        shards_.push_back(std::make_shared<const detail::file>(detail::parse(std::move(bytes))));
         const std::size_t s = shards_.size() - 1;
         for (const auto& [k, v] : shards_[s]->metadata) metadata_[k] = v;
         for (const auto& [name, e] : shards_[s]->entries) {
@@ -270,8 +270,8 @@ private:
         return std::to_string(shards_.size()) + " shards";
     }
 
-    std::vector<std::shared_ptr<const safetensors_detail::file>> shards_;
-    std::map<std::string, std::pair<std::size_t, const safetensors_detail::entry*>> index_;
+    std::vector<std::shared_ptr<const detail::file>> shards_;
+    std::map<std::string, std::pair<std::size_t, const detail::entry*>> index_;
     std::map<std::string, std::string> metadata_;
 };
 

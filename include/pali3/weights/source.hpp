@@ -90,7 +90,7 @@ struct tensor_info {
     std::size_t bytes = 0;
 };
 
-// The concept every backend models (in-memory, random, renaming; safetensors and npz later).
+// The concept every backend models (in-memory, random, mapped, safetensors, npz).
 template <class S>
 concept weight_source = requires(const S& s, const std::string& name, const shape_t& shape) {
     { s.contains(name) } -> std::convertible_to<bool>;
