@@ -54,8 +54,8 @@ template <class T, weight_layout L, bool AMX = true, bool PREPACK = false>
 void bm_gemm(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
     // gemm_bf16 takes the AMX path where available; gemm_bf16_xsimd is the same call without it.
-    const bool amx_on = amx::enabled();
-    if constexpr (!AMX) amx::set_enabled(false);
+    const bool amx_on = bf16_products::enabled();
+    if constexpr (!AMX) bf16_products::set_enabled(false);
     const auto a = random_floats(m * k, 1);
     const auto wf = random_floats(n * k, 2);
     std::vector<T> w(wf.size());
@@ -77,8 +77,8 @@ void bm_gemm(benchmark::State& state) {
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
     }
-    amx::set_enabled(amx_on);
-    if (std::is_same_v<T, bf16>) state.SetLabel(AMX && amx::enabled() ? amx::backend_name(amx::backend_in_use()) : "xsimd");
+    bf16_products::set_enabled(amx_on);
+    if (std::is_same_v<T, bf16>) state.SetLabel(AMX && bf16_products::enabled() ? bf16_products::backend_name(bf16_products::backend_in_use()) : "xsimd");
     if (PREPACK) state.SetLabel("W prepacked");
     set_gflops(state, 2.0 * m * n * k);
 }
@@ -201,7 +201,7 @@ void bm_attention_heads(benchmark::State& state) {
         benchmark::DoNotOptimize(out.data());
     }
     if (BF16)
-        state.SetLabel(amx::enabled() ? std::string("bf16 products, ") + amx::backend_name(amx::backend_in_use())
+        state.SetLabel(bf16_products::enabled() ? std::string("bf16 products, ") + bf16_products::backend_name(bf16_products::backend_in_use())
                                       : std::string("bf16 products requested, no engine here: f32"));
     set_gflops(state, 4.0 * t * t * dh * heads);
 }
@@ -325,7 +325,7 @@ int main(int argc, char** argv) {
     // Which machine and which engines a JSON file came from (scripts/plot_bench.py prints them).
     benchmark::AddCustomContext("cpu", cpu_description());
     benchmark::AddCustomContext("simd", xsimd::default_arch::name());
-    benchmark::AddCustomContext("bf16_engine", amx::backend_name(amx::backend_in_use()));
+    benchmark::AddCustomContext("bf16_engine", bf16_products::backend_name(bf16_products::backend_in_use()));
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

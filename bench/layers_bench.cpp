@@ -58,7 +58,7 @@ void bm_vit_block(benchmark::State& state, const std::string& variant) {
     }
     set_gflops(state, block_flops(c, t));
     if (std::is_same_v<S, bf16>)
-        state.SetLabel(kernels::amx::enabled() ? kernels::amx::backend_name(kernels::amx::backend_in_use()) : "xsimd");
+        state.SetLabel(kernels::bf16_products::enabled() ? kernels::bf16_products::backend_name(kernels::bf16_products::backend_in_use()) : "xsimd");
 }
 
 void bm_vit_block_f32(benchmark::State& state, const std::string& variant) { bm_vit_block<float>(state, variant); }
@@ -163,17 +163,17 @@ void bm_vit_tower(benchmark::State& state) {
     core::workspace ws(tower.workspace_floats(1));
     const auto image = input(3 * 224 * 224);
     std::vector<float> tokens(c.tokens() * c.width);
-    const bool amx_on = kernels::amx::enabled();
-    if constexpr (!AMX) kernels::amx::set_enabled(false);
+    const bool amx_on = kernels::bf16_products::enabled();
+    if constexpr (!AMX) kernels::bf16_products::set_enabled(false);
     if constexpr (PREPACK) layers::prepack(tower);
     for (auto _ : state) {
         tower.forward(image.data(), 1, image_layout::nchw, tokens.data(), ws, pool);
         benchmark::DoNotOptimize(tokens.data());
     }
-    kernels::amx::set_enabled(amx_on);
+    kernels::bf16_products::set_enabled(amx_on);
     if (std::is_same_v<S, bf16>)
-        state.SetLabel(AMX && kernels::amx::enabled()
-                           ? std::string(kernels::amx::backend_name(kernels::amx::backend_in_use())) + (PREPACK ? ", prepacked" : "")
+        state.SetLabel(AMX && kernels::bf16_products::enabled()
+                           ? std::string(kernels::bf16_products::backend_name(kernels::bf16_products::backend_in_use())) + (PREPACK ? ", prepacked" : "")
                            : std::string("xsimd"));
     else if (PREPACK) state.SetLabel("prepacked");
     const auto b = c.block();

@@ -73,7 +73,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) float dot_chains
 
 void bm_limit_dot_bf16(benchmark::State& state) {
 #if PALI3_HAVE_AMX_CODE
-    if (!kernels::amx::available(kernels::amx::backend::avx512_bf16)) {
+    if (!kernels::bf16_products::available(kernels::bf16_products::backend::avx512_bf16)) {
         state.SkipWithError("AVX512-BF16 not usable here (no CPU support, or PALI3_NO_AMX=1 / PALI3_BF16_DOT=0)");
         return;
     }

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "pali3/core/storage.hpp"
-#include "pali3/kernels/amx.hpp"
+#include "pali3/kernels/amx.hpp"  // the former name: kept working (namespace amx = bf16_products)
 
 namespace pali3::test {
 

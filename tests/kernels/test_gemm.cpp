@@ -127,6 +127,38 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
     amx::set_enabled(amx_on);
 }
 
+TEST_CASE("bf16 GEMM: the engine named per call equals the same engine chosen for the process", "[kernels][gemm][amx]") {
+    const problem p{97, 131, 70};  // odd sizes, tails on every axis
+    const auto a = test::random_vector(p.m * p.k, 71);
+    const auto w = test::to_storage<bf16>(test::random_vector(p.n * p.k, 72, 0.2f));
+    const auto wr = weight_nk(w.data(), p.n, p.k);
+    core::thread_pool pool(2);
+    for (const auto engine : {bf16_products::backend::none, bf16_products::backend::tiles, bf16_products::backend::avx512_bf16}) {
+        INFO("engine " << bf16_products::backend_name(engine));
+        gemm_tiling<default_arch> per_call{};
+        per_call.bf16_engine = engine;
+        per_call.parallel_min_macs = 0;
+        std::vector<float> by_call(p.m * p.n), by_process(p.m * p.n);
+        if (engine != bf16_products::backend::none && !bf16_products::available(engine)) {
+            CHECK_THROWS_WITH(gemm(p.m, a.data(), p.k, wr, by_call.data(), p.n, epilogue<>{}, pool, per_call),
+                              Catch::Contains("bf16-product engine not available") &&
+                                  Catch::Contains(bf16_products::backend_name(engine)));
+            continue;
+        }
+        const auto before = bf16_products::backend_in_use();
+        gemm(p.m, a.data(), p.k, wr, by_call.data(), p.n, epilogue<act::gelu_tanh>{}, pool, per_call);
+        CHECK(bf16_products::backend_in_use() == before);  // the call's engine leaves the process's choice alone
+        {
+            const test::bf16_engine_scope use(engine);  // the process-wide choice, restored after
+            REQUIRE(use.active);
+            gemm_tiling<default_arch> defaults{};
+            defaults.parallel_min_macs = 0;
+            gemm(p.m, a.data(), p.k, wr, by_process.data(), p.n, epilogue<act::gelu_tanh>{}, pool, defaults);
+        }
+        CHECK(std::memcmp(by_call.data(), by_process.data(), by_call.size() * sizeof(float)) == 0);
+    }
+}
+
 TEST_CASE("bf16-product GEMM (AMX tiles, AVX512-BF16) matches the double reference to bf16 input rounding",
           "[kernels][gemm][amx]") {
     const amx::backend engine = PALI3_BF16_ENGINES;

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "pali3/core/error.hpp"
@@ -46,7 +47,7 @@ struct attention_tiling {
     std::size_t block_q = 256;
     std::size_t block_k = 256;
     // Compute q k^T and p v from bf16-rounded operands with f32 sums (AMX tiles or AVX512-BF16),
-    // where amx::enabled() (what bf16 models ask for: their GEMMs already round activations to bf16;
+    // where an engine is enabled (what bf16 models ask for: their GEMMs already round activations to bf16;
     // relative error ~1e-3 per product, ~1e-5 NMSE on the output). Ignored without an engine, for <= 4
     // query rows (the f32 GEMV path reads K and V directly) and when block_k is not a multiple of
     // 32 (the tile width). K and V are packed into the tile layout once per call, each query
@@ -55,6 +56,8 @@ struct attention_tiling {
     // ... and only from this many keys on (measured, 12 heads of 64, 1 thread: 1.0x at 8 keys,
     // 1.2x at 16, 1.7–1.9x from 64 to 262, 2.4x at 1024; docs/benchmarks.md).
     std::size_t bf16_min_keys = 16;
+    // The engine of those products on this call (none: f32 products); unset: the process's choice.
+    std::optional<bf16_products::backend> bf16_engine{};
 };
 
 template <class Arch>
@@ -71,8 +74,15 @@ inline float* attention_scratch(std::size_t n) {
     return buffer.get(n);
 }
 
+inline bf16_products::backend attention_engine(const attention_tiling& t) {
+    const auto engine = t.bf16_engine.value_or(bf16_products::backend_in_use());
+    if (engine != bf16_products::backend::none) bf16_products::require(engine, "attention");
+    return engine;
+}
+
 inline bool attention_uses_bf16(std::size_t tq, std::size_t keys, const attention_tiling& t) {
-    return t.bf16_products && tq > gemv_max_rows && keys >= t.bf16_min_keys && t.block_k % 32 == 0 && amx::enabled();
+    return t.bf16_products && tq > gemv_max_rows && keys >= t.bf16_min_keys && t.block_k % 32 == 0 &&
+           attention_engine(t) != bf16_products::backend::none;
 }
 
 // The bf16 tile operands of one call with bf16 products (elements of 2 bytes), per thread: K and
@@ -134,7 +144,7 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
     float* row_max = o + bq_max * dh;     // (bq)
     float* row_sum = row_max + bq_max;    // (bq)
     const std::size_t key_end = std::min(tk, mask.key_len);
-    // bf16 operands (amx.hpp engines): K and V packed once per call into the tile layout, each query
+    // bf16 operands (bf16_products.hpp engines): K and V packed once per call into the tile layout, each query
     // block once, each probability block once; products summed in f32 in the tiles.
     const bool use_bf16 = detail::attention_uses_bf16(tq, key_end, tiling);
 #if PALI3_HAVE_AMX_CODE
@@ -145,12 +155,12 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
         vp = kp + lay.k_packed;
         qp = vp + lay.v_packed;
         pp = qp + lay.q_block;
-        amx::detail::pack_nk_f32(k, ldk, key_end, dh, lay.dh_pad, kp);
-        amx::detail::pack_kn_f32(v, ldv, key_end, dh, lay.keys_pad, vp);
+        bf16_products::detail::pack_nk_f32(k, ldk, key_end, dh, lay.dh_pad, kp);
+        bf16_products::detail::pack_kn_f32(v, ldv, key_end, dh, lay.keys_pad, vp);
     }
     // The tile state (AMX) configured for this call and left as we found it on every exit.
-    const amx::backend engine = use_bf16 ? amx::backend_in_use() : amx::backend::none;
-    const amx::detail::engine_scope scope(engine);
+    const bf16_products::backend engine = use_bf16 ? detail::attention_engine(tiling) : bf16_products::backend::none;
+    const bf16_products::detail::engine_scope scope(engine);
 #else
     (void)use_bf16;
 #endif
@@ -168,8 +178,8 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
             // s = scale * q_blk k_blk^T                                     (bq, bk)
 #if PALI3_HAVE_AMX_CODE
             if (use_bf16) {
-                if (k0 == 0) amx::detail::pack_a(q + q0 * ldq, ldq, bq, dh, lay.dh_pad, qp);
-                amx::detail::tile_product<false>(engine, qp, bq, lay.dh_pad, kp + k0 * lay.dh_pad, lay.dh_pad * 16, bk, s, bk,
+                if (k0 == 0) bf16_products::detail::pack_a(q + q0 * ldq, ldq, bq, dh, lay.dh_pad, qp);
+                bf16_products::detail::tile_product<false>(engine, qp, bq, lay.dh_pad, kp + k0 * lay.dh_pad, lay.dh_pad * 16, bk, s, bk,
                                                  scale);
             } else
 #endif
@@ -217,8 +227,8 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
 #if PALI3_HAVE_AMX_CODE
             if (use_bf16) {
                 const std::size_t bk_pad = (bk + 31) / 32 * 32;  // zero columns meet zero (or next-block) V rows
-                amx::detail::pack_a(s, bk, bq, bk, bk_pad, pp);
-                amx::detail::tile_product<true>(engine, pp, bq, bk_pad, vp + k0 * 16, lay.keys_pad * 16, dh, o, dh, 1.f);
+                bf16_products::detail::pack_a(s, bk, bq, bk, bk_pad, pp);
+                bf16_products::detail::tile_product<true>(engine, pp, bq, bk_pad, vp + k0 * 16, lay.keys_pad * 16, dh, o, dh, 1.f);
             } else
 #endif
                 gemm<Arch>(bq, s, bk, weight_kn(v + k0 * ldv, dh, bk, ldv), o, dh, epilogue<>{nullptr, 1.f, true});

@@ -26,7 +26,7 @@ struct weight_ref {
     std::size_t ld = 0;  // stride between stored rows: >= k for nk, >= n for kn
     weight_layout layout = weight_layout::nk;
     // Optional: the same matrix already packed (kernels::packed_panels for f32 storage,
-    // amx::packed_weights for bf16 with a bf16-product engine). Kernels check it was made from this matrix with their
+    // bf16_products::packed_weights for bf16 with a bf16-product engine). Kernels check it was made from this matrix with their
     // blocking and otherwise ignore it.
     const void* prepacked = nullptr;
 

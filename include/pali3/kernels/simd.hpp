@@ -10,6 +10,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "pali3/core/storage.hpp"
+#include "pali3/kernels/cpu_features.hpp"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -46,22 +47,6 @@ template <class B>
     }
 #else
     (void)v;
-#endif
-}
-
-// True on an AMD CPU (CPUID vendor "AuthenticAMD"), read once. Defaults that measured differently
-// on AMD and Intel machines are picked by it (the GEMM's cache blocking, the bf16-product engine;
-// docs/benchmarks.md speed log 15).
-inline bool cpu_is_amd() noexcept {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    static const bool amd = [] {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-        return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "Auth" "enti" "cAMD"
-    }();
-    return amd;
-#else
-    return false;
 #endif
 }
 

@@ -59,7 +59,7 @@ public:
         const auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
         std::size_t bytes = 0;
         if constexpr (std::is_same_v<Storage, bf16>) {
-            auto p = kernels::amx::pack_weights(w);
+            auto p = kernels::bf16_products::pack_weights(w);
             bytes = p ? p->bytes() : 0;
             packed_ = std::move(p);
         } else if constexpr (std::is_same_v<Storage, float>) {
@@ -100,7 +100,7 @@ private:
     linear_config cfg_;
     param<Storage> weight_;
     param<float> bias_;
-    std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32) or amx::packed_weights (bf16)
+    std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32) or bf16_products::packed_weights (bf16)
     const void* packed_source_ = nullptr;
 };
 
