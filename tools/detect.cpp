@@ -19,19 +19,7 @@ void add_detect(CLI::App& app) {
     c->callback([a] {
         const auto p = open_pali3(a->o);
         auto ans = p->detect(a->image, a->things);
-        pipeline::stopwatch sw;
-        draw_overlay(ans.image, ans.objects, ans.masks);
-        io::write_png(a->out, ans.image);
-        ans.times.add("overlay", sw.ms());
-        if (a->json) {
-            auto v = answer_json("detect", *p, ans);
-            v.set("overlay", json::string(a->out));
-            return print_json(v);
-        }
-        print_answer(*p, ans);
-        print_objects(ans.objects, ans.masks, false);
-        std::printf("overlay: %s\n", a->out.c_str());
-        print_times(*p, ans);
+        report_objects("detect", *p, ans, a->out, a->json);
     });
 }
 

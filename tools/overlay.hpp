@@ -10,6 +10,8 @@
 #include <pali3/generation/tasks.hpp>
 #include <pali3/io/image.hpp>
 
+#include "common.hpp"
+
 namespace pali3::cli {
 
 inline void draw_overlay(io::image& img, const std::vector<generation::detection>& objs,
@@ -55,6 +57,25 @@ inline void print_objects(const std::vector<generation::detection>& objs, const 
     }
     if (segment && std::all_of(masks.begin(), masks.end(), [](const auto& m) { return m.empty(); }))
         std::printf("mask: none (the output has no box with 16 <seg> tokens)\n");
+}
+
+// What detect and segment do with their answer: the overlay PNG written to `out`, then one JSON
+// object (with "overlay") or the human report.
+inline void report_objects(const std::string& command, const pipeline::pali3_pipeline& p, pipeline::answer& ans,
+                           const std::string& out, bool json) {
+    pipeline::stopwatch sw;
+    draw_overlay(ans.image, ans.objects, ans.masks);
+    io::write_png(out, ans.image);
+    ans.times.add("overlay", sw.ms());
+    if (json) {
+        auto v = answer_json(command, p, ans);
+        v.set("overlay", json::string(out));
+        return print_json(v);
+    }
+    print_answer(p, ans);
+    print_objects(ans.objects, ans.masks, command == "segment");
+    std::printf("overlay: %s\n", out.c_str());
+    print_times(p, ans);
 }
 
 }  // namespace pali3::cli

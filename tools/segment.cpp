@@ -21,19 +21,7 @@ void add_segment(CLI::App& app) {
         if (a->o.vqvae.empty()) throw value_error(core::describe("missing flag", "--vqvae", "the VQ-VAE mask decoder (vae-oid.npz)", "none"));
         const auto p = open_pali3(a->o);
         auto ans = p->segment(a->image, a->thing);
-        pipeline::stopwatch sw;
-        draw_overlay(ans.image, ans.objects, ans.masks);
-        io::write_png(a->out, ans.image);
-        ans.times.add("overlay", sw.ms());
-        if (a->json) {
-            auto v = answer_json("segment", *p, ans);
-            v.set("overlay", json::string(a->out));
-            return print_json(v);
-        }
-        print_answer(*p, ans);
-        print_objects(ans.objects, ans.masks, true);
-        std::printf("overlay: %s\n", a->out.c_str());
-        print_times(*p, ans);
+        report_objects("segment", *p, ans, a->out, a->json);
     });
 }
 
