@@ -1,5 +1,6 @@
 // Activation policies (identity, relu, gelu_tanh, gelu_erf) and the elementwise kernels that
-// apply them: in place, and gated (`act(a) * b`, the T5 v1.1 / UL2 FFN). A policy works on a
+// apply them: in place, and gated (`act(a) * b`, the T5 v1.1 / UL2 FFN). Each policy also gives
+// its derivative, which the backward kernels (kernels/backward.hpp) use. A policy works on a
 // scalar and on an xsimd batch, so GEMM epilogues and standalone kernels share one definition.
 #pragma once
 
@@ -22,6 +23,11 @@ struct identity {
     static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
         return x;
     }
+    static float derivative(float) noexcept { return 1.f; }
+    template <class Arch>
+    static fbatch<Arch> derivative(const fbatch<Arch>&) noexcept {
+        return fbatch<Arch>(1.f);
+    }
 };
 
 struct relu {
@@ -31,6 +37,13 @@ struct relu {
     template <class Arch>
     static fbatch<Arch> apply(const fbatch<Arch>& x) noexcept {
         return xsimd::max(x, fbatch<Arch>(0.f));
+    }
+    // 0 at x = 0, as PyTorch's threshold_backward.
+    static float derivative(float x) noexcept { return x > 0.f ? 1.f : 0.f; }
+    template <class Arch>
+    static fbatch<Arch> derivative(const fbatch<Arch>& x) noexcept {
+        using B = fbatch<Arch>;
+        return xsimd::select(x > B(0.f), B(1.f), B(0.f));
     }
 };
 
@@ -58,6 +71,21 @@ struct gelu_tanh {
         const B u = B(-2.f * k0) * xsimd::fma(B(k1) * x2, x, x);
         return x / (B(1.f) + xsimd::exp(u));
     }
+    // d/dx x s(2u) = s + x s (1 - s) 2 u',  s = sigmoid(2u), u' = k0 (1 + 3 k1 x^2).
+    static float derivative(float x) noexcept {
+        const float u = k0 * (x + k1 * x * x * x);
+        const float s = 1.f / (1.f + std::exp(-2.f * u));
+        return s + x * s * (1.f - s) * 2.f * k0 * (1.f + 3.f * k1 * x * x);
+    }
+    template <class Arch>
+    static fbatch<Arch> derivative(const fbatch<Arch>& x) noexcept {
+        using B = fbatch<Arch>;
+        const B x2 = x * x;
+        const B u = B(-2.f * k0) * xsimd::fma(B(k1) * x2, x, x);
+        const B s = B(1.f) / (B(1.f) + xsimd::exp(u));
+        const B du = B(2.f * k0) * xsimd::fma(B(3.f * k1), x2, B(1.f));
+        return xsimd::fma(x * s * (B(1.f) - s), du, s);
+    }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -75,6 +103,16 @@ struct gelu_erf {
         using B = fbatch<Arch>;
         return B(0.5f) * x * xsimd::erfc(x * B(-inv_sqrt2));
     }
+    // Phi(x) + x phi(x).
+    static constexpr float inv_sqrt_2pi = 0.3989422804014327f;
+    static float derivative(float x) noexcept {
+        return 0.5f * std::erfc(-x * inv_sqrt2) + x * inv_sqrt_2pi * std::exp(-0.5f * x * x);
+    }
+    template <class Arch>
+    static fbatch<Arch> derivative(const fbatch<Arch>& x) noexcept {
+        using B = fbatch<Arch>;
+        return xsimd::fma(x * B(inv_sqrt_2pi), xsimd::exp(B(-0.5f) * x * x), B(0.5f) * xsimd::erfc(x * B(-inv_sqrt2)));
+    }
 };
 
 }  // namespace act
@@ -83,6 +121,12 @@ template <class A>
 concept activation = requires(float x) {
     { A::apply(x) } -> std::same_as<float>;
     { A::is_identity } -> std::convertible_to<bool>;
+};
+
+// An activation that training can run through: it also gives its derivative (scalar and batch).
+template <class A>
+concept differentiable_activation = activation<A> && requires(float x) {
+    { A::derivative(x) } -> std::same_as<float>;
 };
 
 // x[i] = Act(x[i]) for i < n.

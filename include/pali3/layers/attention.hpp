@@ -21,6 +21,15 @@
 
 namespace pali3::layers {
 
+// What a block's attention sees besides its input rows (all optional): structure of the mask
+// (causal, prefix), the valid key length of each sequence (padding), and the T5 relative
+// position bias table that the stack owns and every block shares.
+struct attention_inputs {
+    kernels::attention_mask mask{};
+    std::span<const std::size_t> key_lens{};
+    const relative_position_bias* pos_bias = nullptr;
+};
+
 namespace attn {
 struct inv_sqrt_dim {
     static float scale(std::size_t head_dim) { return 1.f / std::sqrt(static_cast<float>(head_dim)); }
@@ -209,7 +218,99 @@ public:
                            pos_bias, accumulate, tr);
     }
 
+    // ---- training -------------------------------------------------------------------------
+    // What backward() needs from forward_train(): the projected queries, keys, values and the
+    // heads' context (before the output projection).
+    struct saved {
+        std::vector<float> q, k, v, ctx;  // (batch*tq, inner), (batch*tm, inner) x 2, (batch*tq, inner)
+    };
+
+    // forward_cross() (forward() when memory == x and tm == tq) keeping the activations.
+    template <core::executor E = core::sequential>
+    void forward_train(const float* x, std::size_t batch, std::size_t tq, const float* memory, std::size_t tm, float* y,
+                       saved& s, E&& exec = E{}, const attention_inputs& in = {}, bool accumulate = false) const {
+        check_key_lens(in.key_lens, batch);
+        const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
+        check_bias(in.pos_bias);
+        s.q.resize(batch * tq * inner);
+        s.k.resize(batch * tm * inner);
+        s.v.resize(batch * tm * inner);
+        s.ctx.resize(batch * tq * inner);
+        q_.forward(x, cfg_.width, batch * tq, s.q.data(), inner, exec);
+        k_.forward(memory, cfg_.width, batch * tm, s.k.data(), inner, exec);
+        v_.forward(memory, cfg_.width, batch * tm, s.v.data(), inner, exec);
+        const float scale = Scaling::scale(dh);
+        exec.run(batch * heads, [&](std::size_t task) {
+            const std::size_t b = task / heads, h = task % heads;
+            const kernels::attention_mask m = mask_of(in, b);
+            std::vector<float> bias_values;
+            kernels::distance_bias bias;
+            if (in.pos_bias) bias = in.pos_bias->by_distance(h, m.q_offset, tq, tm, bias_values);
+            kernels::attention(tq, tm, dh, s.q.data() + b * tq * inner + h * dh, inner, s.k.data() + b * tm * inner + h * dh,
+                               inner, s.v.data() + b * tm * inner + h * dh, inner, s.ctx.data() + b * tq * inner + h * dh,
+                               inner, scale, m, bias);
+        });
+        o_.forward(s.ctx.data(), inner, batch * tq, y, cfg_.width, exec, accumulate);
+    }
+
+    // Backward of forward_train(): given dy (batch*tq, width), writes dx (batch*tq, width) and
+    // d_memory (batch*tm, width) (added to them when accumulate). For self-attention pass the
+    // same pointer for x and memory and for dx and d_memory: the three input products then sum
+    // into it. Parameter gradients (and the relative position bias table's) go to g.
+    template <gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* x, std::size_t batch, std::size_t tq, const float* memory, std::size_t tm,
+                  const saved& s, const float* dy, float* dx, float* d_memory, G& g, E&& exec = E{},
+                  const attention_inputs& in = {}, bool accumulate = false) const {
+        const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
+        check_bias(in.pos_bias);
+        std::vector<float> dctx(batch * tq * inner), dq(batch * tq * inner, 0.f), dk(batch * tm * inner, 0.f),
+            dv(batch * tm * inner, 0.f);
+        o_.backward(s.ctx.data(), inner, batch * tq, dy, cfg_.width, dctx.data(), inner, g, exec);
+        const float scale = Scaling::scale(dh);
+        const std::size_t span = in.mask.q_offset + tq + tm;  // distances a call can see
+        std::vector<float> d_bias(in.pos_bias ? batch * heads * span : 0, 0.f);
+        exec.run(batch * heads, [&](std::size_t task) {
+            const std::size_t b = task / heads, h = task % heads;
+            const kernels::attention_mask m = mask_of(in, b);
+            std::vector<float> bias_values;
+            kernels::distance_bias bias;
+            if (in.pos_bias) bias = in.pos_bias->by_distance(h, m.q_offset, tq, tm, bias_values);
+            kernels::attention_grads gr{dq.data() + b * tq * inner + h * dh, inner, dk.data() + b * tm * inner + h * dh,
+                                        inner, dv.data() + b * tm * inner + h * dh, inner,
+                                        in.pos_bias ? d_bias.data() + task * span : nullptr};
+            kernels::attention_backward(tq, tm, dh, s.q.data() + b * tq * inner + h * dh, inner,
+                                        s.k.data() + b * tm * inner + h * dh, inner, s.v.data() + b * tm * inner + h * dh,
+                                        inner, s.ctx.data() + b * tq * inner + h * dh, inner,
+                                        dctx.data() + b * tq * inner + h * dh, inner, scale, m, bias, gr);
+        });
+        if (in.pos_bias)
+            for (std::size_t task = 0; task < batch * heads; ++task)
+                in.pos_bias->backward(task % heads, in.mask.q_offset, tq, tm, d_bias.data() + task * span, g);
+        const bool self = x == memory && dx == d_memory;
+        q_.backward(x, cfg_.width, batch * tq, dq.data(), inner, dx, cfg_.width, g, exec, accumulate);
+        k_.backward(memory, cfg_.width, batch * tm, dk.data(), inner, d_memory, cfg_.width, g, exec,
+                    self ? dx != nullptr : accumulate);
+        v_.backward(memory, cfg_.width, batch * tm, dv.data(), inner, d_memory, cfg_.width, g, exec, d_memory != nullptr);
+    }
+
+    void release_prepacked() {
+        q_.release_prepacked();
+        k_.release_prepacked();
+        v_.release_prepacked();
+        o_.release_prepacked();
+    }
+
 private:
+    void check_bias(const relative_position_bias* pos_bias) const {
+        if (pos_bias && pos_bias->config().heads != cfg_.heads)
+            throw config_error(core::describe("position bias heads", "attention", cfg_.heads, pos_bias->config().heads));
+    }
+    static kernels::attention_mask mask_of(const attention_inputs& in, std::size_t b) {
+        kernels::attention_mask m = in.mask;
+        if (!in.key_lens.empty()) m.key_len = std::min(m.key_len, in.key_lens[b]);
+        return m;
+    }
+
     void check_key_lens(std::span<const std::size_t> key_lens, std::size_t batch) const {
         if (!key_lens.empty() && key_lens.size() != batch)
             throw shape_error(core::describe("one key length per sequence", "attention", batch, key_lens.size()));

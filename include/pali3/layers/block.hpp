@@ -70,6 +70,62 @@ public:
         tr("mlp_out", x, {rows, w});
     }
 
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    // What backward() needs: the block input, x after the attention residual, and the parts'
+    // own saved activations. With `recompute` set before forward_train(), only the input is
+    // kept and backward() runs the forward again (less memory, one more forward).
+    struct saved {
+        bool recompute = false;
+        std::vector<float> x0, x1;
+        typename Attn::saved attn;
+        typename Mlp::saved mlp;
+    };
+
+    // forward() keeping the activations; x (batch*t, width) in place.
+    template <core::executor E = core::sequential>
+    void forward_train(float* x, std::size_t batch, std::size_t t, saved& s, E&& exec = E{},
+                       const attention_inputs& in = {}) const {
+        const std::size_t w = cfg_.attn.width, rows = batch * t;
+        s.x0.assign(x, x + rows * w);
+        std::vector<float> h(rows * w);
+        norm1_.forward(x, w, rows, h.data(), w);
+        attn_.forward_train(h.data(), batch, t, h.data(), t, x, s.attn, exec, in, /*accumulate=*/true);
+        s.x1.assign(x, x + rows * w);
+        norm2_.forward(x, w, rows, h.data(), w);
+        mlp_.forward_train(h.data(), rows, x, s.mlp, exec, /*accumulate=*/true);
+        if (s.recompute) {
+            s.x1 = {};
+            s.attn = {};
+            s.mlp = {};
+        }
+    }
+
+    // dx (batch*t, width): the gradient of the block's output in, of its input out. Parameter
+    // gradients into g.
+    template <gradient_sink G, core::executor E = core::sequential>
+    void backward(float* dx, std::size_t batch, std::size_t t, const saved& s, G& g, E&& exec = E{},
+                  const attention_inputs& in = {}) const {
+        if (s.recompute) {
+            saved full;
+            std::vector<float> x(s.x0);
+            forward_train(x.data(), batch, t, full, exec, in);
+            return backward(dx, batch, t, full, g, exec, in);
+        }
+        const std::size_t w = cfg_.attn.width, rows = batch * t;
+        std::vector<float> h(rows * w), dh(rows * w);
+        norm2_.forward(s.x1.data(), w, rows, h.data(), w);
+        mlp_.backward(h.data(), rows, s.mlp, dx, dh.data(), g, exec);
+        norm2_.backward(s.x1.data(), w, rows, dh.data(), w, dx, w, g, /*accumulate=*/true);
+        norm1_.forward(s.x0.data(), w, rows, h.data(), w);
+        attn_.backward(h.data(), batch, t, h.data(), t, s.attn, dx, dh.data(), dh.data(), g, exec, in);
+        norm1_.backward(s.x0.data(), w, rows, dh.data(), w, dx, w, g, /*accumulate=*/true);
+    }
+
+    void release_prepacked() {
+        attn_.release_prepacked();
+        mlp_.release_prepacked();
+    }
+
 private:
     block_config cfg_;
     Norm norm1_;
@@ -199,7 +255,83 @@ public:
         finish(x, batch * tq, tr);
     }
 
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    struct saved {
+        std::vector<typename Block::saved> blocks;
+        std::vector<float> pre_norm;  // input of the final norm
+    };
+
+    // forward() keeping every block's activations (recompute: keep only each block's input).
+    template <core::executor E = core::sequential>
+        requires encoder_block<Block>
+    void forward_train(float* x, std::size_t batch, std::size_t t, saved& s, E&& exec = E{},
+                       const attention_inputs& in = {}, bool recompute = false) const {
+        attention_inputs with_bias = in;
+        if (bias_) with_bias.pos_bias = &*bias_;
+        s.blocks.assign(blocks_.size(), {});
+        for (std::size_t i = 0; i < blocks_.size(); ++i) {
+            s.blocks[i].recompute = recompute;
+            blocks_[i].forward_train(x, batch, t, s.blocks[i], exec, with_bias);
+        }
+        finish_train(x, batch * t, s);
+    }
+
+    // dx (batch*t, width): gradient of the output in, of the input out.
+    template <gradient_sink G, core::executor E = core::sequential>
+        requires encoder_block<Block>
+    void backward(float* dx, std::size_t batch, std::size_t t, const saved& s, G& g, E&& exec = E{},
+                  const attention_inputs& in = {}) const {
+        attention_inputs with_bias = in;
+        if (bias_) with_bias.pos_bias = &*bias_;
+        backward_norm(dx, batch * t, s, g);
+        for (std::size_t i = blocks_.size(); i-- > 0;) blocks_[i].backward(dx, batch, t, s.blocks[i], g, exec, with_bias);
+    }
+
+    // Decoder stacks, teacher forced: t target positions per sequence, x (batch*t, width) in
+    // place, causal self-attention, cross-attention to memory (batch*memory.length, width).
+    template <core::executor E = core::sequential>
+        requires decoder_block<Block>
+    void forward_train(float* x, std::size_t batch, std::size_t t, const memory_inputs& memory, saved& s,
+                       E&& exec = E{}, bool recompute = false) const {
+        const relative_position_bias* pb = bias_ ? &*bias_ : nullptr;
+        s.blocks.assign(blocks_.size(), {});
+        for (std::size_t i = 0; i < blocks_.size(); ++i) {
+            s.blocks[i].recompute = recompute;
+            blocks_[i].forward_train(x, batch, t, memory, pb, s.blocks[i], exec);
+        }
+        finish_train(x, batch * t, s);
+    }
+
+    // dx as for encoder stacks; the memory's gradient is added to d_memory (batch*memory.length, width).
+    template <gradient_sink G, core::executor E = core::sequential>
+        requires decoder_block<Block>
+    void backward(float* dx, float* d_memory, std::size_t batch, std::size_t t, const memory_inputs& memory,
+                  const saved& s, G& g, E&& exec = E{}) const {
+        const relative_position_bias* pb = bias_ ? &*bias_ : nullptr;
+        backward_norm(dx, batch * t, s, g);
+        for (std::size_t i = blocks_.size(); i-- > 0;)
+            blocks_[i].backward(dx, d_memory, batch, t, memory, pb, s.blocks[i], g, exec);
+    }
+
+    void release_prepacked() {
+        for (auto& b : blocks_) b.release_prepacked();
+    }
+
 private:
+    void finish_train(float* x, std::size_t rows, saved& s) const {
+        if (!norm_) return;
+        const std::size_t w = cfg_.block.attn.width;
+        s.pre_norm.assign(x, x + rows * w);
+        norm_->forward(x, w, rows, x, w);
+    }
+    template <class G>
+    void backward_norm(float* dx, std::size_t rows, const saved& s, G& g) const {
+        if (!norm_) return;
+        const std::size_t w = cfg_.block.attn.width;
+        std::vector<float> dy(dx, dx + rows * w);
+        norm_->backward(s.pre_norm.data(), w, rows, dy.data(), w, dx, w, g);
+    }
+
     void finish(float* x, std::size_t rows, const trace& tr) const {
         if (!norm_) return;
         const std::size_t w = cfg_.block.attn.width;

@@ -55,13 +55,14 @@ inline void check(const block_config& c, std::string_view where = "block") {
     require_fit(check_fit(c), "block parts do not fit", where);
 }
 
-// What a block's attention sees besides its input rows (all optional): structure of the mask
-// (causal, prefix), the valid key length of each sequence (padding), and the T5 relative
-// position bias table that the stack owns and every block shares.
-struct attention_inputs {
-    kernels::attention_mask mask{};
-    std::span<const std::size_t> key_lens{};
-    const relative_position_bias* pos_bias = nullptr;
+// attention_inputs (what a block's attention sees besides its input rows) is in attention.hpp.
+
+// A decoder's training forward sees the whole encoder memory: (batch * length, width) rows,
+// each sequence's valid length (empty: all valid).
+struct memory_inputs {
+    const float* memory = nullptr;
+    std::size_t length = 0;
+    std::span<const std::size_t> lens{};
 };
 
 // What one decoder block needs for a step: its own self-attention cache (appended to), the

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "pali3/core/threading.hpp"
+#include "pali3/kernels/backward.hpp"
 #include "pali3/kernels/gemm.hpp"
 #include "pali3/layers/module.hpp"
 
@@ -81,6 +82,25 @@ public:
         kernels::gemm(rows, x, ldx, weight(), y, ldy, ep, exec);
     }
 
+    // Backward of forward() without activation: given dy (rows, out), accumulates dW and db
+    // into g, and writes dx (rows, in) = dy W (added to dx when accumulate; null: not needed).
+    template <gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* x, std::size_t ldx, std::size_t rows, const float* dy, std::size_t lddy, float* dx,
+                  std::size_t lddx, G& g, E&& exec = E{}, bool accumulate = false) const {
+        require_loaded();
+        if (float* dw = g.grad(weight_))
+            kernels::weight_grad(rows, dy, lddy, cfg_.out, x, ldx, cfg_.in, dw, cfg_.in, exec);
+        if (cfg_.bias)
+            if (float* db = g.grad(bias_)) kernels::bias_grad(rows, cfg_.out, dy, lddy, db);
+        if (dx) kernels::input_grad(rows, dy, lddy, kernels::weight_nk(weight_.data, cfg_.out, cfg_.in), dx, lddx, accumulate, exec);
+    }
+
+    // Drops the prepacked copy (training updates the weights in place; a pack would go stale).
+    void release_prepacked() {
+        packed_.reset();
+        packed_source_ = nullptr;
+    }
+
     // xtensor convenience: (rows, in) -> (rows, out).
     template <core::executor E = core::sequential>
     tensor<2> operator()(const tensor<2>& x, E&& exec = E{}) const {
@@ -142,6 +162,19 @@ public:
             const Storage* row = table_.data + static_cast<std::size_t>(ids[i]) * cfg_.width;
             kernels::convert(row, out + i * cfg_.width, cfg_.width);
             if (scale != 1.f) kernels::scale(out + i * cfg_.width, scale, cfg_.width);
+        }
+    }
+
+    // Backward of forward(ids, n, out, scale): table rows of the ids accumulate scale * dy.
+    template <gradient_sink G>
+    void backward(const std::int32_t* ids, std::size_t n, const float* dy, G& g, float scale = 1.f) const {
+        float* dt = g.grad(table_);
+        if (!dt) return;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (ids[i] < 0 || static_cast<std::size_t>(ids[i]) >= cfg_.vocab)
+                throw value_error(core::describe("token id out of range", "embedding backward, position " + std::to_string(i),
+                                                 "0.." + std::to_string(cfg_.vocab - 1), ids[i]));
+            kernels::axpy(scale, dy + i * cfg_.width, dt + static_cast<std::size_t>(ids[i]) * cfg_.width, cfg_.width);
         }
     }
 

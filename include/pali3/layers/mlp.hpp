@@ -3,9 +3,13 @@
 //   gated_mlp<Act>: wo(Act(wi_0 x) * wi_1 x)            T5 v1.1 / UL2 ("wi_0", "wi_1", "wo")
 // The activation is fused into the first GEMM's epilogue; the second GEMM can accumulate into
 // its output, which is how the residual connection is fused (x += mlp(LN(x))).
+// Training: forward_train() keeps what backward() needs in a `saved` (the first GEMM's output
+// before the activation; both halves for the gated form) and backward() turns dy into dx and
+// parameter gradients.
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "pali3/core/workspace.hpp"
 #include "pali3/layers/linear.hpp"
@@ -54,6 +58,38 @@ public:
         fc2_.forward(h, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
 
+    struct saved {
+        std::vector<float> pre;  // fc1 output before the activation (rows, hidden)
+    };
+
+    // forward() that keeps the activations backward() needs.
+    template <core::executor E = core::sequential>
+        requires kernels::differentiable_activation<Act>
+    void forward_train(const float* x, std::size_t rows, float* y, saved& s, E&& exec = E{}, bool accumulate = false) const {
+        s.pre.resize(rows * cfg_.hidden);
+        fc1_.forward(x, cfg_.width, rows, s.pre.data(), cfg_.hidden, exec);
+        std::vector<float> h(s.pre);
+        kernels::apply_activation<Act>(h.data(), h.size());
+        fc2_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
+    }
+
+    // dx (rows, width) [+]= d mlp(x) / dx . dy; parameter gradients into g. dx may be null.
+    template <gradient_sink G, core::executor E = core::sequential>
+        requires kernels::differentiable_activation<Act>
+    void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
+                  bool accumulate = false) const {
+        std::vector<float> h(s.pre), dh(rows * cfg_.hidden);
+        kernels::apply_activation<Act>(h.data(), h.size());
+        fc2_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
+        kernels::activation_backward<Act>(s.pre.data(), dh.data(), dh.data(), dh.size());
+        fc1_.backward(x, cfg_.width, rows, dh.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
+    }
+
+    void release_prepacked() {
+        fc1_.release_prepacked();
+        fc2_.release_prepacked();
+    }
+
 private:
     mlp_config cfg_;
     linear<Storage> fc1_, fc2_;
@@ -98,6 +134,41 @@ public:
         kernels::gated_activation<Act>(g, u, g, rows * cfg_.hidden);
         tr("hidden", g, {rows, cfg_.hidden});
         wo_.forward(g, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
+    }
+
+    struct saved {
+        std::vector<float> gate, up;  // wi_0 x and wi_1 x (rows, hidden) each
+    };
+
+    template <core::executor E = core::sequential>
+        requires kernels::differentiable_activation<Act>
+    void forward_train(const float* x, std::size_t rows, float* y, saved& s, E&& exec = E{}, bool accumulate = false) const {
+        s.gate.resize(rows * cfg_.hidden);
+        s.up.resize(rows * cfg_.hidden);
+        wi0_.forward(x, cfg_.width, rows, s.gate.data(), cfg_.hidden, exec);
+        wi1_.forward(x, cfg_.width, rows, s.up.data(), cfg_.hidden, exec);
+        std::vector<float> h(rows * cfg_.hidden);
+        kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), h.size());
+        wo_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
+    }
+
+    template <gradient_sink G, core::executor E = core::sequential>
+        requires kernels::differentiable_activation<Act>
+    void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
+                  bool accumulate = false) const {
+        const std::size_t n = rows * cfg_.hidden;
+        std::vector<float> h(n), dh(n), dgate(n), dup(n);
+        kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), n);
+        wo_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
+        kernels::gated_activation_backward<Act>(s.gate.data(), s.up.data(), dh.data(), dgate.data(), dup.data(), n);
+        wi0_.backward(x, cfg_.width, rows, dgate.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
+        wi1_.backward(x, cfg_.width, rows, dup.data(), cfg_.hidden, dx, cfg_.width, g, exec, dx != nullptr);
+    }
+
+    void release_prepacked() {
+        wi0_.release_prepacked();
+        wi1_.release_prepacked();
+        wo_.release_prepacked();
     }
 
 private:

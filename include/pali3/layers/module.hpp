@@ -130,6 +130,14 @@ std::size_t prepack(M& module) {
     return p.bytes;
 }
 
+// Where backward passes put parameter gradients (train/parameters.hpp holds one): g.grad(p)
+// is the f32 gradient buffer of parameter p (p.size() floats, accumulated into), or null when
+// p is frozen (the layer then skips that product).
+template <class G>
+concept gradient_sink = requires(G& g, const param<float>& p) {
+    { g.grad(p) } -> std::convertible_to<float*>;
+};
+
 // Named activations. A module reports intermediate outputs as `trace(name, data, shape)`; the
 // names nest like parameter names ("vision.blocks.3.mlp_out"). A default trace has no callback
 // and costs one branch per report.

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 
+#include "pali3/kernels/backward.hpp"
 #include "pali3/kernels/norm.hpp"
 #include "pali3/layers/module.hpp"
 
@@ -47,6 +48,16 @@ public:
         kernels::layer_norm(x, ldx, y, ldy, rows, cfg_.width, gain_.data, bias_.data, cfg_.eps);
     }
 
+    // Backward of forward(x): dx (rows, width) from dy (added to dx when accumulate); the
+    // statistics are recomputed from x. Gain and bias gradients go to g.
+    template <gradient_sink G>
+    void backward(const float* x, std::size_t ldx, std::size_t rows, const float* dy, std::size_t lddy, float* dx,
+                  std::size_t lddx, G& g, bool accumulate = false) const {
+        if (!gain_.data) throw value_error(core::describe("layer_norm used before loading", name, "loaded weights", "none"));
+        kernels::layer_norm_backward(x, ldx, dy, lddy, dx, lddx, rows, cfg_.width, gain_.data, cfg_.eps, g.grad(gain_),
+                                     g.grad(bias_), accumulate);
+    }
+
 private:
     norm_config cfg_;
     param<float> gain_, bias_;
@@ -73,6 +84,14 @@ public:
     void forward(const float* x, std::size_t ldx, std::size_t rows, float* y, std::size_t ldy) const {
         if (!gain_.data) throw value_error(core::describe("rms_norm used before loading", name, "loaded weights", "none"));
         kernels::rms_norm(x, ldx, y, ldy, rows, cfg_.width, gain_.data, cfg_.eps);
+    }
+
+    template <gradient_sink G>
+    void backward(const float* x, std::size_t ldx, std::size_t rows, const float* dy, std::size_t lddy, float* dx,
+                  std::size_t lddx, G& g, bool accumulate = false) const {
+        if (!gain_.data) throw value_error(core::describe("rms_norm used before loading", name, "loaded weights", "none"));
+        kernels::rms_norm_backward(x, ldx, dy, lddy, dx, lddx, rows, cfg_.width, gain_.data, cfg_.eps, g.grad(gain_),
+                                   accumulate);
     }
 
 private:

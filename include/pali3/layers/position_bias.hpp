@@ -81,6 +81,20 @@ public:
         return {out.data(), -lo};
     }
 
+    // Backward of by_distance(h, q_offset, tq, tk): d_by_distance (indexed like its output)
+    // summed into the table rows of the distances' buckets, column h.
+    template <gradient_sink G>
+    void backward(std::size_t h, std::size_t q_offset, std::size_t tq, std::size_t tk, const float* d_by_distance,
+                  G& g) const {
+        float* dt = g.grad(table_);
+        if (!dt) return;
+        const std::ptrdiff_t lo = -static_cast<std::ptrdiff_t>(q_offset + tq - 1);
+        const std::ptrdiff_t hi = static_cast<std::ptrdiff_t>(tk) - 1;
+        for (std::ptrdiff_t d = lo; d <= hi; ++d)
+            dt[relative_position_bucket(d, cfg_.bidirectional, cfg_.num_buckets, cfg_.max_distance) * cfg_.heads + h] +=
+                d_by_distance[d - lo];
+    }
+
 private:
     position_bias_config cfg_;
     param<float> table_;

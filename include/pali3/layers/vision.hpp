@@ -68,9 +68,35 @@ public:
     void forward(const float* images, std::size_t batch, std::size_t h, std::size_t w, image_layout layout,
                  float* out, core::workspace& ws, E&& exec = E{}) const {
         const auto [gh, gw] = grid(h, w);
-        const std::size_t p = cfg_.patch, c = cfg_.channels, k = c * p * p, n = gh * gw;
+        const std::size_t k = cfg_.channels * cfg_.patch * cfg_.patch, n = gh * gw;
         core::workspace::scope scope(ws);
         float* patches = ws.alloc(batch * n * k).data();  // (batch*n, c*p*p)
+        patchify(images, batch, h, w, layout, patches);
+        if (!weight_.data) throw value_error(core::describe("patch embedding used before loading", "patch_embedding", "loaded weights", "none"));
+        kernels::gemm(batch * n, patches, k, kernels::weight_nk(weight_.data, cfg_.width, k), out, cfg_.width,
+                      kernels::epilogue<>{bias_.data}, exec);
+    }
+
+    // Backward of forward(): the weight and bias gradients from d_out (batch, gh*gw, width).
+    // Pixels are inputs, so no image gradient is formed.
+    template <gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* images, std::size_t batch, std::size_t h, std::size_t w, image_layout layout,
+                  const float* d_out, G& g, E&& exec = E{}) const {
+        const auto [gh, gw] = grid(h, w);
+        const std::size_t k = cfg_.channels * cfg_.patch * cfg_.patch, rows = batch * gh * gw;
+        if (float* dw = g.grad(weight_)) {
+            std::vector<float> patches(rows * k);
+            patchify(images, batch, h, w, layout, patches.data());
+            kernels::weight_grad(rows, d_out, cfg_.width, cfg_.width, patches.data(), k, k, dw, k, exec);
+        }
+        if (float* db = g.grad(bias_)) kernels::bias_grad(rows, cfg_.width, d_out, cfg_.width, db);
+    }
+
+    // patches (batch * gh*gw, c*p*p), flattened in (channel, row, column) order.
+    void patchify(const float* images, std::size_t batch, std::size_t h, std::size_t w, image_layout layout,
+                  float* patches) const {
+        const auto [gh, gw] = grid(h, w);
+        const std::size_t p = cfg_.patch, c = cfg_.channels, k = c * p * p;
         for (std::size_t b = 0; b < batch; ++b)
             for (std::size_t py = 0; py < gh; ++py)
                 for (std::size_t px = 0; px < gw; ++px) {
@@ -84,9 +110,6 @@ public:
                                                                 : images[((b * h + iy) * w + ix) * c + ch];
                             }
                 }
-        if (!weight_.data) throw value_error(core::describe("patch embedding used before loading", "patch_embedding", "loaded weights", "none"));
-        kernels::gemm(batch * n, patches, k, kernels::weight_nk(weight_.data, cfg_.width, k), out, cfg_.width,
-                      kernels::epilogue<>{bias_.data}, exec);
     }
 
 private:
@@ -126,6 +149,38 @@ inline std::vector<float> resample_grid(const float* src, std::size_t gh0, std::
         }
     }
     return dst;
+}
+
+// The transpose of resample_grid: d_src (gh0 x gw0, width) += the gradient of d_dst (gh x gw,
+// width) through the interpolation (each output spreads its gradient back to its four inputs).
+inline void resample_grid_backward(const float* d_dst, std::size_t gh0, std::size_t gw0, std::size_t gh, std::size_t gw,
+                                   std::size_t width, float* d_src) {
+    auto coord = [](std::size_t o, std::size_t in, std::size_t out) {
+        return out == 1 ? 0.0 : static_cast<double>(o) * static_cast<double>(in - 1) / static_cast<double>(out - 1);
+    };
+    for (std::size_t y = 0; y < gh; ++y) {
+        const double fy = coord(y, gh0, gh);
+        const std::size_t y0 = std::min(static_cast<std::size_t>(fy), gh0 - 1), y1 = std::min(y0 + 1, gh0 - 1);
+        const double wy = fy - static_cast<double>(y0);
+        for (std::size_t x = 0; x < gw; ++x) {
+            const double fx = coord(x, gw0, gw);
+            const std::size_t x0 = std::min(static_cast<std::size_t>(fx), gw0 - 1), x1 = std::min(x0 + 1, gw0 - 1);
+            const double wx = fx - static_cast<double>(x0);
+            const float* o = d_dst + (y * gw + x) * width;
+            const float ca = static_cast<float>((1 - wy) * (1 - wx)), cb = static_cast<float>((1 - wy) * wx),
+                        cc = static_cast<float>(wy * (1 - wx)), cd = static_cast<float>(wy * wx);
+            float* a = d_src + (y0 * gw0 + x0) * width;
+            float* b = d_src + (y0 * gw0 + x1) * width;
+            float* c = d_src + (y1 * gw0 + x0) * width;
+            float* d = d_src + (y1 * gw0 + x1) * width;
+            for (std::size_t i = 0; i < width; ++i) {
+                a[i] += ca * o[i];
+                b[i] += cb * o[i];
+                c[i] += cc * o[i];
+                d[i] += cd * o[i];
+            }
+        }
+    }
 }
 
 // big_vision posemb_sincos_2d: for a (h x w) grid and width % 4 == 0,
@@ -195,6 +250,22 @@ public:
         for (std::size_t b = 0; b < batch; ++b) kernels::add(tokens + b * n, table.data(), tokens + b * n, n);
     }
 
+    // Backward of add_to(): the table's gradient is d_tokens summed over the batch (through the
+    // resampling's transpose for another grid).
+    template <gradient_sink G>
+    void backward(const float* d_tokens, std::size_t batch, std::size_t gh, std::size_t gw, G& g) const {
+        float* dt = g.grad(table_);
+        if (!dt) return;
+        const std::size_t n = gh * gw * cfg_.width;
+        if (gh == cfg_.grid_h && gw == cfg_.grid_w) {
+            for (std::size_t b = 0; b < batch; ++b) kernels::add(dt, d_tokens + b * n, dt, n);
+            return;
+        }
+        std::vector<float> sum(n, 0.f);
+        for (std::size_t b = 0; b < batch; ++b) kernels::add(sum.data(), d_tokens + b * n, sum.data(), n);
+        resample_grid_backward(sum.data(), cfg_.grid_h, cfg_.grid_w, gh, gw, cfg_.width, dt);
+    }
+
 private:
     position_embedding_config cfg_;
     param<float> table_;
@@ -247,6 +318,47 @@ public:
         norm_.forward(out, w, batch, h, w);
         mlp_.forward(h, batch, out, ws, exec, /*accumulate=*/true, tr.child("mlp"));
         tr("out", out, {batch, w});
+    }
+
+    // ---- training ----
+    struct saved {
+        std::vector<float> probes, pooled;  // the probe per image; attention output (pre-residual x)
+        typename attention<attn::inv_sqrt_dim, Storage>::saved attn;
+        typename mlp<kernels::act::gelu_tanh, Storage>::saved mlp;
+    };
+
+    template <core::executor E = core::sequential>
+    void forward_train(const float* tokens, std::size_t batch, std::size_t t, float* out, saved& s, E&& exec = E{}) const {
+        const std::size_t w = cfg_.width;
+        if (!probe_.data) throw value_error(core::describe("MAP head used before loading", "map_head", "loaded weights", "none"));
+        s.probes.resize(batch * w);
+        for (std::size_t b = 0; b < batch; ++b) std::copy_n(probe_.data, w, s.probes.data() + b * w);
+        attn_.forward_train(s.probes.data(), batch, 1, tokens, t, out, s.attn, exec);
+        s.pooled.assign(out, out + batch * w);
+        std::vector<float> h(batch * w);
+        norm_.forward(out, w, batch, h.data(), w);
+        mlp_.forward_train(h.data(), batch, out, s.mlp, exec, /*accumulate=*/true);
+    }
+
+    // d_out (batch, width) -> d_tokens (batch*t, width), added to; parameter gradients into g.
+    template <gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* tokens, std::size_t batch, std::size_t t, const saved& s, const float* d_out,
+                  float* d_tokens, G& g, E&& exec = E{}) const {
+        const std::size_t w = cfg_.width;
+        std::vector<float> dx(d_out, d_out + batch * w), h(batch * w), dh(batch * w);
+        norm_.forward(s.pooled.data(), w, batch, h.data(), w);
+        mlp_.backward(h.data(), batch, s.mlp, dx.data(), dh.data(), g, exec);
+        norm_.backward(s.pooled.data(), w, batch, dh.data(), w, dx.data(), w, g, /*accumulate=*/true);
+        std::vector<float> dprobes(batch * w);
+        attn_.backward(s.probes.data(), batch, 1, tokens, t, s.attn, dx.data(), dprobes.data(), d_tokens, g, exec, {},
+                       /*accumulate=*/true);
+        if (float* dp = g.grad(probe_))
+            for (std::size_t b = 0; b < batch; ++b) kernels::add(dp, dprobes.data() + b * w, dp, w);
+    }
+
+    void release_prepacked() {
+        attn_.release_prepacked();
+        mlp_.release_prepacked();
     }
 
 private:

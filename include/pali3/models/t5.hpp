@@ -11,11 +11,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "pali3/layers/block.hpp"
+#include "pali3/kernels/backward.hpp"
 #include "pali3/layers/linear.hpp"
 
 namespace pali3::models {
@@ -108,7 +110,76 @@ public:
         tr("mlp_out", x, {rows, w});
     }
 
+    // ---- training (docs/training.md): teacher forced, all t target positions at once -------
+    struct saved {
+        bool recompute = false;
+        std::vector<float> x0, x1, x2;  // input, after self-attention, after cross-attention
+        typename attention_type::saved self, cross;
+        typename Ffn::saved mlp;
+    };
+
+    template <core::executor E = core::sequential>
+    void forward_train(float* x, std::size_t batch, std::size_t t, const layers::memory_inputs& mem,
+                       const layers::relative_position_bias* pos_bias, saved& s, E&& exec = E{}) const {
+        const std::size_t w = cfg_.attn.width, rows = batch * t;
+        std::vector<float> h(rows * w);
+        s.x0.assign(x, x + rows * w);
+        norm1_.forward(x, w, rows, h.data(), w);
+        self_.forward_train(h.data(), batch, t, h.data(), t, x, s.self, exec, self_inputs(pos_bias), true);
+        s.x1.assign(x, x + rows * w);
+        norm2_.forward(x, w, rows, h.data(), w);
+        cross_.forward_train(h.data(), batch, t, mem.memory, mem.length, x, s.cross, exec, {{}, mem.lens, nullptr}, true);
+        s.x2.assign(x, x + rows * w);
+        norm3_.forward(x, w, rows, h.data(), w);
+        mlp_.forward_train(h.data(), rows, x, s.mlp, exec, true);
+        if (s.recompute) {
+            s.x1 = {};
+            s.x2 = {};
+            s.self = {};
+            s.cross = {};
+            s.mlp = {};
+        }
+    }
+
+    // dx: gradient of the output in, of the input out; the memory's gradient is added to d_memory.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward(float* dx, float* d_memory, std::size_t batch, std::size_t t, const layers::memory_inputs& mem,
+                  const layers::relative_position_bias* pos_bias, const saved& s, G& g, E&& exec = E{}) const {
+        if (s.recompute) {
+            saved full;
+            std::vector<float> x(s.x0);
+            forward_train(x.data(), batch, t, mem, pos_bias, full, exec);
+            return backward(dx, d_memory, batch, t, mem, pos_bias, full, g, exec);
+        }
+        const std::size_t w = cfg_.attn.width, rows = batch * t;
+        std::vector<float> h(rows * w), dh(rows * w);
+        norm3_.forward(s.x2.data(), w, rows, h.data(), w);
+        mlp_.backward(h.data(), rows, s.mlp, dx, dh.data(), g, exec);
+        norm3_.backward(s.x2.data(), w, rows, dh.data(), w, dx, w, g, true);
+        norm2_.forward(s.x1.data(), w, rows, h.data(), w);
+        std::fill(dh.begin(), dh.end(), 0.f);
+        cross_.backward(h.data(), batch, t, mem.memory, mem.length, s.cross, dx, dh.data(), d_memory, g, exec,
+                        {{}, mem.lens, nullptr}, /*accumulate=*/true);
+        norm2_.backward(s.x1.data(), w, rows, dh.data(), w, dx, w, g, true);
+        norm1_.forward(s.x0.data(), w, rows, h.data(), w);
+        self_.backward(h.data(), batch, t, h.data(), t, s.self, dx, dh.data(), dh.data(), g, exec, self_inputs(pos_bias));
+        norm1_.backward(s.x0.data(), w, rows, dh.data(), w, dx, w, g, true);
+    }
+
+    void release_prepacked() {
+        self_.release_prepacked();
+        cross_.release_prepacked();
+        mlp_.release_prepacked();
+    }
+
 private:
+    static layers::attention_inputs self_inputs(const layers::relative_position_bias* pos_bias) {
+        layers::attention_inputs in;
+        in.mask.causal = true;
+        in.pos_bias = pos_bias;
+        return in;
+    }
+
     layers::block_config cfg_;
     layers::rms_norm norm1_;
     attention_type self_;
@@ -232,7 +303,105 @@ public:
         tr("logits", logits, {rows, cfg_.vocab});
     }
 
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    // A teacher-forced batch: encoder inputs (already embedded, so PaLI-3 can put image tokens
+    // first) with valid lengths, decoder input ids and target ids (batch * dec_len each; a
+    // target of -100 is ignored, as in HF).
+    struct saved {
+        std::vector<float> memory;        // encoder output (batch*enc_len, d_model)
+        std::vector<float> decoder_out;   // decoder output after the final norm (batch*dec_len, d_model)
+        std::vector<std::size_t> lens;
+        typename layers::stack<EncoderBlock>::saved encoder;
+        typename layers::stack<DecoderBlock>::saved decoder;
+    };
+
+    struct loss_options {
+        float label_smoothing = 0.f;
+        bool recompute = false;  // keep only each block's input; backward reruns its forward
+    };
+
+    // Mean token cross-entropy of the batch (over targets != -100) and, with g, the gradients of
+    // every parameter; d_inputs (batch*enc_len, d_model, may be null) receives the gradient of the
+    // encoder inputs (added to it). Returns the loss and the number of counted targets.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    std::pair<double, std::size_t> loss_and_grad(const float* inputs, std::size_t batch, std::size_t enc_len,
+                                                 std::span<const std::size_t> lens, const std::int32_t* decoder_ids,
+                                                 std::size_t dec_len, const std::int32_t* targets, G* g, float* d_inputs,
+                                                 E&& exec = E{}, const loss_options& opt = {}) const {
+        const std::size_t w = cfg_.d_model, rows = batch * dec_len;
+        saved s;
+        s.lens.assign(lens.begin(), lens.end());
+        if (s.lens.empty()) s.lens.assign(batch, enc_len);
+        if (s.lens.size() != batch)
+            throw shape_error(core::describe("one encoder length per sequence", "t5_model::loss_and_grad", batch, s.lens.size()));
+        s.memory.assign(inputs, inputs + batch * enc_len * w);
+        encoder_.forward_train(s.memory.data(), batch, enc_len, s.encoder, exec, {.key_lens = s.lens}, opt.recompute);
+        const layers::memory_inputs mem{s.memory.data(), enc_len, s.lens};
+        s.decoder_out.resize(rows * w);
+        shared_.forward(decoder_ids, rows, s.decoder_out.data());
+        decoder_.forward_train(s.decoder_out.data(), batch, dec_len, mem, s.decoder, exec, opt.recompute);
+        // Logits (rows, vocab), then the loss and its gradient in place.
+        std::vector<float> logits(rows * cfg_.vocab), h;
+        const float* head_in = s.decoder_out.data();
+        const float tied_scale = 1.f / std::sqrt(static_cast<float>(w));
+        if (!lm_head_) {
+            h.assign(s.decoder_out.begin(), s.decoder_out.end());
+            kernels::scale(h.data(), tied_scale, h.size());
+            head_in = h.data();
+        }
+        kernels::gemm(rows, head_in, w, head_weight(), logits.data(), cfg_.vocab, kernels::epilogue<>{}, exec);
+        const auto probe = kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, nullptr, 0, 1.f,
+                                                  opt.label_smoothing);
+        if (probe.count == 0) return {0.0, 0};
+        const float inv = 1.f / static_cast<float>(probe.count);
+        if (!g) return {probe.loss_sum * inv, probe.count};
+        kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, logits.data(), cfg_.vocab, inv,
+                               opt.label_smoothing);
+        // Head backward: dx (rows, d_model).
+        std::vector<float> dx(rows * w);
+        if (lm_head_) {
+            lm_head_->backward(head_in, w, rows, logits.data(), cfg_.vocab, dx.data(), w, *g, exec);
+        } else {
+            if (float* dt = g->grad(shared_.table()))
+                kernels::weight_grad(rows, logits.data(), cfg_.vocab, cfg_.vocab, head_in, w, w, dt, w, exec);
+            kernels::input_grad(rows, logits.data(), cfg_.vocab, head_weight(), dx.data(), w, false, exec);
+            kernels::scale(dx.data(), tied_scale, dx.size());
+        }
+        std::vector<float> d_memory(batch * enc_len * w, 0.f);
+        decoder_.backward(dx.data(), d_memory.data(), batch, dec_len, mem, s.decoder, *g, exec);
+        shared_.backward(decoder_ids, rows, dx.data(), *g);
+        encoder_.backward(d_memory.data(), batch, enc_len, s.encoder, *g, exec, {.key_lens = s.lens});
+        if (d_inputs) kernels::add(d_inputs, d_memory.data(), d_inputs, d_memory.size());
+        return {probe.loss_sum * inv, probe.count};
+    }
+
+    // The same from token ids for the encoder (T5 alone): embeds, runs loss_and_grad, and sends
+    // the inputs' gradient to the embedding.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    std::pair<double, std::size_t> loss_and_grad(const std::int32_t* encoder_ids, std::size_t batch, std::size_t enc_len,
+                                                 std::span<const std::size_t> lens, const std::int32_t* decoder_ids,
+                                                 std::size_t dec_len, const std::int32_t* targets, G* g, E&& exec = E{},
+                                                 const loss_options& opt = {}) const {
+        const std::size_t n = batch * enc_len;
+        std::vector<float> x(n * cfg_.d_model), dx(g ? x.size() : 0, 0.f);
+        shared_.forward(encoder_ids, n, x.data());
+        auto r = loss_and_grad(x.data(), batch, enc_len, lens, decoder_ids, dec_len, targets, g, g ? dx.data() : nullptr,
+                               exec, opt);
+        if (g) shared_.backward(encoder_ids, n, dx.data(), *g);
+        return r;
+    }
+
+    void release_prepacked() {
+        encoder_.release_prepacked();
+        decoder_.release_prepacked();
+        if (lm_head_) lm_head_->release_prepacked();
+    }
+
 private:
+    kernels::weight_ref<Storage> head_weight() const {
+        return lm_head_ ? lm_head_->weight() : kernels::weight_nk(shared_.table().data, cfg_.vocab, cfg_.d_model);
+    }
+
     t5_config cfg_;
     layers::embedding<Storage> shared_;
     layers::stack<EncoderBlock> encoder_;

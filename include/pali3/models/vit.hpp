@@ -56,6 +56,22 @@ public:
         head_->forward(tokens, batch, t, out, ws, exec, tr);
     }
 
+    using saved = typename layers::map_head<Storage>::saved;
+    template <core::executor E = core::sequential>
+    void forward_train(const float* tokens, std::size_t batch, std::size_t t, float* out, saved& s, E&& exec = E{}) const {
+        if (!head_) throw config_error(core::describe("pooling without a MAP head", "vision_tower", "map_head = true", "false"));
+        head_->forward_train(tokens, batch, t, out, s, exec);
+    }
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* tokens, std::size_t batch, std::size_t t, const saved& s, const float* d_out,
+                  float* d_tokens, G& g, E&& exec = E{}) const {
+        if (!head_) throw config_error(core::describe("pooling without a MAP head", "vision_tower", "map_head = true", "false"));
+        head_->backward(tokens, batch, t, s, d_out, d_tokens, g, exec);
+    }
+    void release_prepacked() {
+        if (head_) head_->release_prepacked();
+    }
+
 private:
     std::optional<layers::map_head<Storage>> head_;
 };
@@ -151,6 +167,53 @@ public:
     void pool(const float* tokens, std::size_t batch, float* pooled, core::workspace& ws, E&& exec = E{},
               const layers::trace& tr = {}) const {
         head_.forward(tokens, batch, cfg_.tokens(), pooled, ws, exec, tr.child("head"));
+    }
+
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    struct saved {
+        typename layers::stack<block_type>::saved encoder;
+    };
+
+    // forward() keeping the activations backward() needs (recompute: only each block's input).
+    template <core::executor E = core::sequential>
+    void forward_train(const float* images, std::size_t batch, layers::image_layout layout, float* tokens, saved& s,
+                       E&& exec = E{}, bool recompute = false) const {
+        const std::size_t g = cfg_.grid();
+        core::workspace ws(layers::patch_embedding<storage_type>::workspace_floats(embed_.config(), batch, cfg_.image,
+                                                                                   cfg_.image));
+        embed_.forward(images, batch, cfg_.image, cfg_.image, layout, tokens, ws, exec);
+        pos_.add_to(tokens, batch, g, g);
+        encoder_.forward_train(tokens, batch, g * g, s.encoder, exec, {}, recompute);
+    }
+
+    // d_tokens (batch, grid^2, width): the gradient of forward()'s tokens (overwritten); every
+    // parameter's gradient into g.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* images, std::size_t batch, layers::image_layout layout, const saved& s, float* d_tokens,
+                  G& g, E&& exec = E{}) const {
+        const std::size_t gr = cfg_.grid();
+        encoder_.backward(d_tokens, batch, gr * gr, s.encoder, g, exec);
+        pos_.backward(d_tokens, batch, gr, gr, g);
+        embed_.backward(images, batch, cfg_.image, cfg_.image, layout, d_tokens, g, exec);
+    }
+
+    // The head's training forward and backward (pooling towers): pooled (batch, pooled_dim())
+    // from tokens; backward adds the tokens' gradient to d_tokens.
+    template <core::executor E = core::sequential>
+        requires Head::pools
+    void pool_train(const float* tokens, std::size_t batch, float* pooled, typename Head::saved& s, E&& exec = E{}) const {
+        head_.forward_train(tokens, batch, cfg_.tokens(), pooled, s, exec);
+    }
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+        requires Head::pools
+    void pool_backward(const float* tokens, std::size_t batch, const typename Head::saved& s, const float* d_pooled,
+                       float* d_tokens, G& g, E&& exec = E{}) const {
+        head_.backward(tokens, batch, cfg_.tokens(), s, d_pooled, d_tokens, g, exec);
+    }
+
+    void release_prepacked() {
+        encoder_.release_prepacked();
+        if constexpr (requires { head_.release_prepacked(); }) head_.release_prepacked();
     }
 
 private:
