@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "pali3/models/concepts.hpp"
@@ -48,6 +49,15 @@ public:
                  const layers::trace& = {}) const {
         linear_.forward(x, cfg_.in, rows, y, ldy, exec);
     }
+
+    // Backward of forward(): dx (rows, in) from dy (rows, out; rows lddy apart), added to dx
+    // when accumulate; the weight and bias gradients into g.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward(const float* x, std::size_t rows, const float* dy, std::size_t lddy, float* dx, G& g, E&& exec = E{},
+                  bool accumulate = false) const {
+        linear_.backward(x, cfg_.in, rows, dy, lddy, dx, cfg_.in, g, exec, accumulate);
+    }
+    void release_prepacked() { linear_.release_prepacked(); }
 
 private:
     projector_config cfg_;
@@ -217,6 +227,46 @@ public:
     void step(const std::int32_t* ids, state_type& s, float* logits, core::workspace& ws, E&& exec = E{},
               const layers::trace& tr = {}) const {
         text_.step(ids, 1, s, logits, ws, exec, tr.child("text"));
+    }
+
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    // Teacher-forced mean token cross-entropy of a batch: images (batch, 3, H, W) in [-1, 1], one
+    // prompt per image (the encoder's text after the image tokens), decoder input ids and target
+    // ids (batch * dec_len each, target -100 ignored). With g, every parameter's gradient (the
+    // vision tower's, the projector's and the text model's) is added to g. Returns the loss and
+    // the number of counted targets.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    std::pair<double, std::size_t> loss_and_grad(const float* images, std::span<const std::vector<std::int32_t>> prompts,
+                                                 const std::int32_t* decoder_ids, std::size_t dec_len,
+                                                 const std::int32_t* targets, G* g, E&& exec = E{},
+                                                 const typename Text::loss_options& opt = {}) const {
+        const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), d = cfg_.text.d_model;
+        const std::size_t vw = cfg_.vision.width;
+        std::size_t t_max = 0;
+        for (const auto& p : prompts) t_max = std::max(t_max, p.size());
+        const std::size_t len = n + t_max;
+        std::vector<float> tokens(batch * n * vw), memory(batch * len * d, 0.f);
+        typename vision_type::saved vs;
+        img_.forward_train(images, batch, layers::image_layout::nchw, tokens.data(), vs, exec, opt.recompute);
+        core::workspace ws(projector_.workspace_floats(n));
+        std::vector<std::size_t> lens(batch);
+        for (std::size_t b = 0; b < batch; ++b) {
+            projector_.forward(tokens.data() + b * n * vw, n, memory.data() + b * len * d, d, ws, exec);
+            text_.embed(prompts[b].data(), prompts[b].size(), memory.data() + (b * len + n) * d);
+            lens[b] = n + prompts[b].size();
+        }
+        std::vector<float> d_memory(g ? memory.size() : 0, 0.f);
+        const auto r = text_.loss_and_grad(memory.data(), batch, len, lens, decoder_ids, dec_len, targets, g,
+                                           g ? d_memory.data() : nullptr, exec, opt);
+        if (!g || r.second == 0) return r;
+        std::vector<float> d_tokens(tokens.size());
+        for (std::size_t b = 0; b < batch; ++b) {
+            projector_.backward(tokens.data() + b * n * vw, n, d_memory.data() + b * len * d, d,
+                                d_tokens.data() + b * n * vw, *g, exec);
+            text_.embed_backward(prompts[b].data(), prompts[b].size(), d_memory.data() + (b * len + n) * d, *g);
+        }
+        img_.backward(images, batch, layers::image_layout::nchw, vs, d_tokens.data(), *g, exec);
+        return r;
     }
 
 private:

@@ -14,6 +14,7 @@
 
 #include "pali3/layers/block.hpp"
 #include "pali3/layers/linear.hpp"
+#include "pali3/loss/siglip_loss.hpp"
 #include "pali3/models/concepts.hpp"
 #include "pali3/models/vit.hpp"
 
@@ -77,6 +78,44 @@ public:
         for (std::size_t b = 0; b < batch; ++b)  // the last position
             head_.forward(x + (b * t + t - 1) * w, w, 1, out + b * cfg_.out_dim(), cfg_.out_dim(), exec);
         tr("out", out, {batch, cfg_.out_dim()});
+    }
+
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    struct saved {
+        typename layers::stack<block_type>::saved encoder;
+        std::vector<float> last;  // the encoder's output at the last position (batch, width)
+    };
+
+    template <core::executor E = core::sequential>
+    void forward_train(const std::int32_t* ids, std::size_t batch, float* out, saved& s, E&& exec = E{},
+                       bool recompute = false) const {
+        const std::size_t t = cfg_.max_len, w = cfg_.width;
+        std::vector<float> x(batch * t * w);
+        embed_.forward(ids, batch * t, x.data());
+        for (std::size_t b = 0; b < batch; ++b) kernels::add(x.data() + b * t * w, pos_.data, x.data() + b * t * w, t * w);
+        encoder_.forward_train(x.data(), batch, t, s.encoder, exec, {}, recompute);
+        s.last.resize(batch * w);
+        for (std::size_t b = 0; b < batch; ++b) std::copy_n(x.data() + (b * t + t - 1) * w, w, s.last.data() + b * w);
+        head_.forward(s.last.data(), w, batch, out, cfg_.out_dim(), exec);
+    }
+
+    // d_out (batch, out_dim) -> every parameter's gradient into g.
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward(const std::int32_t* ids, std::size_t batch, const saved& s, const float* d_out, G& g,
+                  E&& exec = E{}) const {
+        const std::size_t t = cfg_.max_len, w = cfg_.width;
+        std::vector<float> dx(batch * t * w, 0.f), dlast(batch * w);
+        head_.backward(s.last.data(), w, batch, d_out, cfg_.out_dim(), dlast.data(), w, g, exec);
+        for (std::size_t b = 0; b < batch; ++b) std::copy_n(dlast.data() + b * w, w, dx.data() + (b * t + t - 1) * w);
+        encoder_.backward(dx.data(), batch, t, s.encoder, g, exec);
+        if (float* dp = g.grad(pos_))
+            for (std::size_t b = 0; b < batch; ++b) kernels::add(dp, dx.data() + b * t * w, dp, t * w);
+        embed_.backward(ids, batch * t, dx.data(), g);
+    }
+
+    void release_prepacked() {
+        encoder_.release_prepacked();
+        head_.release_prepacked();
     }
 
 private:
@@ -224,6 +263,65 @@ public:
     std::vector<float> scores(const float* img, std::size_t n_img, const float* txt, std::size_t n_txt,
                               bool probabilities = true) const {
         return contrastive_scores(img, n_img, txt, n_txt, embed_dim(), log_t(), bias(), probabilities);
+    }
+
+    // ---- training (docs/training.md) ---------------------------------------------------------
+    // The SigLIP loss of a batch of n (image, text) pairs, pair i positive, every other negative
+    // (loss::siglip_loss: mean over images), and with g every parameter's gradient (both towers,
+    // logit_scale, logit_bias). images (n, C, H, W) in [-1, 1], ids (n, max_len).
+    struct loss_options {
+        bool recompute = false;
+        std::size_t block = 0;  // the loss's tile size (0: all pairs at once)
+    };
+
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    double loss_and_grad(const float* images, const std::int32_t* ids, std::size_t n, G* g, E&& exec = E{},
+                         const loss_options& opt = {}) const {
+        std::vector<float> img, txt, d_img, d_txt;
+        typename vision_type::saved vs;
+        typename vision_type::head_type::saved hs;
+        typename Text::saved ts;
+        std::vector<float> tokens;
+        embed_train(images, ids, n, img, txt, tokens, vs, hs, ts, exec, opt.recompute);
+        const std::size_t d = embed_dim();
+        if (g) {
+            d_img.resize(n * d);
+            d_txt.resize(n * d);
+        }
+        const auto res = loss::siglip_loss(img.data(), txt.data(), n, d, log_t(), bias(),
+                                           g ? loss::siglip_grads{d_img.data(), d_txt.data()} : loss::siglip_grads{},
+                                           opt.block, 1e-8f, exec);
+        if (g) backward_train(images, ids, n, tokens, vs, hs, ts, d_img.data(), d_txt.data(), res.d_log_t, res.d_bias, *g, exec);
+        return res.loss;
+    }
+
+    // The two halves, for losses computed elsewhere (the MPI ring, train::data_parallel):
+    // embeddings of both towers with what backward needs, then backward from their gradients.
+    template <core::executor E = core::sequential>
+    void embed_train(const float* images, const std::int32_t* ids, std::size_t n, std::vector<float>& img,
+                     std::vector<float>& txt, std::vector<float>& tokens, typename vision_type::saved& vs,
+                     typename vision_type::head_type::saved& hs, typename Text::saved& ts, E&& exec = E{},
+                     bool recompute = false) const {
+        const std::size_t d = embed_dim();
+        tokens.resize(n * cfg_.vision.tokens() * cfg_.vision.width);
+        img.resize(n * d);
+        txt.resize(n * d);
+        vision_.forward_train(images, n, layers::image_layout::nchw, tokens.data(), vs, exec, recompute);
+        vision_.pool_train(tokens.data(), n, img.data(), hs, exec);
+        text_.forward_train(ids, n, txt.data(), ts, exec, recompute);
+    }
+
+    template <layers::gradient_sink G, core::executor E = core::sequential>
+    void backward_train(const float* images, const std::int32_t* ids, std::size_t n, const std::vector<float>& tokens,
+                        const typename vision_type::saved& vs, const typename vision_type::head_type::saved& hs,
+                        const typename Text::saved& ts, const float* d_img, const float* d_txt, double d_log_t,
+                        double d_bias, G& g, E&& exec = E{}) const {
+        if (float* p = g.grad(scale_)) p[0] += static_cast<float>(d_log_t);
+        if (float* p = g.grad(bias_)) p[0] += static_cast<float>(d_bias);
+        text_.backward(ids, n, ts, d_txt, g, exec);
+        std::vector<float> d_tokens(tokens.size(), 0.f);
+        vision_.pool_backward(tokens.data(), n, hs, d_img, d_tokens.data(), g, exec);
+        vision_.backward(images, n, layers::image_layout::nchw, vs, d_tokens.data(), g, exec);
     }
 
 private:

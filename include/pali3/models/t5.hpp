@@ -317,7 +317,9 @@ public:
 
     struct loss_options {
         float label_smoothing = 0.f;
-        bool recompute = false;  // keep only each block's input; backward reruns its forward
+        bool recompute = false;   // keep only each block's input; backward reruns its forward
+        std::size_t normaliser = 0;  // divide the summed loss by this (0: this batch's counted
+                                     // targets; data-parallel runs pass the global count)
     };
 
     // Mean token cross-entropy of the batch (over targets != -100) and, with g, the gradients of
@@ -353,7 +355,7 @@ public:
         const auto probe = kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, nullptr, 0, 1.f,
                                                   opt.label_smoothing);
         if (probe.count == 0) return {0.0, 0};
-        const float inv = 1.f / static_cast<float>(probe.count);
+        const float inv = 1.f / static_cast<float>(opt.normaliser ? opt.normaliser : probe.count);
         if (!g) return {probe.loss_sum * inv, probe.count};
         kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, logits.data(), cfg_.vocab, inv,
                                opt.label_smoothing);
@@ -389,6 +391,12 @@ public:
                                exec, opt);
         if (g) shared_.backward(encoder_ids, n, dx.data(), *g);
         return r;
+    }
+
+    // Backward of embed(ids, n, out): dx (n, d_model) into the shared embedding's gradient.
+    template <layers::gradient_sink G>
+    void embed_backward(const std::int32_t* ids, std::size_t n, const float* dx, G& g) const {
+        shared_.backward(ids, n, dx, g);
     }
 
     void release_prepacked() {
