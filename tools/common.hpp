@@ -35,6 +35,8 @@ void add_dump(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_init(CLI::App& app);
 void add_convert(CLI::App& app);
+void add_grad(CLI::App& app);
+void add_train(CLI::App& app);
 
 // Opening models (open.cpp).
 std::unique_ptr<pipeline::pali3_pipeline> open_pali3(const pipeline::options& o);

@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
     add_bench(app);
     add_init(app);
     add_convert(app);
+    add_grad(app);
+    add_train(app);
     auto* help = app.add_subcommand("help", "list the commands (pali3 COMMAND --help: its flags)");
     help->callback([&app] { std::printf("%s", app.help().c_str()); });
     const std::string cmd = argc > 1 ? argv[1] : "";

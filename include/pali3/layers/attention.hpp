@@ -288,8 +288,11 @@ public:
                 in.pos_bias->backward(task % heads, in.mask.q_offset, tq, tm, d_bias.data() + task * span, g);
         const bool self = x == memory && dx == d_memory;
         q_.backward(x, cfg_.width, batch * tq, dq.data(), inner, dx, cfg_.width, g, exec, accumulate);
+        // The key bias adds the same q.b_k to every score of a query row, which softmax ignores:
+        // its gradient is exactly zero (summing dk would give only rounding noise, which AdamW
+        // would turn into steps of ~lr). It is left at zero.
         k_.backward(memory, cfg_.width, batch * tm, dk.data(), inner, d_memory, cfg_.width, g, exec,
-                    self ? dx != nullptr : accumulate);
+                    self ? dx != nullptr : accumulate, /*bias_grad=*/false);
         v_.backward(memory, cfg_.width, batch * tm, dv.data(), inner, d_memory, cfg_.width, g, exec, d_memory != nullptr);
     }
 

@@ -84,13 +84,15 @@ public:
 
     // Backward of forward() without activation: given dy (rows, out), accumulates dW and db
     // into g, and writes dx (rows, in) = dy W (added to dx when accumulate; null: not needed).
+    // bias_grad = false leaves the bias gradient untouched (attention's key bias: its gradient
+    // is zero in exact arithmetic, see attention::backward).
     template <gradient_sink G, core::executor E = core::sequential>
     void backward(const float* x, std::size_t ldx, std::size_t rows, const float* dy, std::size_t lddy, float* dx,
-                  std::size_t lddx, G& g, E&& exec = E{}, bool accumulate = false) const {
+                  std::size_t lddx, G& g, E&& exec = E{}, bool accumulate = false, bool bias_grad = true) const {
         require_loaded();
         if (float* dw = g.grad(weight_))
             kernels::weight_grad(rows, dy, lddy, cfg_.out, x, ldx, cfg_.in, dw, cfg_.in, exec);
-        if (cfg_.bias)
+        if (cfg_.bias && bias_grad)
             if (float* db = g.grad(bias_)) kernels::bias_grad(rows, cfg_.out, dy, lddy, db);
         if (dx) kernels::input_grad(rows, dy, lddy, kernels::weight_nk(weight_.data, cfg_.out, cfg_.in), dx, lddx, accumulate, exec);
     }

@@ -148,6 +148,12 @@ public:
         }
     }
 
+    // The rule and the file name our `name` is read from (first rule whose tensor exists).
+    std::optional<std::pair<map_rule, std::string>> locate(const std::string& name) const {
+        if (const auto hit = resolve(name)) return std::make_pair(*hit->first, hit->second);
+        return std::nullopt;
+    }
+
     // The file name for our `name` (first rule whose tensor exists), or nullopt.
     std::optional<std::string> translate(const std::string& name) const {
         if (const auto hit = resolve(name)) return hit->second;
@@ -237,6 +243,8 @@ public:
     const std::vector<map_rule>& rules() const { return rules_; }
 
 private:
+public:
+    // "a/b[3]" -> base "a/b", layer 3 (a slice of a stacked array); otherwise base = theirs.
     static void split_index(const std::string& theirs, std::string& base, std::optional<std::size_t>& layer) {
         if (theirs.size() < 3 || theirs.back() != ']') return;
         const auto open = theirs.rfind('[');
@@ -251,6 +259,7 @@ private:
         layer = v;
     }
 
+private:
     std::vector<std::pair<const map_rule*, std::string>> candidates(const std::string& name) const {
         std::vector<std::pair<const map_rule*, std::string>> out;
         for (const auto& r : rules_) {
@@ -273,6 +282,85 @@ private:
     const S* inner_;
     std::vector<map_rule> rules_;
 };
+
+// The reverse of get() for values of the loaded tensors (gradients, updated weights): each of
+// `ours` (f32, our names and shapes) goes back to the file's tensor it was read from, in that
+// tensor's layout and full shape: transposed back, a conv kernel back to (kh, kw, in, out), a
+// stacked layer into its slice, a fused part into its rows. Several of ours landing on the same
+// element are summed (a tied tensor read under two of our names gets one summed gradient); parts
+// of a file tensor that none of ours came from are zero. Returns f32 tensors under the file's names.
+template <raw_weight_source S>
+memory_source export_like_source(const mapped_source<S>& src, const memory_source& ours) {
+    struct target {
+        shape_t shape;
+        std::vector<float> values;
+    };
+    std::map<std::string, target> out;
+    for (const auto& name : ours.names()) {
+        const tensor_data& t = *ours.find(name);
+        if (t.type != dtype::f32)
+            throw value_error(core::describe("exporting a non-f32 tensor", name, "f32", dtype_name(t.type)));
+        const auto hit = src.locate(name);
+        if (!hit) throw format_error(core::describe("tensor not read from this checkpoint", name, "a mapped tensor", "none"));
+        const auto& [rule, theirs] = *hit;
+        std::string base = theirs;
+        std::optional<std::size_t> layer;
+        mapped_source<S>::split_index(theirs, base, layer);
+        auto it = out.find(base);
+        if (it == out.end()) {
+            target tg;
+            tg.shape = src.inner().get_raw(base).shape;
+            tg.values.assign(shape_size(tg.shape), 0.f);
+            it = out.emplace(base, std::move(tg)).first;
+        }
+        target& tg = it->second;
+        // The contiguous block of the file tensor this one came from.
+        std::size_t offset = 0;
+        shape_t block = tg.shape;
+        const auto where = name + " -> " + theirs;
+        if (layer) {
+            if (block.empty() || *layer >= block[0])
+                throw shape_error(core::describe("stacked tensor has no such layer", where, "< leading axis", *layer));
+            offset += *layer * (shape_size(block) / block[0]);
+            block.erase(block.begin());
+        }
+        if (rule.parts) {
+            if (block.empty() || block[0] % rule.parts != 0)
+                throw shape_error(core::describe("fused tensor does not split evenly", where, rule.parts, shape_string(block)));
+            const std::size_t rows = block[0] / rule.parts, row = shape_size(block) / block[0];
+            offset += rule.part * rows * row;
+            block[0] = rows;
+        }
+        if (shape_size(block) != t.size())
+            throw shape_error(core::describe("exported tensor size", where, shape_size(block), t.size()));
+        const float* v = static_cast<const float*>(t.data);
+        float* dst = tg.values.data() + offset;
+        switch (rule.how) {
+            case layout::same:
+            case layout::reshape:
+                for (std::size_t i = 0; i < t.size(); ++i) dst[i] += v[i];
+                break;
+            case layout::transpose: {  // ours (out, in) -> theirs (in, out)
+                const std::size_t o = t.shape.at(0), in = t.shape.at(1);
+                for (std::size_t i = 0; i < o; ++i)
+                    for (std::size_t j = 0; j < in; ++j) dst[j * o + i] += v[i * in + j];
+                break;
+            }
+            case layout::conv_hwio: {  // ours (out, in, kh, kw) -> theirs (kh, kw, in, out)
+                const std::size_t co = t.shape.at(0), ci = t.shape.at(1), kh = t.shape.at(2), kw = t.shape.at(3);
+                for (std::size_t o = 0; o < co; ++o)
+                    for (std::size_t c = 0; c < ci; ++c)
+                        for (std::size_t y = 0; y < kh; ++y)
+                            for (std::size_t x = 0; x < kw; ++x)
+                                dst[((y * kw + x) * ci + c) * co + o] += v[((o * ci + c) * kh + y) * kw + x];
+                break;
+            }
+        }
+    }
+    memory_source result;
+    for (auto& [name, tg] : out) result.add(name, std::move(tg.values), tg.shape);
+    return result;
+}
 
 // Writes our tensors under another naming (the reverse of a mapped_source) for maps whose layouts
 // are `same` or `reshape` (HF): fused tensors (`part`/`parts`) are concatenated in part order.
