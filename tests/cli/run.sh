@@ -81,7 +81,7 @@ expect 1 "needs both SigLIP towers" -- "$P" embed "$IMG" --weights "$W/hfv/model
 PALI3_NO_AMX=1 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16
 
 # Every command has --help, and every documented flag is accepted where it is documented.
-for c in inspect make-demo caption vqa detect segment generate embed dump bench init convert help; do
+for c in inspect make-demo caption vqa detect segment generate embed dump bench init convert grad train help; do
   expect 0 "Usage|Subcommands" -- "$P" $c --help
 done
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --antialias --lang de --beam 2 --length-penalty 0.5 \
@@ -105,6 +105,59 @@ if [[ $(wc -l <<<"$out") -eq 1 && $out == '{"command":"embed","embedding":['*'"s
   ok "embed --json"; else bad "embed --json: $out"; fi
 out=$("$P" detect "$IMG" "house ; tree" "${F[@]}" --max-new-tokens 24 --json --out "$W/d3.png" 2>/dev/null)
 if [[ $out == *'"overlay":"'"$W/d3.png"'"'* && -s "$W/d3.png" ]]; then ok "detect --json names the overlay"; else bad "detect --json overlay: $out"; fi
+
+# Gradients: pali3 grad on token ids written here as .npy (a few bytes of header, then int32s),
+# the same numbers from our file and from its HF export, under each file's own names.
+npy_i4() {  # npy_i4 FILE "(rows, cols)" v1 v2 ...: little-endian int32, C order
+  local f=$1 shape=$2; shift 2
+  local h="{'descr': '<i4', 'fortran_order': False, 'shape': $shape, }"
+  while (( (10 + ${#h} + 1) % 64 != 0 )); do h+=" "; done
+  { printf '\x93NUMPY\x01\x00'; printf "\\x$(printf %02x $(( (${#h} + 1) % 256 )))\\x$(printf %02x $(( (${#h} + 1) / 256 )))"
+    printf '%s\n' "$h"
+    for v in "$@"; do
+      local u=$(( v & 0xffffffff ))
+      printf "\\x$(printf %02x $((u & 255)))\\x$(printf %02x $(((u >> 8) & 255)))\\x$(printf %02x $(((u >> 16) & 255)))\\x$(printf %02x $(((u >> 24) & 255)))"
+    done; } > "$f"
+}
+npy_i4 "$W/enc.npy" "(2, 4)" 5 6 7 8 9 10 11 1
+npy_i4 "$W/mask.npy" "(2, 4)" 1 1 1 1 1 1 0 0
+npy_i4 "$W/dec.npy" "(2, 3)" 0 3 4 0 12 13
+npy_i4 "$W/tgt.npy" "(2, 3)" 3 4 1 12 -100 1
+npy_i4 "$W/badmask.npy" "(2, 4)" 1 0 1 1 1 1 1 1
+G=(--encoder-ids "$W/enc.npy" --encoder-mask "$W/mask.npy" --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy")
+for v in "" 10; do
+  expect 0 "loss [0-9.]+ over 5 targets" -- "$P" grad --weights "$W/t5$v.safetensors" "${G[@]}" --out "$W/g_ours$v"
+  expect 0 "wrote [0-9]+ gradients" -- "$P" grad --weights "$W/hft$v/model.safetensors" "${G[@]}" --out "$W/g_hf$v"
+  if cmp -s "$W/g_ours$v/encoder.blocks.1.attn.q.weight.npy" "$W/g_hf$v/encoder.block.1.layer.0.SelfAttention.q.weight.npy" &&
+     cmp -s "$W/g_ours$v/decoder.rel_bias.weight.npy" "$W/g_hf$v/decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight.npy" &&
+     cmp -s "$W/g_ours$v/loss.npy" "$W/g_hf$v/loss.npy" && cmp -s "$W/g_ours$v/shared.weight.npy" "$W/g_hf$v/shared.weight.npy"; then
+    ok "T5$v gradients identical under our names and HF names"; else bad "T5$v gradients differ between namings"; fi
+done
+if [[ ! -e "$W/g_hf10/lm_head.weight.npy" && -e "$W/g_hf/lm_head.weight.npy" ]]; then ok "tied T5 v1.0: one shared.weight gradient"; else bad "tied lm_head gradient"; fi
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/siglip.safetensors" --out "$W/ds"
+npy_i4 "$W/text.npy" "(1, 16)" 5 6 7 1 0 0 0 0 0 0 0 0 0 0 0 0
+expect 0 "loss [0-9.]+ over 1 pairs" -- "$P" grad --weights "$W/hfs/model.safetensors" --pixels "$W/ds/vision.pixels.npy" --text-ids "$W/text.npy" --out "$W/g_sig"
+if [[ -s "$W/g_sig/logit_bias.npy" && -s "$W/g_sig/vision_model.embeddings.patch_embedding.weight.npy" ]]; then ok "SigLIP gradients in HF names"; else bad "SigLIP gradient names"; ls "$W/g_sig" | head; fi
+expect 1 "1s then 0s" -- "$P" grad --weights "$W/t5.safetensors" --encoder-ids "$W/enc.npy" --encoder-mask "$W/badmask.npy" --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy"
+expect 1 "targets shape" -- "$P" grad --weights "$W/t5.safetensors" --encoder-ids "$W/enc.npy" --decoder-ids "$W/dec.npy" --targets "$W/enc.npy"
+expect 1 "no loss for this model kind" -- "$P" grad --weights "$W/vit.safetensors" --pixels "$W/pixels.npy"
+
+# Training: T5, SigLIP and PaLI-3 from JSONL examples; a resumed run ends where a straight one does.
+mkdir -p "$W/data"; cp "$IMG" "$W/data/a.png"
+for i in 1 2 3 4 5 6; do echo "{\"input\": \"copy $i\", \"target\": \"house $i\"}"; done > "$W/data/t5.jsonl"
+for t in "a house" "a tree"; do echo "{\"image\": \"a.png\", \"prefix\": \"caption en\", \"suffix\": \"$t\", \"text\": \"$t\"}"; done > "$W/data/img.jsonl"
+sed 's/"vocab":101/"vocab":1400/' "$W/t5cfg.json" > "$W/t5train.json"
+TT=(--data "$W/data/t5.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/t5train.json" --batch 2 --lr 3e-3 --warmup 2)
+expect 0 "trained to step 6" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_straight"
+expect 0 "trained to step 3" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_resumed" --save-every 3 --stop-at 3
+expect 0 "step 6/6" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_resumed" --resume
+if cmp -s "$W/run_straight/model.safetensors" "$W/run_resumed/model.safetensors"; then ok "resumed training equals the straight run"; else bad "resumed training differs"; fi
+if [[ $(wc -l < "$W/run_resumed/loss.csv") -eq 7 ]]; then ok "loss.csv has a header and 6 steps"; else bad "loss.csv"; cat "$W/run_resumed/loss.csv"; fi
+expect 0 "trained to step 2" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/siglip.json" --batch 2 --steps 2 --out "$W/run_siglip"
+expect 0 "trained to step 2" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init "$D/model.safetensors" --batch 2 --steps 2 --recompute --accumulate 2 --out "$W/run_pali3"
+expect 0 "output: " -- "$P" caption "$IMG" --weights "$W/run_pali3/model.safetensors" --tokenizer "$D/tokenizer.model" --max-new-tokens 4
+expect 1 "example field" -- "$P" train --data "$W/data/t5.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/siglip.json" --steps 1 --out "$W/x"
+expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "$W/run_resumed" --resume --seed 2
 
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"

@@ -12,6 +12,7 @@
 #include "pali3/models/pali3.hpp"
 #include "pali3/models/siglip.hpp"
 #include "pali3/train/optimizer.hpp"
+#include "pali3/weights/mapped_source.hpp"
 #include "pali3/weights/random_source.hpp"
 
 using namespace pali3;
@@ -287,4 +288,56 @@ TEST_CASE("training: the loss falls, frozen tensors stay, a resumed run equals a
     std::filesystem::remove(path);
     layers::linear<bf16> lb({3, 2, true}, weights::cursor(seeded, "lin"));
     CHECK_THROWS_WITH(train::parameters(lb), Catch::Contains("training needs f32 weights"));
+}
+
+TEST_CASE("gradients go back to the checkpoint's names and layouts", "[train][weights]") {
+    // "Theirs": a Flax Dense kernel (in, out), a conv kernel (kh, kw, in, out), a stacked (scan)
+    // array of two layers, a fused q/k/v matrix, and an embedding read under two of our names.
+    weights::memory_source file;
+    file.add("dense/kernel", std::vector<float>(3 * 2, 0.f), {3, 2});
+    file.add("conv/kernel", std::vector<float>(2 * 2 * 3 * 4, 0.f), {2, 2, 3, 4});
+    file.add("scan/w", std::vector<float>(2 * 2 * 3, 0.f), {2, 2, 3});
+    file.add("in_proj", std::vector<float>(3 * 2 * 2, 0.f), {6, 2});
+    file.add("emb", std::vector<float>(4, 0.f), {2, 2});
+    const std::vector<weights::map_rule> rules = {
+        {"lin.weight", "dense/kernel", weights::layout::transpose},
+        {"patch.weight", "conv/kernel", weights::layout::conv_hwio},
+        {"blocks.{}.w", "scan/w[{}]"},
+        {"attn.q", "in_proj", weights::layout::same, 0, 3},
+        {"attn.k", "in_proj", weights::layout::same, 1, 3},
+        {"attn.v", "in_proj", weights::layout::same, 2, 3},
+        {"shared", "emb"},
+        {"lm_head", "emb"},
+    };
+    const weights::mapped_source src(file, rules);
+    weights::memory_source ours;
+    auto seq = [](std::size_t n, float start) {
+        std::vector<float> v(n);
+        for (std::size_t i = 0; i < n; ++i) v[i] = start + static_cast<float>(i);
+        return v;
+    };
+    ours.add("lin.weight", seq(6, 0), {2, 3});
+    ours.add("patch.weight", seq(48, 100), {4, 3, 2, 2});
+    ours.add("blocks.0.w", seq(6, 200), {2, 3});
+    ours.add("blocks.1.w", seq(6, 300), {2, 3});
+    ours.add("attn.q", seq(4, 400), {2, 2});
+    ours.add("attn.k", seq(4, 500), {2, 2});
+    ours.add("attn.v", seq(4, 600), {2, 2});
+    ours.add("shared", seq(4, 1), {2, 2});
+    ours.add("lm_head", seq(4, 10), {2, 2});
+    const auto out = weights::export_like_source(src, ours);
+    CHECK(out.names() == std::vector<std::string>{"conv/kernel", "dense/kernel", "emb", "in_proj", "scan/w"});
+    auto at = [&](const std::string& n, std::size_t i) { return static_cast<const float*>(out.find(n)->data)[i]; };
+    // ours (out=2, in=3) element (1, 2) = 5 sits at theirs (in=2, out=1)
+    CHECK(at("dense/kernel", 2 * 2 + 1) == 5.f);
+    // ours (o=3, c=1, y=1, x=0) sits at theirs ((y, x, c, o) = (1, 0, 1, 3))
+    CHECK(at("conv/kernel", ((1 * 2 + 0) * 3 + 1) * 4 + 3) == 100.f + ((3 * 3 + 1) * 2 + 1) * 2 + 0);
+    CHECK(at("scan/w", 6 + 4) == 304.f);
+    CHECK(at("in_proj", 4 + 1) == 501.f);
+    CHECK(at("in_proj", 8 + 3) == 603.f);
+    CHECK(at("emb", 3) == 4.f + 13.f);  // tied: the two gradients summed
+    CHECK(out.find("conv/kernel")->shape == shape_t{2, 2, 3, 4});
+    weights::memory_source stray;
+    stray.add("unknown", seq(2, 0), {2});
+    CHECK_THROWS_WITH(weights::export_like_source(src, stray), Catch::Contains("unknown"));
 }
