@@ -10,10 +10,38 @@
 #include <new>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "pali3/core/error.hpp"
 
 namespace pali3::core {
+
+// An allocator that leaves new elements uninitialised (value-initialisation would write zeros
+// that the caller overwrites anyway: the saved activations and scratch of training are hundreds
+// of MB per step). Explicit values (`buffer(n, 0.f)`, `assign`) still fill.
+template <class T>
+struct default_init_allocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = default_init_allocator<U>;
+    };
+    default_init_allocator() = default;
+    template <class U>
+    default_init_allocator(const default_init_allocator<U>&) noexcept {}
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+};
+
+// Float storage for activations and gradients: a vector whose resize does not zero.
+using buffer = std::vector<float, default_init_allocator<float>>;
 
 class workspace {
 public:

@@ -138,6 +138,15 @@ void apply_activation(float* x, std::size_t n) noexcept {
     for (; i < n; ++i) x[i] = Act::apply(x[i]);
 }
 
+// dst[i] = Act(src[i]) for i < n (dst may alias src).
+template <activation Act, class Arch = default_arch>
+void apply_activation(const float* src, float* dst, std::size_t n) noexcept {
+    using B = fbatch<Arch>;
+    std::size_t i = 0;
+    for (; i + B::size <= n; i += B::size) Act::template apply<Arch>(B::load_unaligned(src + i)).store_unaligned(dst + i);
+    for (; i < n; ++i) dst[i] = Act::apply(src[i]);
+}
+
 // out[i] = Act(gate[i]) * up[i]: the gated FFN (T5 v1.1 `wi_0` -> gate, `wi_1` -> up).
 // `out` may alias `gate` or `up`.
 template <activation Act, class Arch = default_arch>

@@ -222,7 +222,7 @@ public:
     // What backward() needs from forward_train(): the projected queries, keys, values and the
     // heads' context (before the output projection).
     struct saved {
-        std::vector<float> q, k, v, ctx;  // (batch*tq, inner), (batch*tm, inner) x 2, (batch*tq, inner)
+        core::buffer q, k, v, ctx;  // (batch*tq, inner), (batch*tm, inner) x 2, (batch*tq, inner)
     };
 
     // forward_cross() (forward() when memory == x and tm == tq) keeping the activations.
@@ -263,12 +263,12 @@ public:
                   const attention_inputs& in = {}, bool accumulate = false) const {
         const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
         check_bias(in.pos_bias);
-        std::vector<float> dctx(batch * tq * inner), dq(batch * tq * inner, 0.f), dk(batch * tm * inner, 0.f),
+        core::buffer dctx(batch * tq * inner), dq(batch * tq * inner, 0.f), dk(batch * tm * inner, 0.f),
             dv(batch * tm * inner, 0.f);
         o_.backward(s.ctx.data(), inner, batch * tq, dy, cfg_.width, dctx.data(), inner, g, exec);
         const float scale = Scaling::scale(dh);
         const std::size_t span = in.mask.q_offset + tq + tm;  // distances a call can see
-        std::vector<float> d_bias(in.pos_bias ? batch * heads * span : 0, 0.f);
+        core::buffer d_bias(in.pos_bias ? batch * heads * span : 0, 0.f);
         exec.run(batch * heads, [&](std::size_t task) {
             const std::size_t b = task / heads, h = task % heads;
             const kernels::attention_mask m = mask_of(in, b);

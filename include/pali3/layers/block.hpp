@@ -76,7 +76,7 @@ public:
     // kept and backward() runs the forward again (less memory, one more forward).
     struct saved {
         bool recompute = false;
-        std::vector<float> x0, x1;
+        core::buffer x0, x1;
         typename Attn::saved attn;
         typename Mlp::saved mlp;
     };
@@ -87,7 +87,7 @@ public:
                        const attention_inputs& in = {}) const {
         const std::size_t w = cfg_.attn.width, rows = batch * t;
         s.x0.assign(x, x + rows * w);
-        std::vector<float> h(rows * w);
+        core::buffer h(rows * w);
         norm1_.forward(x, w, rows, h.data(), w);
         attn_.forward_train(h.data(), batch, t, h.data(), t, x, s.attn, exec, in, /*accumulate=*/true);
         s.x1.assign(x, x + rows * w);
@@ -107,12 +107,12 @@ public:
                   const attention_inputs& in = {}) const {
         if (s.recompute) {
             saved full;
-            std::vector<float> x(s.x0);
+            core::buffer x(s.x0);
             forward_train(x.data(), batch, t, full, exec, in);
             return backward(dx, batch, t, full, g, exec, in);
         }
         const std::size_t w = cfg_.attn.width, rows = batch * t;
-        std::vector<float> h(rows * w), dh(rows * w);
+        core::buffer h(rows * w), dh(rows * w);
         norm2_.forward(s.x1.data(), w, rows, h.data(), w);
         mlp_.backward(h.data(), rows, s.mlp, dx, dh.data(), g, exec);
         norm2_.backward(s.x1.data(), w, rows, dh.data(), w, dx, w, g, /*accumulate=*/true);
@@ -258,7 +258,7 @@ public:
     // ---- training (docs/training.md) ---------------------------------------------------------
     struct saved {
         std::vector<typename Block::saved> blocks;
-        std::vector<float> pre_norm;  // input of the final norm
+        core::buffer pre_norm;  // input of the final norm
     };
 
     // forward() keeping every block's activations (recompute: keep only each block's input).
@@ -268,7 +268,7 @@ public:
                        const attention_inputs& in = {}, bool recompute = false) const {
         attention_inputs with_bias = in;
         if (bias_) with_bias.pos_bias = &*bias_;
-        s.blocks.assign(blocks_.size(), {});
+        s.blocks.resize(blocks_.size());  // keeps the buffers of a previous step
         for (std::size_t i = 0; i < blocks_.size(); ++i) {
             s.blocks[i].recompute = recompute;
             blocks_[i].forward_train(x, batch, t, s.blocks[i], exec, with_bias);
@@ -294,7 +294,7 @@ public:
     void forward_train(float* x, std::size_t batch, std::size_t t, const memory_inputs& memory, saved& s,
                        E&& exec = E{}, bool recompute = false) const {
         const relative_position_bias* pb = bias_ ? &*bias_ : nullptr;
-        s.blocks.assign(blocks_.size(), {});
+        s.blocks.resize(blocks_.size());  // keeps the buffers of a previous step
         for (std::size_t i = 0; i < blocks_.size(); ++i) {
             s.blocks[i].recompute = recompute;
             blocks_[i].forward_train(x, batch, t, memory, pb, s.blocks[i], exec);
@@ -328,7 +328,7 @@ private:
     void backward_norm(float* dx, std::size_t rows, const saved& s, G& g) const {
         if (!norm_) return;
         const std::size_t w = cfg_.block.attn.width;
-        std::vector<float> dy(dx, dx + rows * w);
+        core::buffer dy(dx, dx + rows * w);
         norm_->backward(s.pre_norm.data(), w, rows, dy.data(), w, dx, w, g);
     }
 

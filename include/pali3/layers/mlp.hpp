@@ -59,7 +59,7 @@ public:
     }
 
     struct saved {
-        std::vector<float> pre;  // fc1 output before the activation (rows, hidden)
+        core::buffer pre;  // fc1 output before the activation (rows, hidden)
     };
 
     // forward() that keeps the activations backward() needs.
@@ -68,8 +68,8 @@ public:
     void forward_train(const float* x, std::size_t rows, float* y, saved& s, E&& exec = E{}, bool accumulate = false) const {
         s.pre.resize(rows * cfg_.hidden);
         fc1_.forward(x, cfg_.width, rows, s.pre.data(), cfg_.hidden, exec);
-        std::vector<float> h(s.pre);
-        kernels::apply_activation<Act>(h.data(), h.size());
+        core::buffer h(s.pre.size());
+        kernels::apply_activation<Act>(s.pre.data(), h.data(), h.size());
         fc2_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
 
@@ -78,8 +78,8 @@ public:
         requires kernels::differentiable_activation<Act>
     void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
                   bool accumulate = false) const {
-        std::vector<float> h(s.pre), dh(rows * cfg_.hidden);
-        kernels::apply_activation<Act>(h.data(), h.size());
+        core::buffer h(s.pre.size()), dh(rows * cfg_.hidden);
+        kernels::apply_activation<Act>(s.pre.data(), h.data(), h.size());
         fc2_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
         kernels::activation_backward<Act>(s.pre.data(), dh.data(), dh.data(), dh.size());
         fc1_.backward(x, cfg_.width, rows, dh.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
@@ -137,7 +137,7 @@ public:
     }
 
     struct saved {
-        std::vector<float> gate, up;  // wi_0 x and wi_1 x (rows, hidden) each
+        core::buffer gate, up;  // wi_0 x and wi_1 x (rows, hidden) each
     };
 
     template <core::executor E = core::sequential>
@@ -147,7 +147,7 @@ public:
         s.up.resize(rows * cfg_.hidden);
         wi0_.forward(x, cfg_.width, rows, s.gate.data(), cfg_.hidden, exec);
         wi1_.forward(x, cfg_.width, rows, s.up.data(), cfg_.hidden, exec);
-        std::vector<float> h(rows * cfg_.hidden);
+        core::buffer h(rows * cfg_.hidden);
         kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), h.size());
         wo_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
@@ -157,7 +157,7 @@ public:
     void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
                   bool accumulate = false) const {
         const std::size_t n = rows * cfg_.hidden;
-        std::vector<float> h(n), dh(n), dgate(n), dup(n);
+        core::buffer h(n), dh(n), dgate(n), dup(n);
         kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), n);
         wo_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
         kernels::gated_activation_backward<Act>(s.gate.data(), s.up.data(), dh.data(), dgate.data(), dup.data(), n);

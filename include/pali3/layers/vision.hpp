@@ -85,7 +85,7 @@ public:
         const auto [gh, gw] = grid(h, w);
         const std::size_t k = cfg_.channels * cfg_.patch * cfg_.patch, rows = batch * gh * gw;
         if (float* dw = g.grad(weight_)) {
-            std::vector<float> patches(rows * k);
+            core::buffer patches(rows * k);
             patchify(images, batch, h, w, layout, patches.data());
             kernels::weight_grad(rows, d_out, cfg_.width, cfg_.width, patches.data(), k, k, dw, k, exec);
         }
@@ -322,7 +322,7 @@ public:
 
     // ---- training ----
     struct saved {
-        std::vector<float> probes, pooled;  // the probe per image; attention output (pre-residual x)
+        core::buffer probes, pooled;  // the probe per image; attention output (pre-residual x)
         typename attention<attn::inv_sqrt_dim, Storage>::saved attn;
         typename mlp<kernels::act::gelu_tanh, Storage>::saved mlp;
     };
@@ -335,7 +335,7 @@ public:
         for (std::size_t b = 0; b < batch; ++b) std::copy_n(probe_.data, w, s.probes.data() + b * w);
         attn_.forward_train(s.probes.data(), batch, 1, tokens, t, out, s.attn, exec);
         s.pooled.assign(out, out + batch * w);
-        std::vector<float> h(batch * w);
+        core::buffer h(batch * w);
         norm_.forward(out, w, batch, h.data(), w);
         mlp_.forward_train(h.data(), batch, out, s.mlp, exec, /*accumulate=*/true);
     }
@@ -345,11 +345,11 @@ public:
     void backward(const float* tokens, std::size_t batch, std::size_t t, const saved& s, const float* d_out,
                   float* d_tokens, G& g, E&& exec = E{}) const {
         const std::size_t w = cfg_.width;
-        std::vector<float> dx(d_out, d_out + batch * w), h(batch * w), dh(batch * w);
+        core::buffer dx(d_out, d_out + batch * w), h(batch * w), dh(batch * w);
         norm_.forward(s.pooled.data(), w, batch, h.data(), w);
         mlp_.backward(h.data(), batch, s.mlp, dx.data(), dh.data(), g, exec);
         norm_.backward(s.pooled.data(), w, batch, dh.data(), w, dx.data(), w, g, /*accumulate=*/true);
-        std::vector<float> dprobes(batch * w);
+        core::buffer dprobes(batch * w, 0.f);
         attn_.backward(s.probes.data(), batch, 1, tokens, t, s.attn, dx.data(), dprobes.data(), d_tokens, g, exec, {},
                        /*accumulate=*/true);
         if (float* dp = g.grad(probe_))

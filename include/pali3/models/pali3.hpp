@@ -235,17 +235,17 @@ public:
     // ids (batch * dec_len each, target -100 ignored). With g, every parameter's gradient (the
     // vision tower's, the projector's and the text model's) is added to g. Returns the loss and
     // the number of counted targets.
-    template <layers::gradient_sink G, core::executor E = core::sequential>
+    template <layers::gradient_sink G, core::executor E = core::sequential, class T = Text>
     std::pair<double, std::size_t> loss_and_grad(const float* images, std::span<const std::vector<std::int32_t>> prompts,
                                                  const std::int32_t* decoder_ids, std::size_t dec_len,
                                                  const std::int32_t* targets, G* g, E&& exec = E{},
-                                                 const typename Text::loss_options& opt = {}) const {
+                                                 const typename T::loss_options& opt = {}) const {
         const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), d = cfg_.text.d_model;
         const std::size_t vw = cfg_.vision.width;
         std::size_t t_max = 0;
         for (const auto& p : prompts) t_max = std::max(t_max, p.size());
         const std::size_t len = n + t_max;
-        std::vector<float> tokens(batch * n * vw), memory(batch * len * d, 0.f);
+        core::buffer tokens(batch * n * vw), memory(batch * len * d, 0.f);
         typename vision_type::saved vs;
         img_.forward_train(images, batch, layers::image_layout::nchw, tokens.data(), vs, exec, opt.recompute);
         core::workspace ws(projector_.workspace_floats(n));
@@ -255,11 +255,11 @@ public:
             text_.embed(prompts[b].data(), prompts[b].size(), memory.data() + (b * len + n) * d);
             lens[b] = n + prompts[b].size();
         }
-        std::vector<float> d_memory(g ? memory.size() : 0, 0.f);
+        core::buffer d_memory(g ? memory.size() : 0, 0.f);
         const auto r = text_.loss_and_grad(memory.data(), batch, len, lens, decoder_ids, dec_len, targets, g,
                                            g ? d_memory.data() : nullptr, exec, opt);
         if (!g || r.second == 0) return r;
-        std::vector<float> d_tokens(tokens.size());
+        core::buffer d_tokens(tokens.size());
         for (std::size_t b = 0; b < batch; ++b) {
             projector_.backward(tokens.data() + b * n * vw, n, d_memory.data() + b * len * d, d,
                                 d_tokens.data() + b * n * vw, *g, exec);

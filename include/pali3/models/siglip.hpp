@@ -83,14 +83,14 @@ public:
     // ---- training (docs/training.md) ---------------------------------------------------------
     struct saved {
         typename layers::stack<block_type>::saved encoder;
-        std::vector<float> last;  // the encoder's output at the last position (batch, width)
+        core::buffer last;  // the encoder's output at the last position (batch, width)
     };
 
     template <core::executor E = core::sequential>
     void forward_train(const std::int32_t* ids, std::size_t batch, float* out, saved& s, E&& exec = E{},
                        bool recompute = false) const {
         const std::size_t t = cfg_.max_len, w = cfg_.width;
-        std::vector<float> x(batch * t * w);
+        core::buffer x(batch * t * w);
         embed_.forward(ids, batch * t, x.data());
         for (std::size_t b = 0; b < batch; ++b) kernels::add(x.data() + b * t * w, pos_.data, x.data() + b * t * w, t * w);
         encoder_.forward_train(x.data(), batch, t, s.encoder, exec, {}, recompute);
@@ -104,7 +104,7 @@ public:
     void backward(const std::int32_t* ids, std::size_t batch, const saved& s, const float* d_out, G& g,
                   E&& exec = E{}) const {
         const std::size_t t = cfg_.max_len, w = cfg_.width;
-        std::vector<float> dx(batch * t * w, 0.f), dlast(batch * w);
+        core::buffer dx(batch * t * w, 0.f), dlast(batch * w);
         head_.backward(s.last.data(), w, batch, d_out, cfg_.out_dim(), dlast.data(), w, g, exec);
         for (std::size_t b = 0; b < batch; ++b) std::copy_n(dlast.data() + b * w, w, dx.data() + (b * t + t - 1) * w);
         encoder_.backward(dx.data(), batch, t, s.encoder, g, exec);
@@ -277,12 +277,12 @@ public:
     template <layers::gradient_sink G, core::executor E = core::sequential>
     double loss_and_grad(const float* images, const std::int32_t* ids, std::size_t n, G* g, E&& exec = E{},
                          const loss_options& opt = {}) const {
-        std::vector<float> img, txt, d_img, d_txt;
+        core::buffer img, txt, d_img, d_txt;
         typename vision_type::saved vs;
         typename vision_type::head_type::saved hs;
         typename Text::saved ts;
-        std::vector<float> tokens;
-        embed_train(images, ids, n, img, txt, tokens, vs, hs, ts, exec, opt.recompute);
+        core::buffer tokens;
+        embed_train<vision_type, Text>(images, ids, n, img, txt, tokens, vs, hs, ts, exec, opt.recompute);
         const std::size_t d = embed_dim();
         if (g) {
             d_img.resize(n * d);
@@ -291,16 +291,19 @@ public:
         const auto res = loss::siglip_loss(img.data(), txt.data(), n, d, log_t(), bias(),
                                            g ? loss::siglip_grads{d_img.data(), d_txt.data()} : loss::siglip_grads{},
                                            opt.block, 1e-8f, exec);
-        if (g) backward_train(images, ids, n, tokens, vs, hs, ts, d_img.data(), d_txt.data(), res.d_log_t, res.d_bias, *g, exec);
+        if (g)
+            backward_train<G, vision_type, Text>(images, ids, n, tokens, vs, hs, ts, d_img.data(), d_txt.data(), res.d_log_t,
+                                                 res.d_bias, *g, exec);
         return res.loss;
     }
 
     // The two halves, for losses computed elsewhere (the MPI ring, train::data_parallel):
     // embeddings of both towers with what backward needs, then backward from their gradients.
-    template <core::executor E = core::sequential>
-    void embed_train(const float* images, const std::int32_t* ids, std::size_t n, std::vector<float>& img,
-                     std::vector<float>& txt, std::vector<float>& tokens, typename vision_type::saved& vs,
-                     typename vision_type::head_type::saved& hs, typename Text::saved& ts, E&& exec = E{},
+    // (V and T default to the parts: parts without training members still make a usable model.)
+    template <class V = vision_type, class T = Text, core::executor E = core::sequential>
+    void embed_train(const float* images, const std::int32_t* ids, std::size_t n, core::buffer& img,
+                     core::buffer& txt, core::buffer& tokens, typename V::saved& vs,
+                     typename V::head_type::saved& hs, typename T::saved& ts, E&& exec = E{},
                      bool recompute = false) const {
         const std::size_t d = embed_dim();
         tokens.resize(n * cfg_.vision.tokens() * cfg_.vision.width);
@@ -311,15 +314,15 @@ public:
         text_.forward_train(ids, n, txt.data(), ts, exec, recompute);
     }
 
-    template <layers::gradient_sink G, core::executor E = core::sequential>
-    void backward_train(const float* images, const std::int32_t* ids, std::size_t n, const std::vector<float>& tokens,
-                        const typename vision_type::saved& vs, const typename vision_type::head_type::saved& hs,
-                        const typename Text::saved& ts, const float* d_img, const float* d_txt, double d_log_t,
-                        double d_bias, G& g, E&& exec = E{}) const {
+    template <layers::gradient_sink G, class V = vision_type, class T = Text, core::executor E = core::sequential>
+    void backward_train(const float* images, const std::int32_t* ids, std::size_t n, const core::buffer& tokens,
+                        const typename V::saved& vs, const typename V::head_type::saved& hs, const typename T::saved& ts,
+                        const float* d_img, const float* d_txt, double d_log_t, double d_bias, G& g,
+                        E&& exec = E{}) const {
         if (float* p = g.grad(scale_)) p[0] += static_cast<float>(d_log_t);
         if (float* p = g.grad(bias_)) p[0] += static_cast<float>(d_bias);
         text_.backward(ids, n, ts, d_txt, g, exec);
-        std::vector<float> d_tokens(tokens.size(), 0.f);
+        core::buffer d_tokens(tokens.size(), 0.f);
         vision_.pool_backward(tokens.data(), n, hs, d_img, d_tokens.data(), g, exec);
         vision_.backward(images, n, layers::image_layout::nchw, vs, d_tokens.data(), g, exec);
     }

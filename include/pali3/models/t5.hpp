@@ -113,7 +113,7 @@ public:
     // ---- training (docs/training.md): teacher forced, all t target positions at once -------
     struct saved {
         bool recompute = false;
-        std::vector<float> x0, x1, x2;  // input, after self-attention, after cross-attention
+        core::buffer x0, x1, x2;  // input, after self-attention, after cross-attention
         typename attention_type::saved self, cross;
         typename Ffn::saved mlp;
     };
@@ -122,7 +122,7 @@ public:
     void forward_train(float* x, std::size_t batch, std::size_t t, const layers::memory_inputs& mem,
                        const layers::relative_position_bias* pos_bias, saved& s, E&& exec = E{}) const {
         const std::size_t w = cfg_.attn.width, rows = batch * t;
-        std::vector<float> h(rows * w);
+        core::buffer h(rows * w);
         s.x0.assign(x, x + rows * w);
         norm1_.forward(x, w, rows, h.data(), w);
         self_.forward_train(h.data(), batch, t, h.data(), t, x, s.self, exec, self_inputs(pos_bias), true);
@@ -147,12 +147,12 @@ public:
                   const layers::relative_position_bias* pos_bias, const saved& s, G& g, E&& exec = E{}) const {
         if (s.recompute) {
             saved full;
-            std::vector<float> x(s.x0);
+            core::buffer x(s.x0);
             forward_train(x.data(), batch, t, mem, pos_bias, full, exec);
             return backward(dx, d_memory, batch, t, mem, pos_bias, full, g, exec);
         }
         const std::size_t w = cfg_.attn.width, rows = batch * t;
-        std::vector<float> h(rows * w), dh(rows * w);
+        core::buffer h(rows * w), dh(rows * w);
         norm3_.forward(s.x2.data(), w, rows, h.data(), w);
         mlp_.backward(h.data(), rows, s.mlp, dx, dh.data(), g, exec);
         norm3_.backward(s.x2.data(), w, rows, dh.data(), w, dx, w, g, true);
@@ -308,8 +308,8 @@ public:
     // first) with valid lengths, decoder input ids and target ids (batch * dec_len each; a
     // target of -100 is ignored, as in HF).
     struct saved {
-        std::vector<float> memory;        // encoder output (batch*enc_len, d_model)
-        std::vector<float> decoder_out;   // decoder output after the final norm (batch*dec_len, d_model)
+        core::buffer memory;        // encoder output (batch*enc_len, d_model)
+        core::buffer decoder_out;   // decoder output after the final norm (batch*dec_len, d_model)
         std::vector<std::size_t> lens;
         typename layers::stack<EncoderBlock>::saved encoder;
         typename layers::stack<DecoderBlock>::saved decoder;
@@ -343,7 +343,7 @@ public:
         shared_.forward(decoder_ids, rows, s.decoder_out.data());
         decoder_.forward_train(s.decoder_out.data(), batch, dec_len, mem, s.decoder, exec, opt.recompute);
         // Logits (rows, vocab), then the loss and its gradient in place.
-        std::vector<float> logits(rows * cfg_.vocab), h;
+        core::buffer logits(rows * cfg_.vocab), h;
         const float* head_in = s.decoder_out.data();
         const float tied_scale = 1.f / std::sqrt(static_cast<float>(w));
         if (!lm_head_) {
@@ -352,15 +352,16 @@ public:
             head_in = h.data();
         }
         kernels::gemm(rows, head_in, w, head_weight(), logits.data(), cfg_.vocab, kernels::epilogue<>{}, exec);
-        const auto probe = kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, nullptr, 0, 1.f,
-                                                  opt.label_smoothing);
-        if (probe.count == 0) return {0.0, 0};
-        const float inv = 1.f / static_cast<float>(opt.normaliser ? opt.normaliser : probe.count);
-        if (!g) return {probe.loss_sum * inv, probe.count};
-        kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets, logits.data(), cfg_.vocab, inv,
-                               opt.label_smoothing);
+        std::size_t counted = 0;
+        for (std::size_t i = 0; i < rows; ++i) counted += targets[i] != -100;
+        if (counted == 0) return {0.0, 0};
+        const float inv = 1.f / static_cast<float>(opt.normaliser ? opt.normaliser : counted);
+        // One pass: the loss and (with g) its gradient in place of the logits.
+        const auto ce = kernels::cross_entropy(logits.data(), cfg_.vocab, rows, cfg_.vocab, targets,
+                                               g ? logits.data() : nullptr, cfg_.vocab, inv, opt.label_smoothing);
+        if (!g) return {ce.loss_sum * inv, ce.count};
         // Head backward: dx (rows, d_model).
-        std::vector<float> dx(rows * w);
+        core::buffer dx(rows * w);
         if (lm_head_) {
             lm_head_->backward(head_in, w, rows, logits.data(), cfg_.vocab, dx.data(), w, *g, exec);
         } else {
@@ -369,12 +370,12 @@ public:
             kernels::input_grad(rows, logits.data(), cfg_.vocab, head_weight(), dx.data(), w, false, exec);
             kernels::scale(dx.data(), tied_scale, dx.size());
         }
-        std::vector<float> d_memory(batch * enc_len * w, 0.f);
+        core::buffer d_memory(batch * enc_len * w, 0.f);
         decoder_.backward(dx.data(), d_memory.data(), batch, dec_len, mem, s.decoder, *g, exec);
         shared_.backward(decoder_ids, rows, dx.data(), *g);
         encoder_.backward(d_memory.data(), batch, enc_len, s.encoder, *g, exec, {.key_lens = s.lens});
         if (d_inputs) kernels::add(d_inputs, d_memory.data(), d_inputs, d_memory.size());
-        return {probe.loss_sum * inv, probe.count};
+        return {ce.loss_sum * inv, ce.count};
     }
 
     // The same from token ids for the encoder (T5 alone): embeds, runs loss_and_grad, and sends
@@ -385,7 +386,7 @@ public:
                                                  std::size_t dec_len, const std::int32_t* targets, G* g, E&& exec = E{},
                                                  const loss_options& opt = {}) const {
         const std::size_t n = batch * enc_len;
-        std::vector<float> x(n * cfg_.d_model), dx(g ? x.size() : 0, 0.f);
+        core::buffer x(n * cfg_.d_model), dx(g ? x.size() : 0, 0.f);
         shared_.forward(encoder_ids, n, x.data());
         auto r = loss_and_grad(x.data(), batch, enc_len, lens, decoder_ids, dec_len, targets, g, g ? dx.data() : nullptr,
                                exec, opt);

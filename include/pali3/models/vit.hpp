@@ -199,14 +199,15 @@ public:
 
     // The head's training forward and backward (pooling towers): pooled (batch, pooled_dim())
     // from tokens; backward adds the tokens' gradient to d_tokens.
-    template <core::executor E = core::sequential>
+    // (H defaults to Head: a head without training members still makes a usable tower.)
+    template <class H = Head, core::executor E = core::sequential>
         requires Head::pools
-    void pool_train(const float* tokens, std::size_t batch, float* pooled, typename Head::saved& s, E&& exec = E{}) const {
+    void pool_train(const float* tokens, std::size_t batch, float* pooled, typename H::saved& s, E&& exec = E{}) const {
         head_.forward_train(tokens, batch, cfg_.tokens(), pooled, s, exec);
     }
-    template <layers::gradient_sink G, core::executor E = core::sequential>
+    template <layers::gradient_sink G, class H = Head, core::executor E = core::sequential>
         requires Head::pools
-    void pool_backward(const float* tokens, std::size_t batch, const typename Head::saved& s, const float* d_pooled,
+    void pool_backward(const float* tokens, std::size_t batch, const typename H::saved& s, const float* d_pooled,
                        float* d_tokens, G& g, E&& exec = E{}) const {
         head_.backward(tokens, batch, cfg_.tokens(), s, d_pooled, d_tokens, g, exec);
     }

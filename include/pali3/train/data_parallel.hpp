@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "pali3/core/workspace.hpp"
 #include "pali3/loss/siglip_ring.hpp"
 #include "pali3/train/parameters.hpp"
 
@@ -68,21 +69,23 @@ inline std::size_t counted_targets(const std::int32_t* targets, std::size_t n, s
 template <class Model, core::executor E = core::sequential>
 double siglip_step(MPI_Comm comm, const Model& model, const float* images, const std::int32_t* ids, std::size_t n_local,
                    parameters& ps, E&& exec = E{}, bool recompute = false) {
-    std::vector<float> img, txt, tokens;
+    core::buffer img, txt, tokens;
     typename Model::vision_type::saved vs;
     typename Model::vision_type::head_type::saved hs;
     typename Model::text_type::saved ts;
-    model.embed_train(images, ids, n_local, img, txt, tokens, vs, hs, ts, exec, recompute);
+    model.template embed_train<typename Model::vision_type, typename Model::text_type>(images, ids, n_local, img, txt, tokens, vs,
+                                                                                       hs, ts, exec, recompute);
     const std::size_t d = model.embed_dim();
-    std::vector<float> d_img(n_local * d), d_txt(n_local * d);
+    core::buffer d_img(n_local * d), d_txt(n_local * d);
     const auto res = loss::siglip_loss_ring(comm, img.data(), txt.data(), n_local, d, model.log_t(), model.bias(),
                                             loss::siglip_grads{d_img.data(), d_txt.data()}, 0, 1e-8f, exec);
     // d_log_t and d_bias are already summed over the ranks: each rank adds a 1/world share so that
     // allreduce_gradients makes the total once.
     int world = 1;
     loss::detail::check(MPI_Comm_size(comm, &world), "MPI_Comm_size");
-    model.backward_train(images, ids, n_local, tokens, vs, hs, ts, d_img.data(), d_txt.data(), res.d_log_t / world,
-                         res.d_bias / world, ps, exec);
+    model.template backward_train<parameters, typename Model::vision_type, typename Model::text_type>(
+        images, ids, n_local, tokens, vs, hs, ts, d_img.data(), d_txt.data(), res.d_log_t / world, res.d_bias / world, ps,
+        exec);
     return res.loss;
 }
 
