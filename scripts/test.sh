@@ -3,7 +3,8 @@
 #   1. g++, Release, -march=native: unit tests, header self-containment, the three consumer
 #      builds, and a benchmark smoke run;
 #   2. clang++, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests, the
-#      command line end to end, and a short libFuzzer run of both checkpoint readers.
+#      command line end to end, and a short libFuzzer run of both checkpoint readers (headers
+#      parsed once through pali3/pali3.hpp; self-containment and MPI are the g++ pass's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -22,7 +23,7 @@ build/gcc/examples/pali3_siglip_train 100 >/dev/null
 echo "== clang++ -Werror, ASan + UBSan =="
 cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++ -DPALI3_WERROR=ON -DPALI3_SANITIZE=address,undefined \
-  -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF -DPALI3_MPI_TESTS=OFF -DPALI3_FUZZ=ON >/dev/null
+  -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF -DPALI3_MPI_TESTS=OFF -DPALI3_HEADER_CHECKS=OFF -DPALI3_FUZZ=ON >/dev/null
 cmake --build build/clang-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/clang-asan -j "$jobs" --output-on-failure -LE 'consumer|mpi'

@@ -1,5 +1,5 @@
 // Everything in pali3 (kernels, layers, models, weights and checkpoints, text, images, generation,
-// loss, pipeline). Needs the fixed dependencies: xtensor, xsimd, stb, sentencepiece (see docs/building.md).
+// loss, training, pipeline) but the MPI parts (loss/siglip_ring.hpp, train/data_parallel.hpp). Needs the fixed dependencies: xtensor, xsimd, stb, sentencepiece (see docs/building.md).
 #pragma once
 
 #include "pali3/core/error.hpp"
@@ -12,9 +12,15 @@
 #include "pali3/generation/tasks.hpp"
 #include "pali3/io/image.hpp"
 #include "pali3/kernels/activation.hpp"
+#include "pali3/kernels/amx.hpp"
 #include "pali3/kernels/attention.hpp"
+#include "pali3/kernels/backward.hpp"
+#include "pali3/kernels/bf16_blocks.hpp"
+#include "pali3/kernels/bf16_products.hpp"
+#include "pali3/kernels/cpu_features.hpp"
 #include "pali3/kernels/elementwise.hpp"
 #include "pali3/kernels/gemm.hpp"
+#include "pali3/kernels/gemm_blocks.hpp"
 #include "pali3/kernels/gemv.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/norm.hpp"
@@ -43,10 +49,14 @@
 #include "pali3/pipeline/bench.hpp"
 #include "pali3/pipeline/config_source.hpp"
 #include "pali3/pipeline/convert.hpp"
+#include "pali3/pipeline/gradients.hpp"
 #include "pali3/pipeline/pali3_pipeline.hpp"
 #include "pali3/pipeline/siglip_pipeline.hpp"
+#include "pali3/pipeline/training.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/text/trainer.hpp"
+#include "pali3/train/optimizer.hpp"
+#include "pali3/train/parameters.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/vision/vqvae.hpp"
 #include "pali3/weights/checkpoint.hpp"
