@@ -37,6 +37,8 @@ void add_init(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_grad(CLI::App& app);
 void add_train(CLI::App& app);
+void add_make_scenes(CLI::App& app);
+void add_eval(CLI::App& app);
 
 // Opening models (open.cpp).
 std::unique_ptr<pipeline::pali3_pipeline> open_pali3(const pipeline::options& o);

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
     using namespace pali3::cli;
     add_inspect(app);
     add_make_demo(app);
+    add_make_scenes(app);
+    add_eval(app);
     add_caption(app);
     add_vqa(app);
     add_detect(app);

@@ -81,7 +81,7 @@ expect 1 "needs both SigLIP towers" -- "$P" embed "$IMG" --weights "$W/hfv/model
 PALI3_NO_AMX=1 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16
 
 # Every command has --help, and every documented flag is accepted where it is documented.
-for c in inspect make-demo caption vqa detect segment generate embed dump bench init convert grad train help; do
+for c in inspect make-demo make-scenes caption vqa detect segment generate embed dump bench init convert grad train eval help; do
   expect 0 "Usage|Subcommands" -- "$P" $c --help
 done
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --antialias --lang de --beam 2 --length-penalty 0.5 \
@@ -158,6 +158,14 @@ expect 0 "trained to step 2" -- "$P" train --data "$W/data/img.jsonl" --tokenize
 expect 0 "output: " -- "$P" caption "$IMG" --weights "$W/run_pali3/model.safetensors" --tokenizer "$D/tokenizer.model" --max-new-tokens 4
 expect 1 "example field" -- "$P" train --data "$W/data/t5.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/siglip.json" --steps 1 --out "$W/x"
 expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "$W/run_resumed" --resume --seed 2
+
+# The world of shapes (docs/shapes.md): scenes with ground truth, scored by eval (random weights: ~0 %).
+expect 0 "wrote 4 scenes .* and [0-9]+ training examples" -- "$P" make-scenes "$W/scenes" --count 4 --seed 2
+if [[ -s "$W/scenes/000003.png" && $(wc -l < "$W/scenes/scenes.jsonl") -eq 4 ]]; then ok "scene files"; else bad "scene files"; fi
+expect 0 "caption exact match .*VQA exact match" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
+out=$("$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 1 --json 2>/dev/null)
+if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
+expect 1 "cannot open ground truth" -- "$P" eval --scenes "$W/missing" "${F[@]}"
 
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"

@@ -1,0 +1,133 @@
+// pali3 eval --scenes DIR: a PaLI-3 checkpoint's accuracy per task on scenes with their ground
+// truth (DIR/scenes.jsonl from `pali3 make-scenes`, or any renderer's in the same format):
+// caption exact match, detection (IoU >= 0.5 per object asked for; no box for a shape that is not
+// there) and VQA exact match (docs/shapes.md).
+#include <filesystem>
+#include <fstream>
+
+#include <pali3/data/shapes.hpp>
+
+#include "common.hpp"
+
+namespace pali3::cli {
+
+namespace {
+double iou(const generation::box& a, const std::array<float, 4>& b) {
+    const float y1 = std::max(a.y1, b[0]), x1 = std::max(a.x1, b[1]), y2 = std::min(a.y2, b[2]), x2 = std::min(a.x2, b[3]);
+    const float inter = std::max(0.f, y2 - y1) * std::max(0.f, x2 - x1);
+    const float ua = (a.y2 - a.y1) * (a.x2 - a.x1) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    return ua > 0 ? inter / ua : 0.0;
+}
+struct tally {
+    std::size_t right = 0, total = 0;
+    void add(bool ok) { right += ok; ++total; }
+    double rate() const { return total ? static_cast<double>(right) / static_cast<double>(total) : 0.0; }
+};
+}  // namespace
+
+void add_eval(CLI::App& app) {
+    struct args {
+        pipeline::options o;
+        std::string scenes;
+        std::size_t limit = 0;
+        bool json = false, verbose = false;
+    };
+    auto a = std::make_shared<args>();
+    auto* c = app.add_subcommand("eval", "accuracy per task on scenes with ground truth (DIR/scenes.jsonl)");
+    c->add_option("--scenes", a->scenes, "directory with scenes.jsonl and its images")->required();
+    c->add_option("--limit", a->limit, "only the first N scenes (0: all)")->capture_default_str();
+    c->add_flag("--verbose", a->verbose, "print every wrong answer");
+    add_pipeline_flags(c, a->o, a->json);
+    c->callback([a] {
+        namespace fs = std::filesystem;
+        const auto path = (fs::path(a->scenes) / "scenes.jsonl").string();
+        std::ifstream in(path);
+        if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
+        const auto p = open_pali3(a->o);
+        tally caption, found, absent, vqa;
+        std::string line;
+        std::size_t n = 0, lineno = 0;
+        pipeline::stopwatch sw;
+        while (std::getline(in, line) && (a->limit == 0 || n < a->limit)) {
+            ++lineno;
+            if (line.empty()) continue;
+            const std::string where = path + ":" + std::to_string(lineno);
+            const auto v = json::parse(line, where);
+            const auto image = (fs::path(a->scenes) / v.at("image", where).as_string(where)).string();
+            struct truth {
+                std::string shape;
+                std::array<float, 4> box;
+            };
+            std::vector<truth> objects;
+            for (const auto& o : v.at("objects", where).items(where)) {
+                truth t;
+                t.shape = o.at("shape", where).as_string(where);
+                const auto& b = o.at("box", where).items(where);
+                if (b.size() != 4) throw format_error(core::describe("box", where, "[y1, x1, y2, x2]", b.size()));
+                for (std::size_t i = 0; i < 4; ++i) t.box[i] = static_cast<float>(b[i].as_double(where));
+                objects.push_back(t);
+            }
+            const auto cap = p->caption(image);
+            const bool cap_ok = cap.text == v.at("caption", where).as_string(where);
+            caption.add(cap_ok);
+            if (!cap_ok && a->verbose) std::printf("%s caption: \"%s\" (want \"%s\")\n", image.c_str(), cap.text.c_str(),
+                                                   v.at("caption", where).as_string(where).c_str());
+            for (const char* shape : data::shape_names) {
+                std::vector<const truth*> want;
+                for (const auto& t : objects)
+                    if (t.shape == shape) want.push_back(&t);
+                const auto det = p->detect(image, shape);
+                if (want.empty()) {
+                    absent.add(det.objects.empty());
+                    if (!det.objects.empty() && a->verbose) std::printf("%s detect %s: boxes for an absent shape\n", image.c_str(), shape);
+                    continue;
+                }
+                std::vector<bool> used(det.objects.size(), false);
+                for (const auto* t : want) {
+                    bool hit = false;
+                    for (std::size_t k = 0; k < det.objects.size() && !hit; ++k)
+                        if (!used[k] && det.objects[k].where && det.objects[k].label == shape && iou(*det.objects[k].where, t->box) >= 0.5) {
+                            used[k] = true;
+                            hit = true;
+                        }
+                    found.add(hit);
+                    if (!hit && a->verbose) std::printf("%s detect %s: \"%s\" misses a box\n", image.c_str(), shape, det.text.c_str());
+                }
+            }
+            for (const auto& q : v.at("qa", where).items(where)) {
+                const auto question = q.at("question", where).as_string(where), want = q.at("answer", where).as_string(where);
+                const auto ans = p->vqa(image, question);
+                vqa.add(ans.text == want);
+                if (ans.text != want && a->verbose) std::printf("%s %s \"%s\" (want \"%s\")\n", image.c_str(), question.c_str(), ans.text.c_str(), want.c_str());
+            }
+            ++n;
+        }
+        if (a->json) {
+            json::value out = json::value::make_object();
+            out.set("command", json::string("eval"));
+            out.set("scenes", json::number(static_cast<std::uint64_t>(n)));
+            auto put = [&](const char* k, const tally& t) {
+                json::value x = json::value::make_object();
+                x.set("accuracy", json::number(t.rate()));
+                x.set("right", json::number(static_cast<std::uint64_t>(t.right)));
+                x.set("total", json::number(static_cast<std::uint64_t>(t.total)));
+                out.set(k, std::move(x));
+            };
+            put("caption", caption);
+            put("detection", found);
+            put("detection_absent", absent);
+            put("vqa", vqa);
+            out.set("seconds", json::number(sw.ms() / 1000.0));
+            std::printf("%s\n", json::dump(out).c_str());
+            return;
+        }
+        std::printf("%zu scenes (%s)\n", n, a->scenes.c_str());
+        std::printf("caption exact match        %6.2f %% (%zu / %zu)\n", 100 * caption.rate(), caption.right, caption.total);
+        std::printf("detection IoU >= 0.5       %6.2f %% (%zu / %zu objects)\n", 100 * found.rate(), found.right, found.total);
+        std::printf("no box for an absent shape %6.2f %% (%zu / %zu)\n", 100 * absent.rate(), absent.right, absent.total);
+        std::printf("VQA exact match            %6.2f %% (%zu / %zu)\n", 100 * vqa.rate(), vqa.right, vqa.total);
+        std::printf("%.1f s\n", sw.ms() / 1000.0);
+    });
+}
+
+}  // namespace pali3::cli
