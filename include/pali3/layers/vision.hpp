@@ -118,6 +118,19 @@ private:
     param<float> bias_;
 };
 
+namespace detail {
+struct grid_tap {
+    std::size_t i0, i1;  // the two input positions
+    double w;            // weight of i1 (1 - w on i0)
+};
+// Output position o of `out` reads input o * (in - 1) / (out - 1) of `in` (corners aligned).
+inline grid_tap grid_taps(std::size_t o, std::size_t in, std::size_t out) {
+    const double f = out == 1 ? 0.0 : static_cast<double>(o) * static_cast<double>(in - 1) / static_cast<double>(out - 1);
+    const std::size_t i0 = std::min(static_cast<std::size_t>(f), in - 1);
+    return {i0, std::min(i0 + 1, in - 1), f - static_cast<double>(i0)};
+}
+}  // namespace detail
+
 // Resamples a (gh0 x gw0, width) grid of embeddings to (gh x gw) by separable linear
 // interpolation with corners aligned - what big_vision does with scipy.ndimage.zoom(order=1):
 // output index o maps to input o * (in - 1) / (out - 1).
@@ -127,18 +140,11 @@ inline std::vector<float> resample_grid(const float* src, std::size_t gh0, std::
         throw shape_error(core::describe("empty position grid", "resample_grid", "non-empty grids",
                                          std::to_string(gh0) + "x" + std::to_string(gw0) + " -> " +
                                              std::to_string(gh) + "x" + std::to_string(gw)));
-    auto coord = [](std::size_t o, std::size_t in, std::size_t out) {
-        return out == 1 ? 0.0 : static_cast<double>(o) * static_cast<double>(in - 1) / static_cast<double>(out - 1);
-    };
     std::vector<float> dst(gh * gw * width);
     for (std::size_t y = 0; y < gh; ++y) {
-        const double fy = coord(y, gh0, gh);
-        const std::size_t y0 = std::min(static_cast<std::size_t>(fy), gh0 - 1), y1 = std::min(y0 + 1, gh0 - 1);
-        const double wy = fy - static_cast<double>(y0);
+        const auto [y0, y1, wy] = detail::grid_taps(y, gh0, gh);
         for (std::size_t x = 0; x < gw; ++x) {
-            const double fx = coord(x, gw0, gw);
-            const std::size_t x0 = std::min(static_cast<std::size_t>(fx), gw0 - 1), x1 = std::min(x0 + 1, gw0 - 1);
-            const double wx = fx - static_cast<double>(x0);
+            const auto [x0, x1, wx] = detail::grid_taps(x, gw0, gw);
             const float* a = src + (y0 * gw0 + x0) * width;
             const float* b = src + (y0 * gw0 + x1) * width;
             const float* c = src + (y1 * gw0 + x0) * width;
@@ -155,17 +161,10 @@ inline std::vector<float> resample_grid(const float* src, std::size_t gh0, std::
 // width) through the interpolation (each output spreads its gradient back to its four inputs).
 inline void resample_grid_backward(const float* d_dst, std::size_t gh0, std::size_t gw0, std::size_t gh, std::size_t gw,
                                    std::size_t width, float* d_src) {
-    auto coord = [](std::size_t o, std::size_t in, std::size_t out) {
-        return out == 1 ? 0.0 : static_cast<double>(o) * static_cast<double>(in - 1) / static_cast<double>(out - 1);
-    };
     for (std::size_t y = 0; y < gh; ++y) {
-        const double fy = coord(y, gh0, gh);
-        const std::size_t y0 = std::min(static_cast<std::size_t>(fy), gh0 - 1), y1 = std::min(y0 + 1, gh0 - 1);
-        const double wy = fy - static_cast<double>(y0);
+        const auto [y0, y1, wy] = detail::grid_taps(y, gh0, gh);
         for (std::size_t x = 0; x < gw; ++x) {
-            const double fx = coord(x, gw0, gw);
-            const std::size_t x0 = std::min(static_cast<std::size_t>(fx), gw0 - 1), x1 = std::min(x0 + 1, gw0 - 1);
-            const double wx = fx - static_cast<double>(x0);
+            const auto [x0, x1, wx] = detail::grid_taps(x, gw0, gw);
             const float* o = d_dst + (y * gw + x) * width;
             const float ca = static_cast<float>((1 - wy) * (1 - wx)), cb = static_cast<float>((1 - wy) * wx),
                         cc = static_cast<float>(wy * (1 - wx)), cd = static_cast<float>(wy * wx);
