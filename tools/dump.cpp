@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include <pali3/pipeline/activations.hpp>
+#include <pali3/pipeline/gradients.hpp>
 
 #include "common.hpp"
 
@@ -10,26 +11,8 @@ namespace pali3::cli {
 
 std::vector<std::int32_t> parse_ids(const std::string& spec, const std::string& flag) {
     std::vector<std::int32_t> ids;
-    if (spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0) {
-        const auto bytes = weights::map_file(spec);
-        const auto arr = weights::parse_npy(bytes.data, bytes.size, spec);
-        const std::size_t n = shape_size(arr.shape);
-        for (std::size_t i = 0; i < n; ++i) {
-            std::int64_t v = 0;
-            if (arr.descr == "<i4") {
-                std::int32_t x;
-                std::memcpy(&x, arr.data + 4 * i, 4);
-                v = x;
-            } else if (arr.descr == "<i8") {
-                std::memcpy(&v, arr.data + 8 * i, 8);
-            } else {
-                throw format_error(core::describe("token ids must be integers", spec, "<i4 or <i8", arr.descr));
-            }
-            if (v < 0 || v > INT32_MAX) throw value_error(core::describe("token id out of range", spec, "0..2^31-1", v));
-            ids.push_back(static_cast<std::int32_t>(v));
-        }
-        return ids;
-    }
+    if (spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0)
+        return pipeline::read_ids_npy(spec, 0, INT32_MAX).values;  // any shape, flattened
     for (std::size_t pos = 0; pos <= spec.size();) {
         const auto comma = spec.find(',', pos);
         const std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
