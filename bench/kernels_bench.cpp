@@ -318,6 +318,7 @@ int main(int argc, char** argv) {
         setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
         execv("/proc/self/exe", argv);  // returns only on failure: then run with the default
     }
+    pali3::core::retain_freed_memory();  // as the pali3 command line does (core/malloc_tuning.hpp)
     std::printf("pali3 kernels on %s; OpenBLAS core %s\n", xsimd::default_arch::name(),
                 openblas_get_corename());
     benchmark::Initialize(&argc, argv);

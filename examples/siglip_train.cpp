@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include <pali3/core/malloc_tuning.hpp>
 #include <pali3/models/siglip.hpp>
 #include <pali3/train/optimizer.hpp>
 #include <pali3/weights/random_source.hpp>
@@ -44,6 +45,7 @@ void text(std::size_t c, std::int32_t* ids) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    core::retain_freed_memory();  // each step's activations reuse the last step's memory
     const std::size_t steps = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 300;
     const std::size_t threads = argc > 2 ? std::strtoul(argv[2], nullptr, 10) : 2;
     if (steps == 0 || steps > 1000000 || threads == 0 || threads > 256) {

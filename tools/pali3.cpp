@@ -2,9 +2,12 @@
 #include <cstdio>
 #include <string>
 
+#include <pali3/core/malloc_tuning.hpp>
+
 #include "common.hpp"
 
 int main(int argc, char** argv) {
+    pali3::core::retain_freed_memory();  // training and generation reuse freed activations (core/malloc_tuning.hpp)
     CLI::App app{"pali3 - PaLI-3 family models on CPUs (docs/pipeline.md)", "pali3"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "every command's flags");

@@ -24,6 +24,8 @@ void add_train(CLI::App& app) {
     c->add_option("--tokenizer", a->o.tokenizer, "sentencepiece model")->required();
     c->add_option("--out", a->o.out, "output directory: model.safetensors, state.safetensors, loss.csv")->capture_default_str();
     c->add_option("--init", a->o.init, "start from this checkpoint (any naming) instead of random weights");
+    c->add_option("--init-vision", a->o.init_vision,
+                  "start the image tower from this SigLIP / ViT / PaLI-3 checkpoint (any naming); the rest random");
     add_config_flags(c, a->o.config);
     c->add_option("--steps", a->o.steps, "optimiser steps in all")->check(CLI::Range(std::size_t{1}, std::size_t{1} << 32))->capture_default_str();
     c->add_option("--batch", a->o.batch, "examples per micro-batch")->check(CLI::Range(std::size_t{1}, std::size_t{4096}))->capture_default_str();
@@ -46,6 +48,8 @@ void add_train(CLI::App& app) {
     c->add_flag("--resume", a->o.resume, "continue from DIR/state.safetensors when it exists");
     c->add_flag("--recompute", a->o.recompute, "keep only each block's input; recompute its activations in backward");
     c->add_flag("--antialias", a->o.antialias, "resize images with an antialiasing filter");
+    c->add_option("--image-cache-mb", a->o.image_cache_mb, "preprocessed images kept in memory (0: decode on every use)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))->capture_default_str();
     c->add_flag("--quiet", a->quiet, "no progress line per step");
     c->callback([a] {
         auto& o = a->o;
@@ -54,6 +58,7 @@ void add_train(CLI::App& app) {
         o.schedule.total = o.steps;
         o.schedule.min_ratio = a->min_lr_ratio;
         const bool quiet = a->quiet;
+        o.note = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
         const std::size_t last = pipeline::run_training(o, [quiet](const pipeline::train_progress& p) {
             if (quiet && p.step != p.steps) return;
             std::printf("step %zu/%zu  loss %.4f  lr %.3g  |g| %.3g  %.0f ms  %.1f examples/s\n", p.step, p.steps, p.loss, p.lr,

@@ -4,6 +4,7 @@
 
 #include "pali3/core/error.hpp"
 #include "pali3/core/json.hpp"
+#include "pali3/core/malloc_tuning.hpp"
 #include "pali3/core/storage.hpp"
 #include "pali3/core/tensor.hpp"
 #include "pali3/core/threading.hpp"
@@ -66,6 +67,7 @@
 #include "pali3/weights/name_maps.hpp"
 #include "pali3/weights/npy.hpp"
 #include "pali3/weights/npz.hpp"
+#include "pali3/weights/part_source.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "pali3/weights/safetensors.hpp"
 #include "pali3/weights/source.hpp"

@@ -150,6 +150,7 @@ sed 's/"vocab":101/"vocab":1400/' "$W/t5cfg.json" > "$W/t5train.json"
 TT=(--data "$W/data/t5.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/t5train.json" --batch 2 --lr 3e-3 --warmup 2)
 expect 0 "trained to step 6" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_straight"
 expect 0 "trained to step 3" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_resumed" --save-every 3 --stop-at 3
+expect 0 "step 5/6" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_resumed" --resume --stop-at 5
 expect 0 "step 6/6" -- "$P" train "${TT[@]}" --seed 1 --steps 6 --out "$W/run_resumed" --resume
 if cmp -s "$W/run_straight/model.safetensors" "$W/run_resumed/model.safetensors"; then ok "resumed training equals the straight run"; else bad "resumed training differs"; fi
 if [[ $(wc -l < "$W/run_resumed/loss.csv") -eq 7 ]]; then ok "loss.csv has a header and 6 steps"; else bad "loss.csv"; cat "$W/run_resumed/loss.csv"; fi
@@ -157,6 +158,14 @@ expect 0 "trained to step 2" -- "$P" train --data "$W/data/img.jsonl" --tokenize
 expect 0 "trained to step 2" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init "$D/model.safetensors" --batch 2 --steps 2 --recompute --accumulate 2 --out "$W/run_pali3"
 expect 0 "output: " -- "$P" caption "$IMG" --weights "$W/run_pali3/model.safetensors" --tokenizer "$D/tokenizer.model" --max-new-tokens 4
 expect 1 "example field" -- "$P" train --data "$W/data/t5.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/siglip.json" --steps 1 --out "$W/x"
+# PaLI-3 from a pretrained SigLIP image tower (here its HF export), as in the PaLI-3 paper.
+cat > "$W/pali3_on_siglip.json" <<'JSON'
+{"model":"pali3","vision":{"width":32,"depth":2,"mlp":64,"heads":4,"patch":8,"image":32,"map_head":false},
+ "text":{"vocab":1400,"d_model":32,"d_ff":64,"heads":4,"d_kv":8,"encoder_layers":1,"decoder_layers":1}}
+JSON
+expect 0 "image tower: 37 tensors from .*hfs/model.safetensors \\(vision" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --init-vision "$W/hfs/model.safetensors" --batch 2 --steps 1 --out "$W/run_on_siglip"
+expect 1 "pretrained image tower of another shape" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init-vision "$W/hfs/model.safetensors" --preset pali3_tiny --steps 1 --out "$W/x"
+expect 1 "two starting points" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init "$D/model.safetensors" --init-vision "$W/hfs/model.safetensors" --steps 1 --out "$W/x"
 expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "$W/run_resumed" --resume --seed 2
 
 # The world of shapes (docs/shapes.md): scenes with ground truth, scored by eval (random weights: ~0 %).

@@ -5,6 +5,7 @@
 #include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "pali3/weights/mapped_source.hpp"
+#include "pali3/weights/part_source.hpp"
 #include "../common.hpp"
 
 using namespace pali3;
@@ -140,4 +141,27 @@ TEST_CASE("uniform random init has the same scale", "[weights]") {
     }
     CHECK(sq / double(t.size()) == Approx(1.0 / 1024).epsilon(0.05));
     CHECK(mx <= std::sqrt(3.0 / 1024) + 1e-6);
+}
+
+TEST_CASE("part source: one prefix from a pretrained part under its own prefix, the rest elsewhere", "[weights]") {
+    memory_source tower;  // a SigLIP pair's vision tensors
+    const auto w = test::random_vector(6, 3);
+    tower.add<float>("vision.embedding.weight", w, {2, 3});
+    tower.add<float>("text.embedding.weight", test::random_vector(4, 4), {2, 2});
+    const random_source random(7);
+    const part_source both("img.", tower, "vision.", "siglip.safetensors", random);
+    CHECK(both.contains("img.embedding.weight"));
+    CHECK_FALSE(both.contains("img.head.weight"));
+    CHECK(both.contains("txt.anything"));  // random weights have every name
+    const auto t = both.get("img.embedding.weight", {2, 3});
+    const float* v = static_cast<const float*>(t.data);
+    CHECK(std::vector<float>(v, v + 6) == w);
+    const auto r = both.get("txt.embedding.weight", {2, 3});
+    const auto expect = random.get("txt.embedding.weight", {2, 3});
+    CHECK(std::memcmp(r.data, expect.data, 6 * sizeof(float)) == 0);
+    CHECK(both.taken() == 1);
+    CHECK_THROWS_WITH(both.get("img.head.weight", {3}),
+                      "pretrained part without this tensor (at siglip.safetensors): expected vision.head.weight of shape "
+                      "(3), found no such tensor");
+    CHECK_THROWS_AS(both.get("img.embedding.weight", {3, 2}), shape_error);
 }

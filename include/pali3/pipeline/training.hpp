@@ -17,6 +17,7 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +26,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pali3/core/json.hpp"
@@ -36,6 +38,7 @@
 #include "pali3/train/optimizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/weights/checkpoint.hpp"
+#include "pali3/weights/part_source.hpp"
 #include "pali3/weights/random_source.hpp"
 
 namespace pali3::pipeline {
@@ -115,6 +118,9 @@ private:
 
 struct train_options {
     std::string data, tokenizer, out = "run", init;  // init: a checkpoint to start from (else random)
+    std::string init_vision;  // a SigLIP / ViT / PaLI-3 checkpoint whose image tower starts the model's
+    std::size_t image_cache_mb = 1024;  // preprocessed images kept in memory (0: decode every time)
+    std::function<void(const std::string&)> note;  // one-off reports (what was loaded from where)
     config_request config;
     std::size_t steps = 100, batch = 8, accumulate = 1, threads = 2, save_every = 0, seed = 0;
     std::size_t stop_at = 0;  // > 0: stop (and save) at this step; the schedule still spans `steps`
@@ -174,11 +180,33 @@ inline text_batch decoder_batch(const text::tokenizer& tok, const std::vector<co
     return b;
 }
 
-inline std::vector<float> pixels_of(const std::vector<const example*>& ex, std::size_t size, bool antialias) {
+// Preprocessed pixels by image path, up to a byte budget: an image is decoded and resized once,
+// not once per epoch (examples of one image, e.g. caption, detection and VQA, share it). Past
+// the budget, images are decoded on every use.
+class image_cache {
+public:
+    explicit image_cache(std::size_t limit_bytes) : limit_(limit_bytes) {}
+    const std::vector<float>& get(const std::string& path, std::size_t size, bool antialias) {
+        if (const auto it = kept_.find(path); it != kept_.end()) return it->second;
+        scratch_ = vision::preprocess(io::load_image(path), {size, antialias});
+        const std::size_t bytes = scratch_.size() * sizeof(float) + path.size();
+        if (bytes > limit_ - used_) return scratch_;
+        used_ += bytes;
+        return kept_.emplace(path, std::move(scratch_)).first->second;
+    }
+    std::size_t used_bytes() const { return used_; }
+
+private:
+    std::size_t limit_, used_ = 0;
+    std::unordered_map<std::string, std::vector<float>> kept_;
+    std::vector<float> scratch_;
+};
+
+inline std::vector<float> pixels_of(const std::vector<const example*>& ex, std::size_t size, bool antialias, image_cache& cache) {
     std::vector<float> px;
     px.reserve(ex.size() * 3 * size * size);
     for (const auto* e : ex) {
-        const auto p = vision::preprocess(io::load_image(e->image), {size, antialias});
+        const auto& p = cache.get(e->image, size, antialias);
         px.insert(px.end(), p.begin(), p.end());
     }
     return px;
@@ -187,12 +215,12 @@ inline std::vector<float> pixels_of(const std::vector<const example*>& ex, std::
 // One micro-batch's loss and gradients for any trainable kind.
 template <class Model, class Config>
 double batch_loss(const Model& model, const Config& cfg, const std::vector<const example*>& ex, const text::tokenizer& tok,
-                  const train_options& o, train::parameters& ps, core::thread_pool& pool) {
+                  const train_options& o, train::parameters& ps, core::thread_pool& pool, image_cache& images) {
     if constexpr (requires { typename Model::projector_type; }) {
         std::vector<std::vector<std::int32_t>> prompts;
         for (const auto* e : ex) prompts.push_back(encode_cut(tok, e->prompt, true, o.max_prompt, cfg.text.vocab));
         const auto d = decoder_batch(tok, ex, o.max_target, cfg.text.vocab);
-        const auto px = pixels_of(ex, cfg.vision.image, o.antialias);
+        const auto px = pixels_of(ex, cfg.vision.image, o.antialias, images);
         typename Model::text_type::loss_options lo;
         lo.label_smoothing = o.label_smoothing;
         lo.recompute = o.recompute;
@@ -223,7 +251,7 @@ double batch_loss(const Model& model, const Config& cfg, const std::vector<const
             const auto t = encode_cut(tok, ex[i]->target, true, len, cfg.text.vocab);
             std::copy(t.begin(), t.end(), ids.begin() + static_cast<std::ptrdiff_t>(i * len));
         }
-        const auto px = pixels_of(ex, cfg.vision.image, o.antialias);
+        const auto px = pixels_of(ex, cfg.vision.image, o.antialias, images);
         typename Model::loss_options lo;
         lo.recompute = o.recompute;
         return model.loss_and_grad(px.data(), ids.data(), ex.size(), &ps, pool, lo);
@@ -233,12 +261,72 @@ double batch_loss(const Model& model, const Config& cfg, const std::vector<const
 }
 }  // namespace detail
 
+namespace detail {
+// A resumed run repeats the steps after its last saved state: their rows leave the loss curve.
+inline void keep_csv_rows_up_to(const std::string& path, std::uint64_t last_step) {
+    std::ifstream in(path);
+    if (!in) return;
+    std::string line, kept;
+    bool header = true;
+    while (std::getline(in, line)) {
+        if (!header) {
+            std::uint64_t step = 0;
+            const auto r = std::from_chars(line.data(), line.data() + line.size(), step);
+            if (r.ec != std::errc{} || step > last_step) continue;
+        }
+        header = false;
+        kept += line + '\n';
+    }
+    in.close();
+    std::ofstream(path, std::ios::trunc) << kept;
+}
+
+// A checkpoint's image tower as a source of `img.*` tensors: the checkpoint, mapped from any
+// naming, and the prefix its vision tensors have in our names (SigLIP "vision.", PaLI-3 "img.",
+// a lone ViT none). Its tower must have the shapes of `want` (the resolution may differ only
+// where the position table is resampled: that is the model's own posemb_grid).
+struct vision_part {
+    std::shared_ptr<weights::checkpoint> file;
+    std::shared_ptr<weights::mapped_source<weights::checkpoint>> source;
+    std::string prefix;
+};
+
+inline vision_part open_vision_part(const std::string& path, const models::vit_config& want) {
+    vision_part p;
+    p.file = std::make_shared<weights::checkpoint>(weights::checkpoint::open(path));
+    const auto found = require_config(config_request{}, p.file.get(), path);
+    const auto& k = found.config;
+    models::vit_config have;
+    switch (k.kind) {
+        case models::model_kind::siglip: have = k.vision; p.prefix = "vision."; break;
+        case models::model_kind::vit: have = k.vision; p.prefix = ""; break;
+        case models::model_kind::pali3: have = k.pali.vision; p.prefix = "img."; break;
+        default:
+            throw config_error(core::describe("checkpoint without an image tower", path, "a SigLIP, ViT or PaLI-3 checkpoint",
+                                              models::kind_name(k.kind)));
+    }
+    auto sizes = [](const models::vit_config& v) {
+        return std::to_string(v.width) + " wide, " + std::to_string(v.depth) + " deep, mlp " + std::to_string(v.mlp) + ", " +
+               std::to_string(v.heads) + " heads, patch " + std::to_string(v.patch) + ", position grid " +
+               std::to_string(v.table_grid());
+    };
+    if (have.width != want.width || have.depth != want.depth || have.mlp != want.mlp || have.heads != want.heads ||
+        have.patch != want.patch || have.table_grid() != want.table_grid())
+        throw config_error(core::describe("pretrained image tower of another shape", path, sizes(want), sizes(have)));
+    p.source = std::make_shared<weights::mapped_source<weights::checkpoint>>(
+        *p.file, weights::rules_for(weights::detect_naming(p.file->names()), models::kind_name(k.kind)));
+    return p;
+}
+}  // namespace detail
+
 // Trains as `o` says; on_step is called after every optimiser step. Returns the final step.
 inline std::size_t run_training(const train_options& o, const std::function<void(const train_progress&)>& on_step) {
     namespace fs = std::filesystem;
     if (o.batch == 0 || o.accumulate == 0 || o.steps == 0)
         throw value_error(core::describe("training sizes", "pali3 train", "steps, batch, accumulate >= 1",
                                          std::to_string(o.steps) + ", " + std::to_string(o.batch) + ", " + std::to_string(o.accumulate)));
+    if (!o.init.empty() && !o.init_vision.empty())
+        throw value_error(core::describe("two starting points", "--init and --init-vision", "one of them", "both"));
     std::optional<weights::checkpoint> init;
     if (!o.init.empty()) init.emplace(weights::checkpoint::open(o.init));
     const auto found = require_config(o.config, init ? &*init : nullptr, o.init.empty() ? "pali3 train" : o.init);
@@ -257,9 +345,25 @@ inline std::size_t run_training(const train_options& o, const std::function<void
         std::optional<weights::mapped_source<weights::checkpoint>> src;
         if (init) src.emplace(*init, weights::rules_for(weights::detect_naming(init->names()), models::kind_name(cfg.kind)));
         std::optional<M> built;
-        if (src) built.emplace(c, weights::cursor(*src));
+        if (!o.init_vision.empty()) {
+            if constexpr (requires { c.vision; }) {
+                const auto part = detail::open_vision_part(o.init_vision, c.vision);
+                const weights::part_source both("img.", *part.source, part.prefix, o.init_vision, random);
+                built.emplace(c, weights::cursor(both));
+                if (both.taken() == 0)
+                    throw value_error(core::describe("pretrained image tower unused", o.init_vision, "the model's img.* tensors",
+                                                     "none taken"));
+                if (o.note)
+                    o.note("image tower: " + std::to_string(both.taken()) + " tensors from " + o.init_vision + " (" +
+                           (part.prefix.empty() ? std::string("a ViT") : part.prefix + "*") + ")");
+            } else {
+                throw config_error(core::describe("--init-vision for a model without an image tower", o.init_vision,
+                                                  "a PaLI-3 or SigLIP model", models::kind_name(cfg.kind)));
+            }
+        } else if (src) built.emplace(c, weights::cursor(*src));
         else built.emplace(c, weights::cursor(random));
         M& model = *built;
+        detail::image_cache images(o.image_cache_mb << 20);
         train::parameters ps(model);
         train::adamw opt(ps, o.adamw, o.schedule);
         std::uint64_t position = 0;
@@ -275,6 +379,7 @@ inline std::size_t run_training(const train_options& o, const std::function<void
             position = std::stoull(it->second);
         }
         example_order order(examples.size(), o.seed);
+        if (opt.steps() > 0) detail::keep_csv_rows_up_to(csv_path, opt.steps());  // rows past the saved state ran again
         std::ofstream csv(csv_path, opt.steps() > 0 ? std::ios::app : std::ios::trunc);
         if (opt.steps() == 0) csv << "step,loss,lr,grad_norm,ms,examples_per_s\n";
         auto save = [&] {
@@ -293,7 +398,7 @@ inline std::size_t run_training(const train_options& o, const std::function<void
             for (std::size_t micro = 0; micro < o.accumulate; ++micro) {
                 std::vector<const example*> batch;
                 for (std::size_t i = 0; i < o.batch; ++i) batch.push_back(&examples[order.at(position++)]);
-                loss += detail::batch_loss(model, c, batch, tok, o, ps, pool);
+                loss += detail::batch_loss(model, c, batch, tok, o, ps, pool, images);
             }
             const auto st = opt.step(o.accumulate);
             train_progress p;
