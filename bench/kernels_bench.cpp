@@ -5,6 +5,8 @@
 #include <cblas.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -309,18 +311,72 @@ BENCHMARK(bm_activation<act::gelu_erf>)->Name("gelu_erf")->Arg(256 * 3072);
 BENCHMARK(bm_gated_gelu)->Name("gated_gelu")->Arg(64 * 5120);
 BENCHMARK(bm_convert_bf16)->Name("convert_bf16")->Arg(1 << 20);
 
+namespace {
+
+// OpenBLAS at its best on this CPU (the baseline must be the peer at its best). Debian's 0.3.21
+// does not recognise Zen 5 and picks generic kernels; machines also export OPENBLAS_CORETYPE
+// (here "Haswell": AVX2). The core type is read when the library loads, before main, so the
+// binary re-executes itself once with the best core the CPU supports, for itself only (tests and
+// CI never see it), and says so. PALI3_OPENBLAS_CORETYPE=inherit keeps the environment's choice;
+// any other value names the core to use.
+const char* best_openblas_core() {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return nullptr;
+}
+
+void choose_openblas_core(char** argv) {
+    if (std::getenv("PALI3_OPENBLAS_REEXEC")) return;  // this is the re-executed process
+    const char* pick = std::getenv("PALI3_OPENBLAS_CORETYPE");
+    if (pick && std::strcmp(pick, "inherit") == 0) return;
+    const char* want = pick && *pick ? pick : best_openblas_core();
+    const char* have = std::getenv("OPENBLAS_CORETYPE");
+    if (!want || (have && std::strcmp(have, want) == 0)) return;
+    setenv("PALI3_OPENBLAS_INHERITED", have ? have : "(unset)", 1);
+    setenv("PALI3_OPENBLAS_REEXEC", "1", 1);
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then run with what was inherited
+    std::fprintf(stderr, "could not re-execute with OPENBLAS_CORETYPE=%s; OpenBLAS keeps its core\n", want);
+}
+
+// The picked core's sgemm against a double product at an odd shape: a baseline that is fast
+// but wrong would be no baseline. Returns the largest error relative to the product's scale.
+double openblas_check() {
+    const int m = 33, n = 611, k = 257;
+    const auto a = random_floats(static_cast<std::size_t>(m) * k, 11), w = random_floats(static_cast<std::size_t>(n) * k, 12);
+    std::vector<float> c(static_cast<std::size_t>(m) * n);
+    openblas_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.f, a.data(), k, w.data(), k, 0.f, c.data(), n);
+    double worst = 0;
+    for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+            double ref = 0, scale = 0;
+            for (int p = 0; p < k; ++p) {
+                const double x = static_cast<double>(a[static_cast<std::size_t>(i) * k + p]) * w[static_cast<std::size_t>(j) * k + p];
+                ref += x;
+                scale += std::abs(x);
+            }
+            worst = std::max(worst, std::abs(c[static_cast<std::size_t>(i) * n + j] - ref) / scale);
+        }
+    return worst;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-    // Debian's OpenBLAS 0.3.21 does not recognise this CPU model and falls back to its generic
-    // "Prescott" kernels (~20 GFLOP/s). The fair baseline is its best AVX-512 kernel, so unless
-    // the user chose a core type, re-run this binary with OPENBLAS_CORETYPE=SkylakeX (the
-    // variable is read when the library loads, before main).
-    if (!std::getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx512f")) {
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-        execv("/proc/self/exe", argv);  // returns only on failure: then run with the default
-    }
+    choose_openblas_core(argv);
     pali3::core::retain_freed_memory();  // as the pali3 command line does (core/malloc_tuning.hpp)
-    std::printf("pali3 kernels on %s; OpenBLAS core %s\n", xsimd::default_arch::name(),
-                openblas_get_corename());
+    const double blas_error = openblas_check();
+    const char* inherited = std::getenv("PALI3_OPENBLAS_INHERITED");
+    std::printf("pali3 kernels on %s; OpenBLAS core %s%s%s%s (sgemm vs double: %.1e)\n", xsimd::default_arch::name(),
+                openblas_get_corename(), inherited ? " (this benchmark only; OPENBLAS_CORETYPE was " : "",
+                inherited ? inherited : "", inherited ? ")" : "", blas_error);
+    if (!(blas_error < 1e-5)) {
+        std::fprintf(stderr, "OpenBLAS core %s gives wrong products here (%.2e): run with PALI3_OPENBLAS_CORETYPE=inherit or "
+                     "name another core\n", openblas_get_corename(), blas_error);
+        return 1;
+    }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     // Which machine and which engines a JSON file came from (scripts/plot_bench.py prints them).
@@ -328,6 +384,10 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("simd", xsimd::default_arch::name());
     benchmark::AddCustomContext("bf16_engine", bf16_products::backend_name(bf16_products::backend_in_use()));
     benchmark::AddCustomContext("openblas_core", openblas_get_corename());
+    benchmark::AddCustomContext("openblas_core_inherited", inherited ? inherited : "(kept)");
+    char error_text[32];
+    std::snprintf(error_text, sizeof error_text, "%.2e", blas_error);
+    benchmark::AddCustomContext("openblas_check_error", error_text);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;

@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "pali3/core/storage.hpp"
+#include "pali3/core/threading.hpp"
 #include "pali3/kernels/amx.hpp"  // the former name: kept working (namespace amx = bf16_products)
 
 namespace pali3::test {
@@ -95,6 +97,25 @@ struct thread_per_task {
         for (std::size_t i = 0; i < n; ++i) pool.emplace_back([&fn, i] { fn(i); });
         for (auto& t : pool) t.join();
     }
+};
+
+// Any executor behind one type: a kernel called through it is instantiated once, whichever
+// executors a test runs it on (each executor type would otherwise instantiate the whole kernel
+// again: compile time). Tasks still run exactly as the wrapped executor runs them.
+class any_executor {
+public:
+    template <core::executor E>
+    explicit any_executor(E& e)
+        : size_(e.size()), run_([&e](std::size_t n, const std::function<void(std::size_t)>& fn) { e.run(n, fn); }) {}
+    std::size_t size() const { return size_; }
+    template <class F>
+    void run(std::size_t n, F&& fn) const {
+        run_(n, std::function<void(std::size_t)>(std::ref(fn)));
+    }
+
+private:
+    std::size_t size_;
+    std::function<void(std::size_t, const std::function<void(std::size_t)>&)> run_;
 };
 
 }  // namespace pali3::test

@@ -25,6 +25,66 @@ struct tally {
 };
 }  // namespace
 
+namespace {
+// A SigLIP pair on the single-object scenes: top-1 over the 12 "a {colour} {shape}" texts.
+void eval_siglip(const pipeline::options& po, const std::string& dir, const std::string& path, std::size_t limit, bool as_json,
+                 bool verbose) {
+    namespace fs = std::filesystem;
+    pipeline::siglip_options so;
+    so.weights = po.weights;
+    so.tokenizer = po.tokenizer;
+    so.config = po.config;
+    so.threads = po.threads;
+    so.antialias = po.antialias;
+    const auto p = open_siglip(so);
+    if (!p->has_text())
+        throw config_error(core::describe("eval needs both SigLIP towers", po.weights, "a two-tower checkpoint", "a vision tower alone"));
+    std::vector<std::string> labels;
+    for (const char* c : data::colour_names)
+        for (const char* s : data::shape_names) labels.push_back(std::string("a ") + c + " " + s);
+    const auto texts = p->embed_texts(labels);
+    std::ifstream in(path);
+    if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
+    tally zero_shot;
+    std::string line;
+    std::size_t n = 0, lineno = 0;
+    pipeline::stopwatch sw;
+    while (std::getline(in, line) && (limit == 0 || n < limit)) {
+        ++lineno;
+        if (line.empty()) continue;
+        ++n;
+        const std::string where = path + ":" + std::to_string(lineno);
+        const auto v = json::parse(line, where);
+        const auto& objects = v.at("objects", where).items(where);
+        if (objects.size() != 1) continue;
+        const std::string want = "a " + objects[0].at("color", where).as_string(where) + " " +
+                                 objects[0].at("shape", where).as_string(where);
+        const auto image = (fs::path(dir) / v.at("image", where).as_string(where)).string();
+        const auto probs = p->scores(p->embed_image(image), texts, labels.size());
+        const auto best = static_cast<std::size_t>(std::max_element(probs.begin(), probs.end()) - probs.begin());
+        zero_shot.add(labels[best] == want);
+        if (labels[best] != want && verbose) std::printf("%s zero-shot: \"%s\" (want \"%s\")\n", image.c_str(), labels[best].c_str(), want.c_str());
+    }
+    if (as_json) {
+        json::value out = json::value::make_object();
+        out.set("command", json::string("eval"));
+        out.set("scenes", json::number(static_cast<std::uint64_t>(n)));
+        json::value x = json::value::make_object();
+        x.set("accuracy", json::number(zero_shot.rate()));
+        x.set("right", json::number(static_cast<std::uint64_t>(zero_shot.right)));
+        x.set("total", json::number(static_cast<std::uint64_t>(zero_shot.total)));
+        out.set("zero_shot", std::move(x));
+        out.set("seconds", json::number(sw.ms() / 1000.0));
+        std::printf("%s\n", json::dump(out).c_str());
+        return;
+    }
+    std::printf("%zu scenes (%s), SigLIP pair\n", n, dir.c_str());
+    std::printf("zero-shot top-1 over 12 texts %6.2f %% (%zu / %zu single-object scenes)\n", 100 * zero_shot.rate(),
+                zero_shot.right, zero_shot.total);
+    std::printf("%.1f s\n", sw.ms() / 1000.0);
+}
+}  // namespace
+
 void add_eval(CLI::App& app) {
     struct args {
         pipeline::options o;
@@ -33,7 +93,7 @@ void add_eval(CLI::App& app) {
         bool json = false, verbose = false;
     };
     auto a = std::make_shared<args>();
-    auto* c = app.add_subcommand("eval", "accuracy per task on scenes with ground truth (DIR/scenes.jsonl)");
+    auto* c = app.add_subcommand("eval", "accuracy per task on scenes with ground truth (DIR/scenes.jsonl); a SigLIP pair: zero-shot");
     c->add_option("--scenes", a->scenes, "directory with scenes.jsonl and its images")->required();
     c->add_option("--limit", a->limit, "only the first N scenes (0: all)")->capture_default_str();
     c->add_flag("--verbose", a->verbose, "print every wrong answer");
@@ -43,6 +103,11 @@ void add_eval(CLI::App& app) {
         const auto path = (fs::path(a->scenes) / "scenes.jsonl").string();
         std::ifstream in(path);
         if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
+        {
+            const auto ckpt = weights::checkpoint::open(a->o.weights);
+            if (pipeline::require_config(a->o.config, &ckpt, a->o.weights).config.kind == models::model_kind::siglip)
+                return eval_siglip(a->o, a->scenes, path, a->limit, a->json, a->verbose);
+        }
         const auto p = open_pali3(a->o);
         tally caption, found, absent, vqa;
         std::string line;

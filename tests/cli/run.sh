@@ -175,6 +175,9 @@ expect 0 "VQA exact match" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new
 out=$("$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 1 --json 2>/dev/null)
 if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
 expect 1 "cannot open ground truth" -- "$P" eval --scenes "$W/missing" "${F[@]}"
+expect 0 "zero-shot top-1 over 12 texts .*single-object scenes" -- "$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model"
+out=$("$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model" --json 2>/dev/null)
+if [[ $out == '{"command":"eval","scenes":4,"zero_shot":{"accuracy":'*'}' ]]; then ok "eval --json of a SigLIP pair"; else bad "eval --json SigLIP: $out"; fi
 
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"
