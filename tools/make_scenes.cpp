@@ -34,7 +34,10 @@ void add_make_scenes(CLI::App& app) {
         namespace fs = std::filesystem;
         fs::create_directories(a->dir);
         std::ofstream truth(fs::path(a->dir) / "scenes.jsonl"), train(fs::path(a->dir) / "train.jsonl");
-        if (!truth || !train) throw value_error(core::describe("cannot write", a->dir, "a writable directory", "open failed"));
+        // SigLIP pairs: every scene with its caption, and the single-object scenes alone (the
+        // 12 "a {colour} {shape}" captions: the stage that teaches shapes, docs/shapes.md).
+        std::ofstream pairs(fs::path(a->dir) / "siglip.jsonl"), singles(fs::path(a->dir) / "siglip_single.jsonl");
+        if (!truth || !train || !pairs || !singles) throw value_error(core::describe("cannot write", a->dir, "a writable directory", "open failed"));
         data::scene_options o;
         o.antialias = !a->no_antialias;
         o.max_noise = a->noise;
@@ -69,6 +72,11 @@ void add_make_scenes(CLI::App& app) {
             }
             t.set("qa", std::move(qs));
             truth << json::dump(t) << '\n';
+            json::value pair = json::value::make_object();
+            pair.set("image", json::string(name));
+            pair.set("text", json::string(data::caption_of(sc)));
+            pairs << json::dump(pair) << '\n';
+            if (sc.objects.size() == 1) singles << json::dump(pair) << '\n';
             for (const auto& ex : data::examples_of(sc, gen)) {
                 json::value e = json::value::make_object();
                 e.set("image", json::string(name));
@@ -95,7 +103,7 @@ void add_make_scenes(CLI::App& app) {
             std::printf("tokenizer: %s/tokenizer.model, %zu pieces + PaLI's <loc>/<seg> = %zu ids\n", a->dir.c_str(),
                         tok.model_pieces(), tok.vocab_size());
         }
-        std::printf("wrote %zu scenes (%s/NNNNNN.png, scenes.jsonl) and %zu training examples (train.jsonl)\n", a->count,
+        std::printf("wrote %zu scenes (%s/NNNNNN.png, scenes.jsonl) and %zu training examples (train.jsonl; SigLIP pairs: siglip.jsonl, siglip_single.jsonl)\n", a->count,
                     a->dir.c_str(), examples);
     });
 }

@@ -170,12 +170,17 @@ expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "
 
 # The world of shapes (docs/shapes.md): scenes with ground truth, scored by eval (random weights: ~0 %).
 expect 0 "wrote 4 scenes .* and [0-9]+ training examples" -- "$P" make-scenes "$W/scenes" --count 4 --seed 2
-if [[ -s "$W/scenes/000003.png" && $(wc -l < "$W/scenes/scenes.jsonl") -eq 4 ]]; then ok "scene files"; else bad "scene files"; fi
+if [[ -s "$W/scenes/000003.png" && $(wc -l < "$W/scenes/scenes.jsonl") -eq 4 && $(wc -l < "$W/scenes/siglip.jsonl") -eq 4 && -f "$W/scenes/siglip_single.jsonl" ]]; then ok "scene files"; else bad "scene files"; fi
 expect 0 "VQA exact match" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
 out=$("$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 1 --json 2>/dev/null)
 if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
 expect 1 "cannot open ground truth" -- "$P" eval --scenes "$W/missing" "${F[@]}"
 expect 0 "zero-shot top-1 over 12 texts .*single-object scenes" -- "$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model"
+# The shipped shapes SigLIP (examples/models/shapes/) on 300 fresh scenes: its zero-shot target.
+S=$SRC/examples/models/shapes
+"$P" make-scenes "$W/fresh" --count 300 --seed 4242 >/dev/null
+acc=$("$P" eval --scenes "$W/fresh" --weights "$S/siglip.safetensors" --tokenizer "$S/tokenizer.model" --json | sed -n 's/.*"zero_shot":{"accuracy":\([0-9.e-]*\).*/\1/p')
+if awk -v a="$acc" 'BEGIN { exit !(a >= 0.97) }'; then ok "shipped SigLIP zero-shot $acc >= 0.97"; else bad "shipped SigLIP zero-shot: '$acc'"; fi
 out=$("$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model" --json 2>/dev/null)
 if [[ $out == '{"command":"eval","scenes":4,"zero_shot":{"accuracy":'*'}' ]]; then ok "eval --json of a SigLIP pair"; else bad "eval --json SigLIP: $out"; fi
 
