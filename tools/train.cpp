@@ -14,6 +14,7 @@ void add_train(CLI::App& app) {
         std::size_t warmup = 0;
         float min_lr_ratio = 0.f;
         bool quiet = false;
+        std::string loc_init = "random";
     };
     auto a = std::make_shared<args>();
     a->o.adamw.lr = 1e-3f;
@@ -50,6 +51,8 @@ void add_train(CLI::App& app) {
     c->add_flag("--antialias", a->o.antialias, "resize images with an antialiasing filter");
     c->add_option("--image-cache-mb", a->o.image_cache_mb, "preprocessed images kept in memory (0: decode on every use)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))->capture_default_str();
+    c->add_option("--loc-init", a->loc_init, "rows of PaLI's <loc> tokens: random, or ordinal (sinusoids of the bin: nearby bins start close)")
+        ->check(CLI::IsMember({"random", "ordinal"}))->capture_default_str();
     c->add_flag("--quiet", a->quiet, "no progress line per step");
     c->callback([a] {
         auto& o = a->o;
@@ -58,6 +61,7 @@ void add_train(CLI::App& app) {
         o.schedule.total = o.steps;
         o.schedule.min_ratio = a->min_lr_ratio;
         const bool quiet = a->quiet;
+        o.ordinal_loc = a->loc_init == "ordinal";
         o.note = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
         const std::size_t last = pipeline::run_training(o, [quiet](const pipeline::train_progress& p) {
             if (quiet && p.step != p.steps) return;

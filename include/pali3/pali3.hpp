@@ -56,6 +56,7 @@
 #include "pali3/pipeline/training.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/text/trainer.hpp"
+#include "pali3/train/init.hpp"
 #include "pali3/train/optimizer.hpp"
 #include "pali3/train/parameters.hpp"
 #include "pali3/vision/preprocess.hpp"

@@ -3,7 +3,9 @@
 // schedules, clipping, accumulation, freezing, and a resumed run equal to an uninterrupted one.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <random>
@@ -11,6 +13,7 @@
 #include "../common.hpp"
 #include "pali3/models/pali3.hpp"
 #include "pali3/models/siglip.hpp"
+#include "pali3/train/init.hpp"
 #include "pali3/train/optimizer.hpp"
 #include "pali3/weights/mapped_source.hpp"
 #include "pali3/weights/random_source.hpp"
@@ -340,4 +343,40 @@ TEST_CASE("gradients go back to the checkpoint's names and layouts", "[train][we
     weights::memory_source stray;
     stray.add("unknown", seq(2, 0), {2});
     CHECK_THROWS_WITH(weights::export_like_source(src, stray), Catch::Contains("unknown"));
+}
+
+TEST_CASE("ordinal rows: nearby <loc> bins start close, far ones apart, at the table's scale", "[train][init]") {
+    const std::size_t rows = 1100, width = 37, first = 70, count = 1024;
+    auto table = test::random_vector(rows * width, 5);
+    const auto before = table;
+    double mean_norm = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+        double s = 0;
+        for (std::size_t j = 0; j < width; ++j) s += double(table[r * width + j]) * table[r * width + j];
+        mean_norm += std::sqrt(s) / double(rows);
+    }
+    train::ordinal_rows(table.data(), rows, width, first, count, 3);
+    auto row = [&](std::size_t i) { return table.data() + (first + i) * width; };
+    auto cosine = [&](std::size_t a, std::size_t b) {
+        double ab = 0, aa = 0, bb = 0;
+        for (std::size_t j = 0; j < width; ++j) {
+            ab += double(row(a)[j]) * row(b)[j];
+            aa += double(row(a)[j]) * row(a)[j];
+            bb += double(row(b)[j]) * row(b)[j];
+        }
+        return ab / std::sqrt(aa * bb);
+    };
+    double near = 1, far = -1;
+    for (std::size_t i = 0; i + 1 < count; i += 37) near = std::min(near, cosine(i, i + 1));
+    for (std::size_t i = 0; i + 300 < count; i += 41) far = std::max(far, cosine(i, i + 300));
+    INFO("worst neighbour cosine " << near << ", closest bins 300 apart " << far);
+    CHECK(near > 0.95);
+    CHECK(far < 0.6);
+    double norm0 = 0;
+    for (std::size_t j = 0; j < width; ++j) norm0 += double(row(0)[j]) * row(0)[j];
+    CHECK(std::abs(std::sqrt(norm0) - mean_norm) < 1e-4 * mean_norm);
+    for (std::size_t r = 0; r < rows; ++r)  // rows outside the range are untouched
+        if (r < first || r >= first + count) CHECK(std::memcmp(&table[r * width], &before[r * width], width * sizeof(float)) == 0);
+    CHECK_THROWS_WITH(train::ordinal_rows(table.data(), rows, width, 100, count, 3),
+                      Catch::Contains("ordinal rows out of the table") && Catch::Contains("100 + 1024"));
 }

@@ -35,6 +35,7 @@
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
 #include "pali3/text/tokenizer.hpp"
+#include "pali3/train/init.hpp"
 #include "pali3/train/optimizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/weights/checkpoint.hpp"
@@ -120,6 +121,7 @@ struct train_options {
     std::string data, tokenizer, out = "run", init;  // init: a checkpoint to start from (else random)
     std::string init_vision;  // a SigLIP / ViT / PaLI-3 checkpoint whose image tower starts the model's
     std::size_t image_cache_mb = 1024;  // preprocessed images kept in memory (0: decode every time)
+    bool ordinal_loc = false;  // <loc> rows of the embedding and the head from sinusoids (train/init.hpp)
     std::function<void(const std::string&)> note;  // one-off reports (what was loaded from where)
     config_request config;
     std::size_t steps = 100, batch = 8, accumulate = 1, threads = 2, save_every = 0, seed = 0;
@@ -319,6 +321,29 @@ inline vision_part open_vision_part(const std::string& path, const models::vit_c
 }
 }  // namespace detail
 
+namespace detail {
+// PaLI's <loc> rows of every token table the model has (embedding, untied head) from sinusoids.
+inline void ordinal_loc_rows(train::parameters& ps, const text::tokenizer& tok, std::uint64_t seed,
+                             const std::function<void(const std::string&)>& note) {
+    const std::int32_t first = tok.loc_id(0);
+    for (int i = 1; i < text::num_loc_tokens; ++i)
+        if (tok.loc_id(i) != first + i)
+            throw value_error(core::describe("<loc> ids not consecutive", "--loc-init ordinal", "ids " + std::to_string(first) + " + i",
+                                             "<loc" + std::to_string(i) + "> = " + std::to_string(tok.loc_id(i))));
+    std::size_t tables = 0;
+    for (auto& p : ps.list()) {
+        const bool table = p.name.ends_with("shared.weight") || p.name.ends_with("lm_head.weight");
+        if (!table || p.shape.size() != 2) continue;
+        train::ordinal_rows(p.value, p.shape[0], p.shape[1], static_cast<std::size_t>(first), text::num_loc_tokens, seed);
+        ++tables;
+    }
+    if (tables == 0)
+        throw config_error(core::describe("--loc-init ordinal without a token table", "pali3 train",
+                                          "a model with shared.weight / lm_head.weight (PaLI-3, T5)", "none"));
+    if (note) note("<loc> rows from sinusoids in " + std::to_string(tables) + " token table(s)");
+}
+}  // namespace detail
+
 // Trains as `o` says; on_step is called after every optimiser step. Returns the final step.
 inline std::size_t run_training(const train_options& o, const std::function<void(const train_progress&)>& on_step) {
     namespace fs = std::filesystem;
@@ -365,6 +390,7 @@ inline std::size_t run_training(const train_options& o, const std::function<void
         M& model = *built;
         detail::image_cache images(o.image_cache_mb << 20);
         train::parameters ps(model);
+        if (o.ordinal_loc) detail::ordinal_loc_rows(ps, tok, o.seed, o.note);
         train::adamw opt(ps, o.adamw, o.schedule);
         std::uint64_t position = 0;
         if (o.resume && fs::exists(state_path)) {
