@@ -51,6 +51,7 @@ void add_train(CLI::App& app) {
     c->add_flag("--antialias", a->o.antialias, "resize images with an antialiasing filter");
     c->add_option("--image-cache-mb", a->o.image_cache_mb, "preprocessed images kept in memory (0: decode on every use)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))->capture_default_str();
+    c->add_option("--freeze", a->o.freeze, "keep tensors under this name prefix fixed (repeatable; img. = the image tower, PaLI-3's stage 1)");
     c->add_option("--loc-init", a->loc_init, "rows of PaLI's <loc> tokens: random, or ordinal (sinusoids of the bin: nearby bins start close)")
         ->check(CLI::IsMember({"random", "ordinal"}))->capture_default_str();
     c->add_flag("--quiet", a->quiet, "no progress line per step");

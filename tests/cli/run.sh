@@ -165,6 +165,8 @@ cat > "$W/pali3_on_siglip.json" <<'JSON'
 JSON
 expect 0 "image tower: 37 tensors from .*hfs/model.safetensors \\(vision" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --init-vision "$W/hfs/model.safetensors" --batch 2 --steps 1 --out "$W/run_on_siglip"
 expect 0 "<loc> rows from sinusoids in 2 token table" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --loc-init ordinal --batch 2 --steps 1 --out "$W/run_loc"
+expect 0 "frozen: 37 tensors under img\\." -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --init-vision "$W/hfs/model.safetensors" --freeze img. --batch 2 --steps 1 --out "$W/run_frozen"
+expect 1 "--freeze matches no tensor" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --freeze nothing. --batch 2 --steps 1 --out "$W/x"
 expect 1 "pretrained image tower of another shape" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init-vision "$W/hfs/model.safetensors" --preset pali3_tiny --steps 1 --out "$W/x"
 expect 1 "two starting points" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init "$D/model.safetensors" --init-vision "$W/hfs/model.safetensors" --steps 1 --out "$W/x"
 expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "$W/run_resumed" --resume --seed 2

@@ -121,6 +121,7 @@ struct train_options {
     std::string data, tokenizer, out = "run", init;  // init: a checkpoint to start from (else random)
     std::string init_vision;  // a SigLIP / ViT / PaLI-3 checkpoint whose image tower starts the model's
     std::size_t image_cache_mb = 1024;  // preprocessed images kept in memory (0: decode every time)
+    std::vector<std::string> freeze;  // name prefixes kept frozen ("img.": PaLI-3's stage 1)
     bool ordinal_loc = false;  // <loc> rows of the embedding and the head from sinusoids (train/init.hpp)
     std::function<void(const std::string&)> note;  // one-off reports (what was loaded from where)
     config_request config;
@@ -391,6 +392,13 @@ inline std::size_t run_training(const train_options& o, const std::function<void
         detail::image_cache images(o.image_cache_mb << 20);
         train::parameters ps(model);
         if (o.ordinal_loc) detail::ordinal_loc_rows(ps, tok, o.seed, o.note);
+        for (const auto& prefix : o.freeze) {
+            const std::size_t n = ps.freeze([&](const std::string& name) { return name.starts_with(prefix); });
+            if (n == 0)
+                throw value_error(core::describe("--freeze matches no tensor", prefix, "a prefix of the model's tensor names (pali3 inspect)",
+                                                 "none"));
+            if (o.note) o.note("frozen: " + std::to_string(n) + " tensors under " + prefix);
+        }
         train::adamw opt(ps, o.adamw, o.schedule);
         std::uint64_t position = 0;
         if (o.resume && fs::exists(state_path)) {
