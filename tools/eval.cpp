@@ -22,7 +22,31 @@ struct tally {
     std::size_t right = 0, total = 0;
     void add(bool ok) { right += ok; ++total; }
     double rate() const { return total ? static_cast<double>(right) / static_cast<double>(total) : 0.0; }
+    json::value to_json() const {
+        json::value x = json::value::make_object();
+        x.set("accuracy", json::number(rate()));
+        x.set("right", json::number(static_cast<std::uint64_t>(right)));
+        x.set("total", json::number(static_cast<std::uint64_t>(total)));
+        return x;
+    }
 };
+
+// Calls fn(scene, where) for each line of the ground truth (at most `limit`, 0: all); returns how many.
+template <class F>
+std::size_t for_each_scene(const std::string& path, std::size_t limit, F&& fn) {
+    std::ifstream in(path);
+    if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
+    std::string line;
+    std::size_t n = 0, lineno = 0;
+    while ((limit == 0 || n < limit) && std::getline(in, line)) {
+        ++lineno;
+        if (line.empty()) continue;
+        const std::string where = path + ":" + std::to_string(lineno);
+        fn(json::parse(line, where), where);
+        ++n;
+    }
+    return n;
+}
 }  // namespace
 
 namespace {
@@ -43,20 +67,11 @@ void eval_siglip(const pipeline::options& po, const std::string& dir, const std:
     for (const char* c : data::colour_names)
         for (const char* s : data::shape_names) labels.push_back(std::string("a ") + c + " " + s);
     const auto texts = p->embed_texts(labels);
-    std::ifstream in(path);
-    if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
     tally zero_shot;
-    std::string line;
-    std::size_t n = 0, lineno = 0;
     pipeline::stopwatch sw;
-    while (std::getline(in, line) && (limit == 0 || n < limit)) {
-        ++lineno;
-        if (line.empty()) continue;
-        ++n;
-        const std::string where = path + ":" + std::to_string(lineno);
-        const auto v = json::parse(line, where);
+    const std::size_t n = for_each_scene(path, limit, [&](const json::value& v, const std::string& where) {
         const auto& objects = v.at("objects", where).items(where);
-        if (objects.size() != 1) continue;
+        if (objects.size() != 1) return;
         const std::string want = "a " + objects[0].at("color", where).as_string(where) + " " +
                                  objects[0].at("shape", where).as_string(where);
         const auto image = (fs::path(dir) / v.at("image", where).as_string(where)).string();
@@ -64,16 +79,12 @@ void eval_siglip(const pipeline::options& po, const std::string& dir, const std:
         const auto best = static_cast<std::size_t>(std::max_element(probs.begin(), probs.end()) - probs.begin());
         zero_shot.add(labels[best] == want);
         if (labels[best] != want && verbose) std::printf("%s zero-shot: \"%s\" (want \"%s\")\n", image.c_str(), labels[best].c_str(), want.c_str());
-    }
+    });
     if (as_json) {
         json::value out = json::value::make_object();
         out.set("command", json::string("eval"));
         out.set("scenes", json::number(static_cast<std::uint64_t>(n)));
-        json::value x = json::value::make_object();
-        x.set("accuracy", json::number(zero_shot.rate()));
-        x.set("right", json::number(static_cast<std::uint64_t>(zero_shot.right)));
-        x.set("total", json::number(static_cast<std::uint64_t>(zero_shot.total)));
-        out.set("zero_shot", std::move(x));
+        out.set("zero_shot", zero_shot.to_json());
         out.set("seconds", json::number(sw.ms() / 1000.0));
         std::printf("%s\n", json::dump(out).c_str());
         return;
@@ -101,8 +112,6 @@ void add_eval(CLI::App& app) {
     c->callback([a] {
         namespace fs = std::filesystem;
         const auto path = (fs::path(a->scenes) / "scenes.jsonl").string();
-        std::ifstream in(path);
-        if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
         {
             const auto ckpt = weights::checkpoint::open(a->o.weights);
             if (pipeline::require_config(a->o.config, &ckpt, a->o.weights).config.kind == models::model_kind::siglip)
@@ -110,14 +119,8 @@ void add_eval(CLI::App& app) {
         }
         const auto p = open_pali3(a->o);
         tally caption, found, absent, vqa;
-        std::string line;
-        std::size_t n = 0, lineno = 0;
         pipeline::stopwatch sw;
-        while (std::getline(in, line) && (a->limit == 0 || n < a->limit)) {
-            ++lineno;
-            if (line.empty()) continue;
-            const std::string where = path + ":" + std::to_string(lineno);
-            const auto v = json::parse(line, where);
+        const std::size_t n = for_each_scene(path, a->limit, [&](const json::value& v, const std::string& where) {
             const auto image = (fs::path(a->scenes) / v.at("image", where).as_string(where)).string();
             struct truth {
                 std::string shape;
@@ -165,23 +168,15 @@ void add_eval(CLI::App& app) {
                 vqa.add(ans.text == want);
                 if (ans.text != want && a->verbose) std::printf("%s %s \"%s\" (want \"%s\")\n", image.c_str(), question.c_str(), ans.text.c_str(), want.c_str());
             }
-            ++n;
-        }
+        });
         if (a->json) {
             json::value out = json::value::make_object();
             out.set("command", json::string("eval"));
             out.set("scenes", json::number(static_cast<std::uint64_t>(n)));
-            auto put = [&](const char* k, const tally& t) {
-                json::value x = json::value::make_object();
-                x.set("accuracy", json::number(t.rate()));
-                x.set("right", json::number(static_cast<std::uint64_t>(t.right)));
-                x.set("total", json::number(static_cast<std::uint64_t>(t.total)));
-                out.set(k, std::move(x));
-            };
-            put("caption", caption);
-            put("detection", found);
-            put("detection_absent", absent);
-            put("vqa", vqa);
+            out.set("caption", caption.to_json());
+            out.set("detection", found.to_json());
+            out.set("detection_absent", absent.to_json());
+            out.set("vqa", vqa.to_json());
             out.set("seconds", json::number(sw.ms() / 1000.0));
             std::printf("%s\n", json::dump(out).c_str());
             return;
