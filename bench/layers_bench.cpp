@@ -153,8 +153,8 @@ BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1, 1})->Args
 #include <pali3/models/vit.hpp>
 
 namespace {
-// Whole SigLIP ViT-B/16 tower at 224 px, batch 1, f32 (the peer comparison of docs/benchmarks.md:
-// ONNX Runtime 416-489 ms / 236-270 ms, PyTorch 479-587 / 336-358 ms on 1 / 2 threads here).
+// Whole SigLIP ViT-B/16 tower at 224 px, batch 1 (ONNX Runtime and PyTorch on the same tower, same
+// weights, same run: scripts/peers.sh, docs/benchmarks.md "Peers").
 template <class S = float, bool AMX = true, bool PREPACK = false>
 void bm_vit_tower(benchmark::State& state) {
     const auto c = models::presets::vit_b16_224::value;

@@ -1,5 +1,6 @@
 // pali3 dump: every named activation of a model as DIR/<name>.npy, to diff against another
 // implementation (vision tower, T5 teacher forced, PaLI-3, SigLIP pair).
+#include <algorithm>
 #include <filesystem>
 
 #include <pali3/pipeline/activations.hpp>
@@ -34,8 +35,8 @@ void add_dump(CLI::App& app) {
     struct args {
         pipeline::model_inputs in;
         pipeline::config_request config;
-        std::string image, pixels, weights, out = "activations", dtype = "f32", enc, dec = "0", prompt = "caption en", tokenizer;
-        std::size_t threads = 2;
+        std::string image, pixels, weights, out = "activations", enc, dec = "0", prompt = "caption en", tokenizer;
+        pipeline::run_options run;
     };
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("dump", "every named activation of a model as DIR/<name>.npy");
@@ -47,8 +48,11 @@ void add_dump(CLI::App& app) {
     c->add_option("--decoder-ids", a->dec, "decoder ids, start token first: 0,5 or an integer .npy")->capture_default_str();
     c->add_option("--tokenizer", a->tokenizer, "PaLI-3: sentencepiece model to encode --prompt");
     c->add_option("--prompt", a->prompt, "PaLI-3: prompt text (with --tokenizer)")->capture_default_str();
-    c->add_option("--dtype", a->dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
-    c->add_option("--threads", a->threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
+    c->add_option("--dtype", a->run.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+    c->add_option("--threads", a->run.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
+    c->add_flag("--prepack", a->run.prepack, "keep weights in the GEMM's layout too (faster, 2x weight memory)");
+    c->add_option("--time", a->run.repeat, "then run N more times untraced and print the median and best (peer timings)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
     c->add_flag("--antialias", a->in.antialias, "resize with an antialiasing filter");
     add_config_flags(c, a->config);
     c->callback([a] {
@@ -61,10 +65,17 @@ void add_dump(CLI::App& app) {
         a->in.decoder_ids = parse_ids(a->dec, "decoder-ids");
         std::filesystem::create_directories(a->out);
         pipeline::npy_dumper dump{a->out};
-        const auto times = pipeline::run_traced(found.config, ckpt, a->dtype, a->in, a->threads, dump.trace());
+        auto r = pipeline::run_traced(found.config, ckpt, a->in, a->run, dump.trace());
         std::printf("wrote %zu activations (%s) to %s\n", dump.count, pipeline::human_bytes(static_cast<double>(dump.bytes)).c_str(),
                     a->out.c_str());
-        print_timings(times);
+        if (!r.repeat_ms.empty()) {
+            auto& t = r.repeat_ms;
+            std::sort(t.begin(), t.end());
+            const double median = t.size() % 2 ? t[t.size() / 2] : (t[t.size() / 2 - 1] + t[t.size() / 2]) / 2;
+            std::printf("untraced runs: %zu, median %.3f ms, best %.3f ms, %zu thread(s), %s%s\n", t.size(), median, t.front(),
+                        a->run.threads, a->run.dtype.c_str(), a->run.prepack ? ", prepacked" : "");
+        }
+        print_timings(r.times);
     });
 }
 

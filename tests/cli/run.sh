@@ -51,6 +51,8 @@ if diff -rq "$W/dv_ours" "$W/dv_hf" >/dev/null; then ok "vision activations iden
 cp "$W/dv_ours/pixels.npy" "$W/pixels.npy"
 expect 0 "wrote" -- "$P" dump --pixels "$W/pixels.npy" --weights "$W/hfv/model.safetensors" --out "$W/dv_npy"
 if cmp -s "$W/dv_npy/pooled.npy" "$W/dv_hf/pooled.npy"; then ok "preprocessed .npy input gives the same embedding"; else bad "pixels.npy path differs"; fi
+expect 0 "untraced runs: 3, median [0-9.]+ ms, best [0-9.]+ ms, 1 thread\(s\), f32, prepacked" -- "$P" dump --pixels "$W/pixels.npy" \
+  --weights "$W/vit.safetensors" --out "$W/dv_time" --threads 1 --prepack --time 3
 expect 0 "image embedding" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors"
 cat > "$W/t5cfg.json" <<'JSON'
 {"model":"t5","text":{"vocab":101,"d_model":32,"d_ff":48,"heads":4,"d_kv":8,"encoder_layers":2,"decoder_layers":2,"ffn":"gated_gelu"}}

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pali3/core/threading.hpp"
@@ -111,23 +112,47 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
 }
 }  // namespace detail
 
-// Builds the model `config` describes from `ckpt` in storage `dtype` and runs it, reporting to `tr`.
-// Returns the time spent loading and running. `Models` as for pali3_pipeline.
+// How run_traced() builds and runs the model.
+struct run_options {
+    std::string dtype = "f32";  // weight storage: f32 or bf16
+    std::size_t threads = 2;
+    bool prepack = false;       // also keep the weights in the GEMM's layout (layers::prepack)
+    std::size_t repeat = 0;     // after the traced run, run this many more times untraced and time each
+};
+
+struct run_result {
+    timings times;                 // load, prepack, the traced run
+    std::vector<double> repeat_ms;  // one per untraced repeat: the same inputs, outputs not reported
+};
+
+// Builds the model `config` describes from `ckpt` and runs it once on `in`, reporting to `tr`;
+// then o.repeat untraced runs, each timed (a peer comparison on the same weights and inputs:
+// scripts/peers.sh). `Models` as for pali3_pipeline.
 template <class Models = models::runtime_models>
-timings run_traced(const models::any_config& config, const weights::checkpoint& ckpt, std::string_view dtype,
-                   const model_inputs& in, std::size_t threads, const layers::trace& tr, const Models& make_model = {}) {
-    timings tm;
+run_result run_traced(const models::any_config& config, const weights::checkpoint& ckpt, const model_inputs& in,
+                      const run_options& o, const layers::trace& tr, const Models& make_model = {}) {
+    run_result r;
     stopwatch sw;
     const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));
-    core::thread_pool pool(threads ? threads : 1);
-    make_model(config, dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
-        const M model(c, weights::cursor(src));
-        tm.add("load", sw.ms());
+    core::thread_pool pool(o.threads ? o.threads : 1);
+    make_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+        M model(c, weights::cursor(src));
+        r.times.add("load", sw.ms());
+        if (o.prepack) {
+            sw.reset();
+            const std::size_t extra = layers::prepack(model);
+            r.times.add("prepack weights (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
+        }
         sw.reset();
-        detail::run_model(model, c, in, pool, tr);
-        tm.add("forward + trace", sw.ms());
+        detail::run_model(std::as_const(model), c, in, pool, tr);
+        r.times.add("forward + trace", sw.ms());
+        for (std::size_t i = 0; i < o.repeat; ++i) {
+            sw.reset();
+            detail::run_model(std::as_const(model), c, in, pool, layers::trace{});
+            r.repeat_ms.push_back(sw.ms());
+        }
     });
-    return tm;
+    return r;
 }
 
 }  // namespace pali3::pipeline
