@@ -34,6 +34,7 @@ struct tally {
 // Calls fn(scene, where) for each line of the ground truth (at most `limit`, 0: all); returns how many.
 template <class F>
 std::size_t for_each_scene(const std::string& path, std::size_t limit, F&& fn) {
+    core::require_regular_file(path, "cannot open ground truth");
     std::ifstream in(path);
     if (!in) throw value_error(core::describe("cannot open ground truth", path, "scenes.jsonl", "open failed"));
     std::string line;

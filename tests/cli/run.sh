@@ -210,6 +210,16 @@ expect 1 "encoder id out of range" -- "$P" dump --weights "$W/t5.safetensors" --
 expect 2 "present with a wrong shape or dtype: [1-9]" -- "$P" inspect "$W/vit.safetensors" --preset "vit:S/16@48" --quiet
 expect 1 "unknown command .frobnicate" -- "$P" frobnicate
 expect 1 "not a non-negative integer" -- "$P" init "$W/x.safetensors" --preset "vit:Ti/16@-16"
+# Robustness (issue 26): FIFOs and directories refused by name (no hang), failed writes reported,
+# NaN flags refused, escape sequences in names printed escaped.
+rm -f "$W/fifo.safetensors"; mkfifo "$W/fifo.safetensors"
+expect 1 "found a FIFO" -- timeout 20 "$P" caption "$W/fifo.safetensors" "${F[@]}"
+expect 1 "found a FIFO" -- timeout 20 "$P" caption "$IMG" --weights "$W/fifo.safetensors" --tokenizer "$D/tokenizer.model"
+expect 1 "found a FIFO" -- timeout 20 "$P" caption "$IMG" --weights "$D/model.safetensors" --tokenizer "$W/fifo.safetensors"
+expect 1 "found a directory" -- "$P" caption "$W" "${F[@]}"
+if [[ -e /dev/full ]]; then expect 1 "cannot write PNG .*No space left" -- "$P" detect "$IMG" house "${F[@]}" --out /dev/full; fi
+expect 1 "length penalty" -- "$P" caption "$IMG" "${F[@]}" --beam 2 --length-penalty nan
+out=$("$P" caption "$W/"$'\e[2J'"x.png" "${F[@]}" 2>&1); if [[ $out != *$'\e'* && $out == *'\x1b[2Jx.png'* ]]; then ok "escape sequences in a file name are printed escaped"; else bad "raw escape in: $out"; fi
 
 echo "$fails failure(s)"
 exit $((fails > 0))

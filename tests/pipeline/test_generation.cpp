@@ -11,6 +11,7 @@
 #include "pali3/weights/random_source.hpp"
 
 using namespace pali3;
+using Catch::Contains;
 
 namespace {
 
@@ -102,6 +103,11 @@ TEST_CASE("beam search finds the best sequence; greedy and beam 1 agree", "[gene
     o.beam = 1;
     o.eos_id = 9;
     CHECK_THROWS_AS(generation::generate(t.stepper(), t.start(8), 7, o), value_error);
+    o.eos_id = 0;
+    for (const float bad : {std::nanf(""), INFINITY, -1.f}) {  // scores go into a sort comparator
+        o.length_penalty = bad;
+        CHECK_THROWS_WITH(generation::generate(t.stepper(), t.start(8), 7, o), Contains("length penalty"));
+    }
 }
 
 TEST_CASE("beam search over a batch equals each prompt alone", "[generation]") {

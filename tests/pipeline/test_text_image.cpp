@@ -1,5 +1,7 @@
 // Tokenizer (trained here, with and without built-in PaLI tokens), image decoding limits and
 // preprocessing, the VQ-VAE decoder's convolutions, and task output parsing.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "pali3/text/trainer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/vision/vqvae.hpp"
+#include "pali3/weights/file.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
 
@@ -115,6 +118,30 @@ TEST_CASE("images: PNG/BMP round trip, grey and RGBA to RGB, corrupt and absurd 
     put32(16, 20000);
     put32(20, 10);
     CHECK_THROWS_WITH(io::decode_image(huge.data(), huge.size(), "wide.png"), Contains("dimensions out of range") && Contains("20000 x 10"));
+}
+
+TEST_CASE("files: only regular files are read (a FIFO would block), writes are checked, messages printable", "[image][files]") {
+    const auto dir = temp_dir("files");
+    // a directory and a FIFO with no writer, as image, tokenizer, checkpoint: refused by name, no hang
+    const auto fifo = (dir / "fifo").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_WITH(io::load_image(dir.string()), Contains("cannot open image") && Contains("found a directory"));
+    CHECK_THROWS_WITH(io::load_image(fifo), Contains("cannot open image") && Contains("found a FIFO"));
+    CHECK_THROWS_WITH(text::tokenizer::load(fifo), Contains("sentencepiece") && Contains("found a FIFO"));
+    CHECK_THROWS_WITH(text::tokenizer::load(dir.string()), Contains("found a directory"));
+    CHECK_THROWS_WITH(weights::map_file(fifo), Contains("expected a regular file, found a FIFO"));
+    CHECK_THROWS_WITH(io::load_image((dir / "none.png").string()), Contains("No such file"));
+    // a write that fails at flush (/dev/full) is an error with the system's reason, not a success
+    const std::uint8_t px[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    if (std::filesystem::exists("/dev/full"))
+        CHECK_THROWS_WITH(io::write_png("/dev/full", 2, 2, 3, px), Contains("cannot write PNG") && Contains("No space left"));
+    CHECK_THROWS_WITH(io::write_png((dir / "no/such/dir.png").string(), 2, 2, 3, px), Contains("cannot create PNG"));
+    CHECK_THROWS_WITH(io::write_png((dir / "z.png").string(), 0, 2, 3, px), Contains("PNG size"));
+    // terminal escapes from a file name or a file's content come out escaped; long values are cut
+    const std::string msg = core::describe("bad", "a\x1b[2Jb.png", "x", std::string(5000, 'y') + "\n");
+    CHECK(msg.find('\x1b') == std::string::npos);
+    CHECK_THAT(msg, Contains("a\\x1b[2Jb.png") && Contains("(4701 more bytes)"));
+    CHECK(msg.size() < 1000);
 }
 
 TEST_CASE("preprocess: [-1, 1], bilinear with half-pixel centres, antialias", "[image]") {

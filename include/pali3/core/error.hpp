@@ -41,15 +41,39 @@ public:
 
 namespace core {
 
-// Builds "what (at where): expected E, found F" - the one message format of the library.
+// `s` safe to print: control characters (a terminal's escape sequences) as \xHH, and cut after
+// `max` bytes with the count of the rest (a 50 MB config string is not echoed whole).
+inline std::string printable(std::string_view s, std::size_t max = 300) {
+    std::string out;
+    const std::size_t n = s.size() < max ? s.size() : max;
+    out.reserve(n + 32);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7f) {
+            static constexpr char hex[] = "0123456789abcdef";
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    if (s.size() > max) out += "... (" + std::to_string(s.size() - max) + " more bytes)";
+    return out;
+}
+
+// Builds "what (at where): expected E, found F" - the one message format of the library. Where,
+// expected and found may come from input files: they are made printable and cut.
 template <class Expected, class Found>
 std::string describe(std::string_view what, std::string_view where, const Expected& expected,
                      const Found& found) {
-    std::ostringstream os;
-    os << what;
-    if (!where.empty()) os << " (at " << where << ")";
-    os << ": expected " << expected << ", found " << found;
-    return os.str();
+    std::ostringstream e, f;
+    e << expected;
+    f << found;
+    std::string out(what);
+    if (!where.empty()) out += " (at " + printable(where, 1000) + ")";
+    out += ": expected " + printable(e.str()) + ", found " + printable(f.str());
+    return out;
 }
 
 // Throws E with the standard message when `ok` is false.

@@ -58,6 +58,8 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
     const std::size_t batch = state.batch;
     if (o.beam == 0) throw value_error(core::describe("beam width", "generation::generate", ">= 1", 0));
     if (o.max_new_tokens == 0) throw value_error(core::describe("max_new_tokens", "generation::generate", ">= 1", 0));
+    if (!(o.length_penalty >= 0 && o.length_penalty <= 100))  // NaN fails too: scores go into a sort
+        throw value_error(core::describe("length penalty", "generation::generate", "a finite number in [0, 100]", o.length_penalty));
     if (o.eos_id < 0 || static_cast<std::size_t>(o.eos_id) >= vocab)
         throw value_error(core::describe("eos id", "generation::generate", "< vocab " + std::to_string(vocab), o.eos_id));
     const std::size_t k = o.beam;

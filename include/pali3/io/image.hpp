@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/files.hpp"
 
 namespace pali3::io {
 
@@ -56,6 +57,7 @@ inline image decode_image(const std::uint8_t* bytes, std::size_t size, const std
 }
 
 inline image load_image(const std::string& path, image_limits limits = {}) {
+    core::require_regular_file(path, "cannot open image");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw format_error(core::describe("cannot open image", path, "a readable file", "no such file or no permission"));
     in.seekg(0, std::ios::end);
@@ -67,11 +69,18 @@ inline image load_image(const std::string& path, image_limits limits = {}) {
     return decode_image(bytes.data(), bytes.size(), path, limits);
 }
 
-// Writes 8-bit pixels (channels 1, 3 or 4) as PNG.
+// Writes 8-bit pixels (channels 1, 3 or 4) as PNG: encoded in memory, then written with every
+// write checked (a full disk or /dev/full is an error naming the reason, not a silent success).
 inline void write_png(const std::string& path, std::size_t width, std::size_t height, int channels, const std::uint8_t* data) {
-    if (!stbi_write_png(path.c_str(), static_cast<int>(width), static_cast<int>(height), channels, data,
-                        static_cast<int>(width) * channels))
-        throw format_error(core::describe("cannot write PNG", path, "a writable path", "stbi_write_png failed"));
+    if (width == 0 || height == 0 || width > 65535 || height > 65535 || (channels != 1 && channels != 3 && channels != 4))
+        throw value_error(core::describe("PNG size", path, "1..65535 pixels a side, 1, 3 or 4 channels",
+                                         std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels)));
+    std::string bytes;
+    const auto append = [](void* ctx, void* chunk, int n) { static_cast<std::string*>(ctx)->append(static_cast<const char*>(chunk), static_cast<std::size_t>(n)); };
+    if (!stbi_write_png_to_func(append, &bytes, static_cast<int>(width), static_cast<int>(height), channels, data,
+                                static_cast<int>(width) * channels))
+        throw format_error(core::describe("cannot encode PNG", path, "an encodable image", "stb_image_write failed (out of memory)"));
+    core::write_file_checked(path, bytes, "PNG");
 }
 inline void write_png(const std::string& path, const image& img) { write_png(path, img.width, img.height, 3, img.rgb.data()); }
 

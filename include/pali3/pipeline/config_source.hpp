@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/files.hpp"
 #include "pali3/core/json.hpp"
 #include "pali3/models/config_io.hpp"
 #include "pali3/weights/checkpoint.hpp"
@@ -91,6 +92,7 @@ inline models::any_config preset_config(std::string_view name) {
 }
 
 inline std::string read_text_file(const std::string& path) {
+    core::require_regular_file(path, "cannot read config");
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();

@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pali3/core/files.hpp"
 #include "pali3/core/json.hpp"
 #include "pali3/core/threading.hpp"
 #include "pali3/io/image.hpp"
@@ -53,6 +54,7 @@ struct example {
 // Reads the JSONL examples for a model kind; each line's missing field is an error naming the
 // file, the line and the field.
 inline std::vector<example> read_examples(const std::string& path, models::model_kind kind) {
+    core::require_regular_file(path, "cannot open examples");
     std::ifstream in(path);
     if (!in) throw value_error(core::describe("cannot open examples", path, "a readable JSONL file", "open failed"));
     const auto dir = std::filesystem::path(path).parent_path();

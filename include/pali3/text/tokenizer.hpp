@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/files.hpp"
 #include "pali3/core/json.hpp"
 
 namespace pali3::text {
@@ -49,6 +50,7 @@ inline std::string pali_symbols() {
 class tokenizer {
 public:
     static tokenizer load(const std::string& path) {
+        core::require_regular_file(path, "cannot load sentencepiece model");
         tokenizer t;
         const auto status = t.sp_->Load(path);
         if (!status.ok())

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/files.hpp"
 
 namespace pali3::weights {
 
@@ -46,6 +47,7 @@ inline byte_buffer buffer_from(std::vector<std::uint8_t> bytes, std::string name
 
 // Maps `path` read-only. Throws format_error naming the path and the OS error.
 inline byte_buffer map_file(const std::string& path) {
+    core::require_regular_file(path, "cannot open file");  // before open(): a FIFO would block it
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw format_error(core::describe("cannot open file", path, "a readable file", std::strerror(errno)));
     struct stat st {};
@@ -73,13 +75,7 @@ inline byte_buffer map_file(const std::string& path) {
 }
 
 // Writes `bytes` to `path` (truncating). Throws format_error on failure.
-inline void write_file(const std::string& path, std::string_view bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) throw format_error(core::describe("cannot create file", path, "a writable path", std::strerror(errno)));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) throw format_error(core::describe("cannot write file", path, std::to_string(bytes.size()) + " bytes written", "a write error"));
-}
+inline void write_file(const std::string& path, std::string_view bytes) { core::write_file_checked(path, bytes, "file"); }
 
 // Little-endian loads from unaligned bytes.
 inline std::uint64_t load_le(const std::uint8_t* p, std::size_t bytes) {
