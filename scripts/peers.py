@@ -399,6 +399,8 @@ def main():
         with open(a.replot) as f:
             return plot(json.load(f), a.plot or "peers.png")
     os.makedirs(a.work, exist_ok=True)
+    if not os.path.isdir(os.path.join(a.work, "node_modules", "onnxruntime-node")):
+        raise SystemExit(f"no onnxruntime-node in {a.work}/node_modules: scripts/peers.sh installs it there")
     names = [n for n in a.workloads.split(",") if n]
     for n in names:
         if n not in WORKLOADS:
@@ -418,24 +420,22 @@ def main():
             if not v < bound[k]:
                 raise SystemExit(f"{n}: {k} disagrees with PyTorch (relative error {v:.2e}, expected < {bound[k]:.0e}); no timing")
     lim_before = limits(a)
-    times = {}  # (workload, threads, peer) -> [per-round medians]
+    times = {(n, t): {} for n in names for t in threads}  # (workload, threads) -> peer -> [per-round medians]
     for r in range(a.rounds):
         for n in names:
             for t in threads:
-                key = lambda peer: times.setdefault(f"{n}|{t}|{peer}", [])  # noqa: E731
-                key("onnxruntime").append(run_ort(a, n, t)["median"])
                 tr = run_torch(a, n, t)
-                key("pytorch eager").append(tr["eager"])
-                key("pytorch torchscript").append(tr["torchscript"])
-                key("pali3 f32").append(run_ours(a, n, t, "f32"))
-                key("pali3 bf16").append(run_ours(a, n, t, "bf16"))
+                measured = {"onnxruntime": run_ort(a, n, t)["median"], "pytorch eager": tr["eager"],
+                            "pytorch torchscript": tr["torchscript"], "pali3 f32": run_ours(a, n, t, "f32"),
+                            "pali3 bf16": run_ours(a, n, t, "bf16")}
+                for peer, ms in measured.items():
+                    times[n, t].setdefault(peer, []).append(ms)
         print(f"round {r + 1}/{a.rounds} done", flush=True)
     lim_after = limits(a)
     rows = []
     for n in names:
         for t in threads:
-            med = {peer: statistics.median(v) for k, v in times.items() for peer in [k.split("|")[2]]
-                   if k.startswith(f"{n}|{t}|")}
+            med = {peer: statistics.median(v) for peer, v in times[n, t].items()}
             torch_best = min(("pytorch eager", "pytorch torchscript"), key=lambda k: med[k])
             gf = flops(n) / 1e6
             fma = lim_before.get(f"limit_fma_f32/{t}", 0.0)
@@ -445,7 +445,7 @@ def main():
                          "pytorch_over_pali3_f32": med[torch_best] / med["pali3 f32"],
                          "pali3_f32_of_fma_peak": gf / med["pali3 f32"] / fma if fma else None,
                          "pali3_bf16_of_dot_peak": gf / med["pali3 bf16"] / dot if dot else None,
-                         "rounds": {k.split("|")[2]: v for k, v in times.items() if k.startswith(f"{n}|{t}|")}})
+                         "rounds": times[n, t]})
     hdr = f"{'workload':<14} {'thr':>3} {'GFLOP':>6} {'ORT ms':>8} {'PyTorch ms':>15} {'pali3 f32':>9} {'pali3 bf16':>10} " \
           f"{'ORT/f32':>7} {'PT/f32':>6} {'f32 %FMA':>8} {'bf16 %dot':>9}"
     print("\n" + hdr + "\n" + "-" * len(hdr))
