@@ -55,6 +55,15 @@ inline void add_config_flags(CLI::App* c, pipeline::config_request& r) {
         ->check(CLI::Range(std::size_t{1}, std::size_t{8192}));
 }
 
+// --max-memory GB: the most a run may need by the estimate made before loading (0 or unset: the
+// machine's memory).
+inline void add_memory_flag(CLI::App* c, std::size_t& bytes) {
+    c->add_option_function<double>(
+         "--max-memory", [&bytes](double gb) { bytes = static_cast<std::size_t>(gb * 1e9); },
+         "refuse runs whose estimated memory (weights, KV cache, activations) is over this many GB (default: the machine's memory)")
+        ->check(CLI::Range(0.001, 1e6));
+}
+
 // Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--weights", o.weights, "checkpoint: safetensors file, directory or shard index, or .npz (any naming)");
@@ -70,6 +79,7 @@ inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--length-penalty", o.length_penalty, "alpha in score / length^alpha")->check(CLI::Range(0.0, 10.0));
     c->add_option("--max-prompt-tokens", o.max_prompt_tokens, "longest prompt accepted")
         ->check(CLI::Range(std::size_t{1}, max_prompt_limit))->capture_default_str();
+    add_memory_flag(c, o.max_memory);
     c->add_flag("--json", json, "print one JSON object (text, tokens, log-prob, boxes, timings) instead of text");
 }
 

@@ -1,5 +1,6 @@
 // The `pali3` command line: one subcommand per file in tools/, each with --help.
 #include <cstdio>
+#include <new>
 #include <string>
 
 #include <pali3/core/malloc_tuning.hpp>
@@ -51,6 +52,12 @@ int main(int argc, char** argv) {
         return 1;
     } catch (const pali3::error& e) {
         std::fprintf(stderr, "pali3 %s: error: %s\n", cmd.c_str(), e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr,
+                     "pali3 %s: error: out of memory: the machine refused an allocation (the estimate checked by --max-memory "
+                     "was under it; lower --max-new-tokens, --beam, --batch or --resolution)\n",
+                     cmd.c_str());
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "pali3 %s: unexpected error: %s\n", cmd.c_str(), e.what());

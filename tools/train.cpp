@@ -47,6 +47,7 @@ void add_train(CLI::App& app) {
     c->add_option("--seed", a->o.seed, "random initial weights and example order")->capture_default_str();
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     c->add_flag("--resume", a->o.resume, "continue from DIR/state.safetensors when it exists");
+    add_memory_flag(c, a->o.max_memory);
     c->add_flag("--recompute", a->o.recompute, "keep only each block's input; recompute its activations in backward");
     c->add_flag("--antialias", a->o.antialias, "resize images with an antialiasing filter");
     c->add_option("--image-cache-mb", a->o.image_cache_mb, "preprocessed images kept in memory (0: decode on every use)")

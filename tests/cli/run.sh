@@ -219,6 +219,14 @@ expect 1 "found a FIFO" -- timeout 20 "$P" caption "$IMG" --weights "$D/model.sa
 expect 1 "found a directory" -- "$P" caption "$W" "${F[@]}"
 if [[ -e /dev/full ]]; then expect 1 "cannot write PNG .*No space left" -- "$P" detect "$IMG" house "${F[@]}" --out /dev/full; fi
 expect 1 "length penalty" -- "$P" caption "$IMG" "${F[@]}" --beam 2 --length-penalty nan
+# Configs and requests checked before anything they imply is allocated (sizes cannot wrap).
+sed 's/"depth":[0-9]*/"depth":10000000/' "$D/pali3_config.json" > "$W/deep.json"
+sed 's/"image":[0-9]*/"image":8192/' "$D/pali3_config.json" > "$W/huge_image.json"
+expect 1 "config does not fit the checkpoint .*needing at least [0-9]{11,} weights" -- timeout 20 "$P" caption "$IMG" "${F[@]}" --config "$W/deep.json"
+expect 1 "config does not fit the checkpoint" -- timeout 20 "$P" inspect "$D/model.safetensors" --config "$W/deep.json"
+expect 1 "image too large for the tower" -- timeout 20 "$P" caption "$IMG" "${F[@]}" --config "$W/huge_image.json"
+expect 1 "more memory than allowed .*KV cache" -- "$P" caption "$IMG" "${F[@]}" --max-memory 0.001
+expect 1 "more memory than allowed" -- "$P" train --data "$W/none.jsonl" --tokenizer "$D/tokenizer.model" --preset pali3_5b --max-memory 1
 out=$("$P" caption "$W/"$'\e[2J'"x.png" "${F[@]}" 2>&1); if [[ $out != *$'\e'* && $out == *'\x1b[2Jx.png'* ]]; then ok "escape sequences in a file name are printed escaped"; else bad "raw escape in: $out"; fi
 
 echo "$fails failure(s)"

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "pali3/models/footprint.hpp"
 #include "pali3/models/pali3.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
@@ -15,6 +16,14 @@ TEST_CASE("PaLI-3 5B parameter counts per part", "[models][pali3]") {
     CHECK(layers::parameter_count(const_cast<t5_v11<bf16>&>(model.text())) == 3'742'619'648u);
     CHECK(layers::parameter_count(model) == 1'663'302'144ull + 3'147'776ull + 3'742'619'648ull);  // 5.409B
     CHECK(presets::pali3_5b_1064::value.vision.tokens() == 5776u);
+    // The config-only lower bound checked against checkpoints before loading (models/footprint.hpp):
+    // never above the true count, and within 0.1 % of it (norms, biases, tables are left out).
+    any_config a;
+    a.kind = model_kind::pali3;
+    a.pali = presets::pali3_5b::value;
+    const std::size_t exact = layers::parameter_count(model), bound = min_weights(a);
+    CHECK(bound <= exact);
+    CHECK(static_cast<double>(bound) > 0.999 * static_cast<double>(exact));
     pali3_config bad = presets::pali3_tiny::value;
     bad.projector.out = 40;
     CHECK_THROWS_WITH(pali3_model<>(bad), "PaLI-3 parts do not fit (at pali3_config): expected projector output != text d_model, found 40 vs 32");

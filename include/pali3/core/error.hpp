@@ -3,6 +3,7 @@
 // was found, so a user can act on it without a debugger.
 #pragma once
 
+#include <cstddef>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -81,6 +82,37 @@ template <class E = error, class Expected, class Found>
 void require(bool ok, std::string_view what, std::string_view where, const Expected& expected,
              const Found& found) {
     if (!ok) throw E(describe(what, where, expected, found));
+}
+
+// Size arithmetic that cannot wrap: the product / sum of element counts, or a value_error naming
+// `where` with the factors ("size overflow (at KV cache): expected a product below 2^64, found
+// 288230376151711745 x 64 x 8"). Every size computed from input (a config, a flag, a file
+// header) goes through these before anything is allocated or indexed with it.
+namespace detail {
+template <class... T>
+std::string joined(std::string_view sep, std::size_t first, T... rest) {
+    std::string out = std::to_string(first);
+    ((out += std::string(sep) + std::to_string(static_cast<std::size_t>(rest))), ...);
+    return out;
+}
+}  // namespace detail
+
+template <class... T>
+std::size_t checked_mul(std::string_view where, std::size_t first, T... rest) {
+    std::size_t out = first;
+    bool wrapped = false;
+    ((wrapped = __builtin_mul_overflow(out, static_cast<std::size_t>(rest), &out) || wrapped), ...);
+    if (wrapped) throw value_error(describe("size overflow", where, "a product below 2^64", detail::joined(" x ", first, rest...)));
+    return out;
+}
+
+template <class... T>
+std::size_t checked_add(std::string_view where, std::size_t first, T... rest) {
+    std::size_t out = first;
+    bool wrapped = false;
+    ((wrapped = __builtin_add_overflow(out, static_cast<std::size_t>(rest), &out) || wrapped), ...);
+    if (wrapped) throw value_error(describe("size overflow", where, "a sum below 2^64", detail::joined(" + ", first, rest...)));
+    return out;
 }
 
 }  // namespace core

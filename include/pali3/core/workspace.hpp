@@ -53,7 +53,7 @@ public:
         if (floats <= capacity_) return;
         if (used_ != 0)
             throw value_error(describe("workspace resized while in use", "workspace", "0 floats in use", used_));
-        const std::size_t bytes = ((floats * sizeof(float) + 63) / 64) * 64;
+        const std::size_t bytes = checked_add("workspace bytes", checked_mul("workspace bytes", floats, sizeof(float)), 63) / 64 * 64;
         void* p = std::aligned_alloc(64, bytes);
         if (!p) throw std::bad_alloc();
         data_.reset(static_cast<float*>(p));
@@ -63,9 +63,9 @@ public:
     // n floats, 64-byte aligned, uninitialised.
     std::span<float> alloc(std::size_t n) {
         const std::size_t start = (used_ + 15) / 16 * 16;
-        if (start + n > capacity_)
+        if (start > capacity_ || n > capacity_ - start)  // no wrap for any n
             throw value_error(describe("workspace too small", "workspace",
-                                       std::to_string(start + n) + " floats", std::to_string(capacity_) + " floats"));
+                                       std::to_string(start) + " + " + std::to_string(n) + " floats", std::to_string(capacity_) + " floats"));
         used_ = start + n;
         return {data_.get() + start, n};
     }

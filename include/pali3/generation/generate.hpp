@@ -68,7 +68,7 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
     if (k == 1) {  // greedy
         std::vector<hypothesis> out(batch);
         std::vector<std::int32_t> ids(batch, o.start_id);
-        std::vector<float> logits(batch * vocab);
+        std::vector<float> logits(core::checked_mul("logits (batch x vocab)", batch, vocab));
         for (std::size_t t = 0; t < o.max_new_tokens; ++t) {
             step(ids.data(), state, logits.data());
             bool all_done = true;
@@ -93,7 +93,7 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
     }
 
     // Beam search. Rows b*k .. b*k+k-1 of the state belong to prompt b.
-    std::vector<std::size_t> expand(batch * k);
+    std::vector<std::size_t> expand(core::checked_mul("beams (batch x beam)", batch, k));
     for (std::size_t i = 0; i < expand.size(); ++i) expand[i] = i / k;
     state = state.gather(expand);
     std::vector<std::vector<std::int32_t>> live(batch * k);
@@ -102,7 +102,7 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
     std::vector<std::vector<hypothesis>> done(batch);
     std::vector<bool> closed(batch, false);
     std::vector<std::int32_t> ids(batch * k, o.start_id);
-    std::vector<float> logits(batch * k * vocab);
+    std::vector<float> logits(core::checked_mul("logits (batch x beam x vocab)", batch, k, vocab));
     struct cand { double lp; std::size_t row; std::int32_t tok; };
     std::vector<cand> cands;
     for (std::size_t t = 0; t < o.max_new_tokens; ++t) {

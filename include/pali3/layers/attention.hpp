@@ -64,7 +64,8 @@ inline void check(const attention_config& c, std::string_view where) {
 class kv_cache {
 public:
     kv_cache(std::size_t batch, std::size_t capacity, std::size_t inner)
-        : batch_(batch), capacity_(capacity), inner_(inner), k_(batch * capacity * inner), v_(k_.size()) {}
+        : batch_(batch), capacity_(capacity), inner_(inner), k_(core::checked_mul("KV cache (batch x positions x width)", batch, capacity, inner)),
+          v_(k_.size()) {}
 
     std::size_t batch() const { return batch_; }
     std::size_t capacity() const { return capacity_; }

@@ -181,9 +181,16 @@ public:
 
     std::size_t workspace_floats(std::size_t batch, std::size_t max_prompt, std::size_t max_decode) const {
         const std::size_t n = cfg_.vision.tokens();
+        // The request's sizes multiply with the config's: checked here, once, so the parts' own
+        // estimates below work on products known to fit.
+        const char* where = "PaLI-3 workspace (batch, image tokens + prompt, decoder steps)";
+        const std::size_t enc = core::checked_add(where, n, max_prompt);
+        (void)core::checked_mul(where, batch, enc, std::max({cfg_.text.d_model, cfg_.text.d_ff, cfg_.text.heads * cfg_.text.d_kv}), 16);
+        (void)core::checked_mul(where, batch, max_decode, enc, cfg_.text.heads, 16);
+        (void)core::checked_mul(where, batch, n, std::max(cfg_.vision.width, cfg_.vision.mlp), 16);
         return core::workspace::padded(batch * n * cfg_.vision.width) +
                std::max({img_.workspace_floats(batch), projector_.workspace_floats(n),
-                         text_.workspace_floats(batch, n + max_prompt, max_decode)});
+                         text_.workspace_floats(batch, enc, max_decode)});
     }
 
     // memory (batch, N + T, d_model) with T = the longest prompt; lens[b] = N + prompt b's length

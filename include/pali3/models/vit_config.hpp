@@ -28,11 +28,25 @@ struct vit_config {
     }
 };
 
+inline constexpr std::size_t max_image_grid = 256;
+
 inline void check(const vit_config& c) {
     if (c.patch == 0 || c.image == 0 || c.image % c.patch != 0)
         throw config_error(core::describe("image size is not a multiple of the patch size", "vit_config",
                                           "image % patch == 0", std::to_string(c.image) + " % " + std::to_string(c.patch)));
     if (c.depth == 0) throw config_error(core::describe("ViT depth", "vit_config", "> 0", 0));
+    // Attention over more patches than this costs hours per image on a CPU (PaLI-3 at 1064 px has
+    // 76 x 76); the bound also keeps every token count's products far from wrapping.
+    const std::size_t g = c.image / c.patch;
+    if (g > max_image_grid)
+        throw config_error(core::describe("image too large for the tower", "vit_config",
+                                          "at most a " + std::to_string(max_image_grid) + " x " + std::to_string(max_image_grid) +
+                                              " grid of patches",
+                                          std::to_string(c.image) + " px / patch " + std::to_string(c.patch) + " = " +
+                                              std::to_string(g) + " x " + std::to_string(g)));
+    if (c.posemb_grid > max_image_grid)
+        throw config_error(core::describe("position table too large", "vit_config posemb_grid",
+                                          "at most " + std::to_string(max_image_grid), c.posemb_grid));
     layers::check(c.block(), "vit_config block");
 }
 

@@ -21,6 +21,7 @@
 #include "pali3/core/files.hpp"
 #include "pali3/core/json.hpp"
 #include "pali3/models/config_io.hpp"
+#include "pali3/models/footprint.hpp"
 #include "pali3/weights/checkpoint.hpp"
 
 namespace pali3::pipeline {
@@ -100,6 +101,18 @@ inline std::string read_text_file(const std::string& path) {
     return ss.str();
 }
 
+// Elements in all of a checkpoint's tensors (from the headers; nothing is read or inflated).
+inline std::size_t checkpoint_elements(const weights::checkpoint& ckpt) {
+    std::size_t total = 0;
+    for (const auto& t : ckpt.list()) {
+        std::size_t n = 1;
+        for (const auto d : t.shape)
+            if (__builtin_mul_overflow(n, d, &n)) n = ~std::size_t{0};
+        if (__builtin_add_overflow(total, n, &total)) total = ~std::size_t{0};
+    }
+    return total;
+}
+
 // Which config to use (empty: the checkpoint's own), and a resolution override.
 struct config_request {
     std::string preset, file;
@@ -140,6 +153,9 @@ inline std::optional<found_config> find_config(const config_request& r, const we
         models::check(v);
         if (v.posemb_grid == v.grid()) v.posemb_grid = 0;
     }
+    // A config that describes a bigger model than the file holds (depth 10^7 in a 2 MB file) is
+    // refused here, before any caller allocates what it implies.
+    if (out && ckpt) models::require_weights_fit(out->config, checkpoint_elements(*ckpt), out->source, ckpt->path());
     return out;
 }
 

@@ -37,6 +37,7 @@ struct options {
     bool antialias = false;                 // resize with an antialiasing filter
     std::size_t max_new_tokens = 32, beam = 1, max_prompt_tokens = 64;
     float length_penalty = 0.f;
+    std::size_t max_memory = 0;             // bytes a run may need (estimated before loading); 0: the machine's memory
 };
 
 // What one image + prompt gave.
@@ -79,6 +80,15 @@ public:
             throw config_error(core::describe("tokenizer larger than the model's vocabulary", o.tokenizer,
                                               "<= " + std::to_string(cfg.text.vocab) + " ids", tok_->vocab_size()));
         load_times_.add("load tokenizer", sw.ms());
+        {  // what the request implies, checked before anything is allocated for it
+            models::run_request req;
+            req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+            req.prepack = o.prepack;
+            req.prompt_tokens = o.max_prompt_tokens;
+            req.new_tokens = o.max_new_tokens;
+            req.beam = o.beam;
+            models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
+        }
         if (!o.vqvae.empty()) {
             sw.reset();
             vae_file_.emplace(weights::checkpoint::open(o.vqvae));

@@ -134,6 +134,7 @@ struct train_options {
     train::schedule schedule{};
     float label_smoothing = 0.f;
     bool recompute = false, resume = false, antialias = false;
+    std::size_t max_memory = 0;  // bytes the run may need by the estimate (0: the machine's memory)
 };
 
 struct train_progress {
@@ -359,6 +360,14 @@ inline std::size_t run_training(const train_options& o, const std::function<void
     if (!o.init.empty()) init.emplace(weights::checkpoint::open(o.init));
     const auto found = require_config(o.config, init ? &*init : nullptr, o.init.empty() ? "pali3 train" : o.init);
     const auto& cfg = found.config;
+    {
+        models::run_request req;
+        req.batch = o.batch;
+        req.prompt_tokens = o.max_prompt;
+        req.new_tokens = o.max_target;
+        req.training = true;
+        models::require_memory(models::estimate_memory(cfg, req), o.max_memory, found.source);
+    }
     const auto examples = read_examples(o.data, cfg.kind);
     if (o.tokenizer.empty()) throw value_error(core::describe("missing flag", "--tokenizer", "a sentencepiece model", "none"));
     const auto tok = text::tokenizer::load(o.tokenizer);
