@@ -10,6 +10,10 @@ Two measurements on scenes with ground truth (`pali3 make-scenes`), both through
      half the scenes, R^2 on the other half) at every stage the decoder's cross-attention depends
      on: after the position table, after the image tower, after the projector, after the text
      encoder. R^2 near 0 at a stage means that stage's token features no longer say where they are.
+  3. The same kind of probe for colour: a linear classifier (least squares on one-hot targets) of
+     the colour of the object under each token's centre, on the tokens that lie inside an object;
+     accuracy on the held-out half (25 % = chance over the four colours). A stage whose tokens no
+     longer say the colour explains captions and answers with the wrong colour.
 
   /usr/bin/python3 scripts/shapes_diagnose.py CHECKPOINT SCENES_DIR TOKENIZER [--pali3 build/gcc/tools/pali3]
 Needs numpy (Debian: python3-numpy)."""
@@ -64,6 +68,8 @@ def main():
               ("after the projector", "projector_out"), ("after the text encoder", "text.encoder.norm_out")]
     feats = {n: [] for _, n in stages}
     grid = None
+    colours = []  # per scene, per token: colour index of the object under the token's centre, -1 for none
+    names = ["red", "green", "blue", "yellow"]
     for s in scenes[:a.scenes_probe]:
         dump(a, os.path.join(a.scenes, s["image"]), "detect circle", [0], tmp)
         for _, n in stages:
@@ -73,6 +79,14 @@ def main():
                 first = np.load(os.path.join(tmp, "img.pos_embedding_out.npy"))
                 grid = int(round(np.sqrt(first.reshape(-1, first.shape[-1]).shape[0])))
             feats[n].append(x[:grid * grid])
+        lab = np.full(grid * grid, -1)
+        for o in s["objects"]:
+            y1, x1, y2, x2 = o["box"]
+            for t in range(grid * grid):
+                cy, cx = (t // grid + 0.5) * 64 / grid, (t % grid + 0.5) * 64 / grid
+                if y1 <= cy < y2 and x1 <= cx < x2:
+                    lab[t] = names.index(o["color"])
+        colours.append(lab)
     rows = np.repeat(np.arange(grid), grid)
     cols = np.tile(np.arange(grid), grid)
     print(f"linear probe of each image token's grid position ({grid} x {grid} tokens, {a.scenes_probe} scenes, R^2 on held-out half):")
@@ -86,6 +100,17 @@ def main():
             pred = x[half:] @ w
             r2.append(1 - ((pred - target[half:]) ** 2).mean() / target[half:].var())
         print(f"  {label:<26} row {r2[0]:6.3f}  column {r2[1]:6.3f}")
+    lab = np.concatenate(colours)
+    inside = lab >= 0
+    print(f"linear probe of the colour under each token ({inside.sum()} tokens inside objects; accuracy on held-out half, chance 25 %):")
+    for label, n in stages:
+        x = np.concatenate(feats[n]).astype(np.float64)[inside]
+        x = np.hstack([x, np.ones((len(x), 1))])
+        y = lab[inside]
+        half = len(x) // 2
+        w = np.linalg.lstsq(x[:half], np.eye(4)[y[:half]], rcond=None)[0]
+        acc = ((x[half:] @ w).argmax(1) == y[half:]).mean()
+        print(f"  {label:<26} {100 * acc:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ void add_bench(CLI::App& app) {
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("bench", "per-stage timings of a PaLI-3: vision, encoder, cross K/V, decode steps");
     c->add_option("--weights", a->weights, "a PaLI-3 checkpoint (default: seeded random weights for --preset)");
+    add_nonfinite_flag(c);
     add_config_flags(c, a->config);
     c->add_option("--dtype", a->o.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();

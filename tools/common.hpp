@@ -64,6 +64,13 @@ inline void add_memory_flag(CLI::App* c, std::size_t& bytes) {
         ->check(CLI::Range(0.001, 1e6));
 }
 
+// --allow-nonfinite: load checkpoints that hold NaN or Inf (refused by default, naming the tensor).
+inline void add_nonfinite_flag(CLI::App* c) {
+    c->add_flag_callback(
+        "--allow-nonfinite", [] { weights::allow_nonfinite_weights = true; },
+        "load weights that hold NaN or Inf (by default such a tensor is an error naming it)");
+}
+
 // Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--weights", o.weights, "checkpoint: safetensors file, directory or shard index, or .npz (any naming)");
@@ -80,6 +87,7 @@ inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--max-prompt-tokens", o.max_prompt_tokens, "longest prompt accepted")
         ->check(CLI::Range(std::size_t{1}, max_prompt_limit))->capture_default_str();
     add_memory_flag(c, o.max_memory);
+    add_nonfinite_flag(c);
     c->add_flag("--json", json, "print one JSON object (text, tokens, log-prob, boxes, timings) instead of text");
 }
 

@@ -13,6 +13,7 @@ void add_convert(CLI::App& app) {
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("convert", "rewrite a checkpoint in our naming (config baked in) or HF's (config.json beside)");
     c->add_option("in", a->in, "input checkpoint (safetensors, shards, .npz; any naming)")->required();
+    add_nonfinite_flag(c);
     c->add_option("out", a->out, "output .safetensors")->required();
     add_config_flags(c, a->config);
     c->add_option("--naming", a->naming, "output tensor names")->check(CLI::IsMember({"pali3", "hf"}))->capture_default_str();

@@ -43,6 +43,7 @@ void add_dump(CLI::App& app) {
     c->add_option("image", a->image, "image file (vision towers, PaLI-3)");
     c->add_option("--pixels", a->pixels, "preprocessed (1, 3, S, S) float32 .npy instead of an image");
     c->add_option("--weights", a->weights, "checkpoint (any naming)")->required();
+    add_nonfinite_flag(c);
     c->add_option("--out", a->out, "directory for the .npy files")->capture_default_str();
     c->add_option("--encoder-ids", a->enc, "T5 encoder ids / PaLI-3 prompt ids: 1,2,3 or an integer .npy");
     c->add_option("--decoder-ids", a->dec, "decoder ids, start token first: 0,5 or an integer .npy")->capture_default_str();

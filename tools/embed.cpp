@@ -17,6 +17,7 @@ void add_embed(CLI::App& app) {
     c->add_option("image", a->image, "image file");
     c->add_option("--pixels", a->pixels, "preprocessed (1, 3, S, S) float32 .npy instead of an image");
     c->add_option("--weights", a->o.weights, "SigLIP checkpoint: vision tower, or both towers (SiglipModel)");
+    add_nonfinite_flag(c);
     c->add_option("--texts", a->texts, "labels joined by '|', e.g. \"a cat|a dog\"");
     c->add_option("--tokenizer", a->o.tokenizer, "the text tower's sentencepiece model (with --texts)");
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();

@@ -20,6 +20,7 @@ void add_grad(CLI::App& app) {
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("grad", "d(loss)/d(parameter) of a checkpoint on a batch, as DIR/<checkpoint name>.npy");
     c->add_option("--weights", a->weights, "checkpoint (any naming; gradients come back in its names)")->required();
+    add_nonfinite_flag(c);
     c->add_option("--out", a->out, "directory for the .npy files")->capture_default_str();
     c->add_option("--encoder-ids", a->enc, "T5: encoder ids; PaLI-3: prompt ids (batch, length) integer .npy");
     c->add_option("--encoder-mask", a->mask, "HF attention_mask for --encoder-ids: 1s then 0s per row (.npy)");

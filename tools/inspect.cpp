@@ -18,6 +18,7 @@ void add_inspect(CLI::App& app) {
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("inspect", "a checkpoint's tensors and config, and how it fits the model (exit 2: it does not)");
     c->add_option("file", a->file, "checkpoint (safetensors, shards, .npz)");
+    add_nonfinite_flag(c);
     add_config_flags(c, a->config);
     c->add_flag("--quiet", a->quiet, "no per-tensor table");
     c->callback([a] {

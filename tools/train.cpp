@@ -25,6 +25,7 @@ void add_train(CLI::App& app) {
     c->add_option("--tokenizer", a->o.tokenizer, "sentencepiece model")->required();
     c->add_option("--out", a->o.out, "output directory: model.safetensors, state.safetensors, loss.csv")->capture_default_str();
     c->add_option("--init", a->o.init, "start from this checkpoint (any naming) instead of random weights");
+    add_nonfinite_flag(c);
     c->add_option("--init-vision", a->o.init_vision,
                   "start the image tower from this SigLIP / ViT / PaLI-3 checkpoint (any naming); the rest random");
     add_config_flags(c, a->o.config);

@@ -227,6 +227,12 @@ expect 1 "config does not fit the checkpoint" -- timeout 20 "$P" inspect "$D/mod
 expect 1 "image too large for the tower" -- timeout 20 "$P" caption "$IMG" "${F[@]}" --config "$W/huge_image.json"
 expect 1 "more memory than allowed .*KV cache" -- "$P" caption "$IMG" "${F[@]}" --max-memory 0.001
 expect 1 "more memory than allowed" -- "$P" train --data "$W/none.jsonl" --tokenizer "$D/tokenizer.model" --preset pali3_5b --max-memory 1
+# A NaN in a checkpoint is refused by tensor name; --allow-nonfinite loads it anyway.
+cp "$D/model.safetensors" "$W/nan.safetensors"
+printf '\x00\x00\xc0\x7f' | dd of="$W/nan.safetensors" bs=1 seek=$(( $(stat -c %s "$W/nan.safetensors") - 4 )) conv=notrunc 2>/dev/null
+expect 1 "non-finite weight \(at text\..*found 1 NaN/Inf" -- "$P" caption "$IMG" --weights "$W/nan.safetensors" --tokenizer "$D/tokenizer.model"
+expect 0 "output: " -- "$P" caption "$IMG" --weights "$W/nan.safetensors" --tokenizer "$D/tokenizer.model" --allow-nonfinite --max-new-tokens 4
+expect 1 "non-finite weight" -- "$P" convert "$W/nan.safetensors" "$W/nan_bf16.safetensors" --dtype bf16
 out=$("$P" caption "$W/"$'\e[2J'"x.png" "${F[@]}" 2>&1); if [[ $out != *$'\e'* && $out == *'\x1b[2Jx.png'* ]]; then ok "escape sequences in a file name are printed escaped"; else bad "raw escape in: $out"; fi
 
 echo "$fails failure(s)"

@@ -3,6 +3,7 @@
 // and beam 1 equals greedy.
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -126,4 +127,22 @@ TEST_CASE("beam search over a batch equals each prompt alone", "[generation]") {
     CHECK(two[0].tokens == one[0].tokens);
     CHECK(two[1].tokens == one[0].tokens);
     CHECK(two[1].log_prob == Approx(one[0].log_prob).margin(1e-5));
+}
+
+TEST_CASE("non-finite logits stop decoding with the step named, greedy and beam", "[generation][robustness]") {
+    tiny t;
+    const auto inner = t.stepper();
+    for (const std::size_t beam : {std::size_t{1}, std::size_t{2}}) {
+        int calls = 0;
+        const generation::step_fn poisoned = [&](const std::int32_t* ids, models::t5_decoder_state& s, float* logits) {
+            inner(ids, s, logits);
+            if (++calls == 2) logits[3] = std::numeric_limits<float>::quiet_NaN();
+        };
+        generation::options o;
+        o.max_new_tokens = 4;
+        o.beam = beam;
+        o.eos_id = 6;  // not reached before the poisoned step: the tiny model's step 1 must run
+        CHECK_THROWS_WITH(generation::generate(poisoned, t.start(8), 7, o),
+                          "non-finite logits (at decoder step 1, row 0): expected finite values, found NaN");
+    }
 }

@@ -1,4 +1,6 @@
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <catch2/catch.hpp>
 
@@ -102,6 +104,31 @@ TEST_CASE("mapped source maps our names to another naming", "[weights]") {
     const mapped_source pass(hf, {{"x.{}", "vision_model.{}"}, {"{}", "{}"}});
     CHECK(pass.translate("x.post_layernorm.weight").value() == "vision_model.post_layernorm.weight");
     CHECK(pass.contains("vision_model.post_layernorm.weight"));
+}
+
+TEST_CASE("non-finite weights are refused by tensor name unless allowed", "[weights][robustness]") {
+    memory_source src;
+    auto w = test::random_vector(37, 5);
+    w[29] = std::numeric_limits<float>::quiet_NaN();
+    w[31] = -std::numeric_limits<float>::infinity();
+    src.add<float>("enc.layers.2.w", w, {37});
+    std::vector<bf16> h(11, to_bf16(0.5f));
+    h[7] = to_bf16(std::numeric_limits<float>::infinity());
+    src.add<bf16>("head.w", h, {11});
+    std::vector<f16> g(9, to_f16(0.25f));
+    g[0] = f16::from_bits(0x7e00);  // an f16 NaN
+    src.add<f16>("x.w", g, {9});
+    src.add<float>("ok.w", test::random_vector(5, 6), {5});
+    const mapped_source m(src, {{"{}", "{}"}});
+    CHECK_THROWS_WITH(cursor(m, "enc.layers.2").get<float>("w", {37}),
+                      "non-finite weight (at enc.layers.2.w <- enc.layers.2.w): expected finite values (--allow-nonfinite to load it "
+                      "anyway), found 2 NaN/Inf of 37, the first (NaN) at element 29");
+    CHECK_THROWS_WITH(cursor(m).get<float>("head.w", {11}), Catch::Contains("found 1 NaN/Inf of 11, the first (Inf) at element 7"));
+    CHECK_THROWS_WITH(cursor(m).get<float>("x.w", {9}), Catch::Contains("the first (NaN) at element 0"));
+    CHECK(cursor(m).get<float>("ok.w", {5}).size() == 5u);
+    allow_nonfinite_weights = true;
+    CHECK(std::isnan(cursor(m, "enc.layers.2").get<float>("w", {37}).values()[29]));
+    allow_nonfinite_weights = false;
 }
 
 TEST_CASE("random init straight into bf16 / f16 matrices rounds the f32 values, vectors stay f32", "[weights]") {

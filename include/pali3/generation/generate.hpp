@@ -51,6 +51,14 @@ inline void log_softmax(float* x, std::size_t n) {
 inline double penalised(double log_prob, std::size_t length, float alpha) {
     return alpha == 0.f ? log_prob : log_prob / std::pow(static_cast<double>(std::max<std::size_t>(length, 1)), alpha);
 }
+// NaN or Inf in a step's logits (weights loaded with --allow-nonfinite, or an overflow) would
+// be argmax'ed or sorted silently: a clear error naming the step instead.
+inline void require_finite_logits(const std::vector<float>& logits, std::size_t vocab, std::size_t step) {
+    for (std::size_t i = 0; i < logits.size(); ++i)
+        if (!std::isfinite(logits[i]))
+            throw value_error(core::describe("non-finite logits", "decoder step " + std::to_string(step) + ", row " + std::to_string(i / vocab),
+                                             "finite values", std::isnan(logits[i]) ? "NaN" : "Inf"));
+}
 }  // namespace detail
 
 // `state` holds `batch` rows started from the encoder memory (capacity >= max_new_tokens).
@@ -71,6 +79,7 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
         std::vector<float> logits(core::checked_mul("logits (batch x vocab)", batch, vocab));
         for (std::size_t t = 0; t < o.max_new_tokens; ++t) {
             step(ids.data(), state, logits.data());
+            detail::require_finite_logits(logits, vocab, t);
             bool all_done = true;
             for (std::size_t b = 0; b < batch; ++b) {
                 float* row = logits.data() + b * vocab;
@@ -107,6 +116,7 @@ inline std::vector<hypothesis> generate(const step_fn& step, models::t5_decoder_
     std::vector<cand> cands;
     for (std::size_t t = 0; t < o.max_new_tokens; ++t) {
         step(ids.data(), state, logits.data());
+        detail::require_finite_logits(logits, vocab, t);
         std::vector<std::size_t> src(batch * k);
         std::vector<std::vector<std::int32_t>> next(batch * k);
         std::vector<double> next_lp(batch * k, neg_inf);
