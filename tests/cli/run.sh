@@ -78,6 +78,12 @@ expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$W/hfs/model.safetens
 "$P" embed "$IMG" --weights "$W/siglip.safetensors" --texts "a house|a tree|a cat" --tokenizer "$D/tokenizer.model" | grep -A3 zero-shot > "$W/zs_ours.txt"
 "$P" embed "$IMG" --weights "$W/hfs/model.safetensors" --texts "a house|a tree|a cat" --tokenizer "$D/tokenizer.model" | grep -A3 zero-shot > "$W/zs_hf.txt"
 if [[ -s "$W/zs_ours.txt" ]] && cmp -s "$W/zs_ours.txt" "$W/zs_hf.txt" && [[ $(wc -l < "$W/zs_ours.txt") -eq 4 ]]; then ok "zero-shot scores identical (ours vs HF names)"; else bad "zero-shot scores differ or missing"; cat "$W/zs_ours.txt" "$W/zs_hf.txt"; fi
+# Many labels go through the text tower 64 at a time; each gets the score it gets alone.
+many="a house"; for i in $(seq 1 149); do many="$many|a cat $i"; done; many="$many|a tree"
+"$P" embed "$IMG" --weights "$W/siglip.safetensors" --texts "$many" --tokenizer "$D/tokenizer.model" > "$W/zs_many.txt"
+first=$(grep -E '  a house$' "$W/zs_many.txt"); last=$(grep -E '  a tree$' "$W/zs_many.txt")
+if grep -q "3 batches" "$W/zs_many.txt" && [[ -n $first && $first == "$(sed -n 2p "$W/zs_ours.txt")" && $last == "$(sed -n 3p "$W/zs_ours.txt")" ]]; then
+  ok "151 labels in 3 batches score as alone"; else bad "batched labels: '$first' '$last'"; cat "$W/zs_ours.txt"; fi
 expect 1 "needs both SigLIP towers" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --texts "a|b" --tokenizer "$D/tokenizer.model"
 # The portable path when AMX is switched off (or absent): same commands, bf16 weights.
 PALI3_NO_AMX=1 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16

@@ -1,6 +1,7 @@
 // Checkpoint formats: JSON, safetensors (single, sharded), npz (numpy-written fixtures, our
 // writer, ZIP64), name maps (HF SigLIP, HF T5 v1.0/v1.1, big_vision per-block and scan), and one
 // test per class of hostile input.
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -229,13 +230,19 @@ std::string one_entry_zip(const std::string& name, const std::string& payload, s
     return out;
 }
 
-// A raw deflate stream made of one stored block (valid input for any inflater).
+// A raw deflate stream of stored blocks of at most 65535 bytes (valid input for any inflater).
 std::string deflate_stored(const std::string& data) {
     std::string out;
-    out.push_back('\x01');
-    store_le(out, data.size(), 2);
-    store_le(out, static_cast<std::uint16_t>(~data.size()), 2);
-    return out + data;
+    std::size_t at = 0;
+    do {
+        const std::size_t n = std::min<std::size_t>(65535, data.size() - at);
+        out.push_back(at + n == data.size() ? '\x01' : '\x00');  // BFINAL on the last block
+        store_le(out, n, 2);
+        store_le(out, static_cast<std::uint16_t>(~n), 2);
+        out += data.substr(at, n);
+        at += n;
+    } while (at < data.size());
+    return out;
 }
 
 std::uint32_t crc_of(const std::string& s) {
@@ -243,6 +250,30 @@ std::uint32_t crc_of(const std::string& s) {
 }
 
 }  // namespace
+
+TEST_CASE("npz: listing inflates headers only; an entry is inflated when a model asks for it", "[weights][npz]") {
+    std::vector<float> big(300'001);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<float>(i % 97) - 48.f;
+    const std::string npy = npy_bytes("<f4", {300'001}, big.data(), big.size() * 4);  // 1.2 MB: past the header prefix
+    const std::string deflated = deflate_stored(npy);
+    const auto open_with = [&](std::uint32_t crc) {
+        return npz_source::from_buffer(buf(one_entry_zip("w.npy", deflated, 8, crc, deflated.size(), npy.size()), "lazy.npz"));
+    };
+    const auto good = open_with(crc_of(npy));
+    CHECK(to_param<float>(good.get("w", {300'001})).data[300'000] == static_cast<float>(300'000 % 97) - 48.f);
+    // With a wrong CRC-32 the entry cannot be inflated, yet it lists: listing never inflated it.
+    const auto bad = open_with(crc_of(npy) ^ 1);
+    const auto l = bad.list();
+    REQUIRE(l.size() == 1u);
+    CHECK(l[0].name == "w");
+    CHECK(l[0].dtype == "<f4");
+    CHECK(l[0].shape == shape_t{300'001});
+    CHECK(l[0].bytes == 1'200'004u);
+    CHECK_THROWS_WITH(bad.get("w", {300'001}), Contains("CRC-32 mismatch"));
+    // A header that disagrees with the declared entry size is caught from the prefix alone.
+    const auto lying = npz_source::from_buffer(buf(one_entry_zip("w.npy", deflated, 8, crc_of(npy), deflated.size(), npy.size() + 4), "lie.npz"));
+    CHECK_THROWS_WITH(lying.list(), Contains("does not match its shape"));
+}
 
 TEST_CASE("npz: every hostile archive is a clear error", "[weights][npz][hostile]") {
     const auto open = [](const std::string& file) { return npz_source::from_buffer(buf(file, "h.npz")); };

@@ -92,7 +92,9 @@ public:
         return out;
     }
 
-    // (labels, embed_dim): each text padded to the tower's max_len as SigLIP does.
+    // (labels, embed_dim): each text padded to the tower's max_len as SigLIP does. Run through
+    // the tower `text_batch` texts at a time, so activations stay bounded however many labels
+    // come (each row's result is the same as alone: the tower has no cross-row state).
     std::vector<float> embed_texts(const std::vector<std::string>& labels) {
         if (!has_text())
             throw config_error(core::describe("--texts needs both SigLIP towers", opts_.weights,
@@ -114,8 +116,16 @@ public:
                                                       "< " + std::to_string(tc.vocab), id));
             std::copy(t.begin(), t.end(), ids.begin() + static_cast<std::ptrdiff_t>(i * tc.max_len));
         }
-        auto out = engine_->embed_texts(ids, labels.size(), pool_);
-        times_.add("text forward", sw.ms());
+        std::vector<float> out;
+        out.reserve(labels.size() * embed_dim());
+        for (std::size_t first = 0; first < labels.size(); first += text_batch) {
+            const std::size_t n = std::min(text_batch, labels.size() - first);
+            const std::vector<std::int32_t> part(ids.begin() + static_cast<std::ptrdiff_t>(first * tc.max_len),
+                                                 ids.begin() + static_cast<std::ptrdiff_t>((first + n) * tc.max_len));
+            const auto e = engine_->embed_texts(part, n, pool_);
+            out.insert(out.end(), e.begin(), e.end());
+        }
+        times_.add("text forward (" + std::to_string((labels.size() + text_batch - 1) / text_batch) + " batches)", sw.ms());
         return out;
     }
 
@@ -125,7 +135,7 @@ public:
         return models::contrastive_scores(image.data(), 1, texts.data(), n_texts, embed_dim(), log_t(), bias());
     }
 
-    static constexpr std::size_t max_texts = 1024;
+    static constexpr std::size_t max_texts = 65536, text_batch = 64;
 
 private:
     struct engine {

@@ -47,7 +47,10 @@ inline std::size_t descr_size(std::string_view d, bool* loadable = nullptr) {
 }
 
 // Parses the npy bytes of one entry (`where` names it in errors).
-inline npy_array parse_npy(const std::uint8_t* p, std::size_t n, const std::string& where) {
+// `n` bytes at `p` hold the whole array; or, with `total` > 0, only the first `n` bytes of an
+// array of `total` bytes (a compressed entry inflated only as far as its header): then the
+// header is parsed and checked against `total`, and `data` is null.
+inline npy_array parse_npy(const std::uint8_t* p, std::size_t n, const std::string& where, std::size_t total = 0) {
     static constexpr char magic[] = "\x93NUMPY";
     if (n < 10 || std::memcmp(p, magic, 6) != 0)
         throw format_error(core::describe("not an npy array", where, "the \\x93NUMPY magic", n < 10 ? "a truncated entry" : "other bytes"));
@@ -137,11 +140,12 @@ inline npy_array parse_npy(const std::uint8_t* p, std::size_t n, const std::stri
     const std::size_t esize = descr_size(a.descr);
     if (esize == 0) throw format_error(core::describe("unknown npy dtype", where, "<f4 <f2 <f8 |V2 or an integer type", a.descr));
     std::size_t nbytes = 0;
-    if (!checked_product(a.shape, esize, nbytes) || nbytes != n - start - header_len)
+    const std::size_t full = total ? total : n;
+    if (full < start + header_len || !checked_product(a.shape, esize, nbytes) || nbytes != full - start - header_len)
         throw format_error(core::describe("npy data size does not match its shape and dtype", where,
                                           shape_string(a.shape) + " x " + std::to_string(esize) + " bytes",
-                                          std::to_string(n - start - header_len) + " bytes"));
-    a.data = p + start + header_len;
+                                          std::to_string(full < start + header_len ? 0 : full - start - header_len) + " bytes"));
+    a.data = total ? nullptr : p + start + header_len;
     a.bytes = nbytes;
     return a;
 }

@@ -10,10 +10,13 @@
 // Bounds: every offset is checked against the file, npy headers are <= 1 MiB, a deflate entry may
 // expand at most 1032x (the format's limit) and to < 2 GiB, names are unique — a hostile file gets a
 // pali3::format_error naming the entry, never an out-of-bounds read or an unbounded allocation.
+// Lazy: an entry is inflated only when a model asks for it; listing inflates headers only.
 #pragma once
 
 #include <stb_image.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -70,11 +73,12 @@ public:
         return out;
     }
 
-    // Every entry's dtype and shape (inflates deflate entries one at a time).
+    // Every entry's dtype and shape. A deflate entry is inflated only as far as its npy header
+    // (at most ~1 MB), so listing a file costs nothing like its inflated size.
     std::vector<tensor_info> list() const {
         std::vector<tensor_info> out;
         for (const auto& [n, i] : index_) {
-            const auto array = array_of(entries_[i]).first;
+            const auto array = header_of(entries_[i]);
             out.push_back({n, array.descr, array.shape, array.bytes});
         }
         return out;
@@ -90,6 +94,23 @@ private:
                 throw format_error(core::describe("duplicate array name", bytes_.name + ": " + entries_[i].name, "unique names", "twice"));
             if (entries_[i].method == 0) array_of(entries_[i]);  // validate stored arrays up front
         }
+    }
+
+    // The npy header of an entry (data null for a deflate entry): a stored entry is parsed in
+    // place; a deflate entry is inflated into a buffer of the header's maximum size. The decoder
+    // stops with an error when that buffer is full, after writing it: the header is then parsed
+    // from the prefix, checked against the entry's declared size. A stream corrupt within the
+    // prefix gives a malformed header; one corrupt later is found by get() (length and CRC-32).
+    npy_array header_of(const zip_entry& e) const {
+        const std::size_t prefix_max = max_npy_header + 16;
+        if (e.method == 0 || e.uncompressed <= prefix_max) return array_of(e).first;
+        const std::string at = bytes_.name + ": " + e.name;
+        std::vector<char> out(prefix_max, '\0');
+        const std::size_t feed = static_cast<std::size_t>(std::min<std::uint64_t>(e.compressed, prefix_max * 4 + 4096));
+        std::vector<char> in(feed + 64, '\0');
+        std::memcpy(in.data(), bytes_.data + e.data_offset, feed);
+        (void)stbi_zlib_decode_noheader_buffer(out.data(), static_cast<int>(out.size()), in.data(), static_cast<int>(in.size()));
+        return parse_npy(reinterpret_cast<const std::uint8_t*>(out.data()), out.size(), at, static_cast<std::size_t>(e.uncompressed));
     }
 
     // The npy array of an entry, plus the owner of its bytes (the map, or an inflated buffer).
