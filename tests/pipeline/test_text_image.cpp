@@ -137,6 +137,20 @@ TEST_CASE("files: only regular files are read (a FIFO would block), writes are c
         CHECK_THROWS_WITH(io::write_png("/dev/full", 2, 2, 3, px), Contains("cannot write PNG") && Contains("No space left"));
     CHECK_THROWS_WITH(io::write_png((dir / "no/such/dir.png").string(), 2, 2, 3, px), Contains("cannot create PNG"));
     CHECK_THROWS_WITH(io::write_png((dir / "z.png").string(), 0, 2, 3, px), Contains("PNG size"));
+    // a rewrite replaces the file whole (temporary file + rename): a map of the old file keeps its
+    // bytes (no SIGBUS from a truncated map), the new bytes are in place, no temporary is left
+    const auto ckpt = (dir / "w.bin").string();
+    weights::write_file(ckpt, std::string(4096, 'a'));
+    const auto old_map = weights::map_file(ckpt);
+    weights::write_file(ckpt, std::string(10, 'b'));
+    CHECK(old_map.size == 4096u);
+    CHECK(old_map.data[4095] == 'a');
+    const auto new_map = weights::map_file(ckpt);
+    CHECK(new_map.size == 10u);
+    CHECK(new_map.data[0] == 'b');
+    std::size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.path().filename().string().find("pali3-tmp") == std::string::npos ? 1 : 100;
+    CHECK(files == 2u);  // fifo and w.bin
     // terminal escapes from a file name or a file's content come out escaped; long values are cut
     const std::string msg = core::describe("bad", "a\x1b[2Jb.png", "x", std::string(5000, 'y') + "\n");
     CHECK(msg.find('\x1b') == std::string::npos);
