@@ -199,7 +199,7 @@ if [[ $out == '{"command":"eval","scenes":4,"zero_shot":{"accuracy":'*'}' ]]; th
 printf 'garbage' > "$W/bad.safetensors"
 printf 'not an image' > "$W/bad.png"
 expect 1 "truncated safetensors|header" -- "$P" inspect "$W/bad.safetensors"
-expect 1 "cannot read image header" -- "$P" caption "$W/bad.png" "${F[@]}"
+expect 1 "unknown image type" -- "$P" caption "$W/bad.png" "${F[@]}"
 expect 1 "cannot open image" -- "$P" caption "$W/missing.png" "${F[@]}"
 expect 1 "not expected: .*--colour" -- "$P" caption "$IMG" "${F[@]}" --colour red
 expect 1 "--threads: Value 0 not in range" -- "$P" caption "$IMG" "${F[@]}" --threads 0

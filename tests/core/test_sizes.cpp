@@ -114,3 +114,14 @@ TEST_CASE("configs: the image grid is bounded (a 8192 px config is refused, not 
     v = models::with(models::vit_sizes::Ti, 14, 1064);
     CHECK_NOTHROW(models::check(v));
 }
+
+TEST_CASE("json: a number beyond double is an error naming it, not std::out_of_range (fuzz_config)", "[core][sizes]") {
+    const auto v = json::parse(R"({"eps": 1e999, "ok": 2.5e-3, "neg": -1e400})");
+    CHECK(v.find("ok")->as_double("ok") == 2.5e-3);
+    CHECK_THROWS_WITH(v.find("eps")->as_double("layer_norm_epsilon"),
+                      "number out of range (at layer_norm_epsilon): expected a finite double, found 1e999");
+    CHECK_THROWS_AS(v.find("neg")->as_double("x"), format_error);
+    auto hf = json::parse(R"({"model_type": "t5", "d_model": 64, "d_ff": 128, "num_heads": 4, "d_kv": 16, "num_layers": 2,
+                              "vocab_size": 100, "feed_forward_proj": "gated-gelu", "layer_norm_epsilon": 1e999})");
+    CHECK_THROWS_AS(models::config_from_hf(hf), pali3::error);
+}

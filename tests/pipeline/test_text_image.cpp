@@ -104,7 +104,14 @@ TEST_CASE("images: PNG/BMP round trip, grey and RGBA to RGB, corrupt and absurd 
     std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
     CHECK_THROWS_WITH(io::decode_image(bytes.data(), bytes.size() / 2, "half.png"), Contains("half.png"));
     std::vector<std::uint8_t> junk(100, 0x42);
-    CHECK_THROWS_WITH(io::decode_image(junk.data(), junk.size(), "junk"), Contains("cannot read image header"));
+    CHECK_THROWS_WITH(io::decode_image(junk.data(), junk.size(), "junk"), Contains("unknown image type"));
+    const std::uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0};  // stb parses GIF; we take JPEG, PNG, BMP
+    CHECK_THROWS_WITH(io::decode_image(gif, sizeof gif, "x.gif"), Contains("unknown image type (at x.gif): expected JPEG, PNG or BMP"));
+    // A PNG chunk whose declared length runs past the file (stb_image would size a buffer from it).
+    std::vector<std::uint8_t> long_chunk = bytes;
+    long_chunk[33] = 0x7f;  // the chunk after IHDR claims ~2 GB
+    CHECK_THROWS_WITH(io::decode_image(long_chunk.data(), long_chunk.size(), "long.png"),
+                      Contains("PNG chunk runs past the end of the file (at long.png byte 33)"));
     CHECK_THROWS_WITH(io::decode_image(junk.data(), 0, "empty"), Contains("empty image file"));
     CHECK_THROWS_WITH(io::load_image((dir / "missing.png").string()), Contains("cannot open image"));
     // PNG headers claiming 16000 x 16000 or 20000 x 10 pixels are refused before any pixel allocation.

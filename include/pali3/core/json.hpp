@@ -4,6 +4,8 @@
 // Every failure is a pali3::format_error naming the byte offset and what was found there.
 #pragma once
 
+#include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -43,7 +46,14 @@ public:
     bool as_bool(std::string_view where = {}) const { expect(kind::boolean, where); return bool_; }
     double as_double(std::string_view where = {}) const {
         expect(kind::number, where);
-        return std::stod(text_);
+        // from_chars: locale-independent, and "1e999" is an error here, not std::out_of_range
+        double v = 0;
+        const auto [end, ec] = std::from_chars(text_.data(), text_.data() + text_.size(), v);
+        if (ec == std::errc::result_out_of_range || (ec == std::errc{} && !std::isfinite(v)))
+            throw format_error(core::describe("number out of range", where, "a finite double", text_));
+        if (ec != std::errc{} || end != text_.data() + text_.size())
+            throw format_error(core::describe("not a number", where, "a JSON number", text_));
+        return v;
     }
     // A non-negative integer that fits in 64 bits (offsets, shapes, sizes).
     std::uint64_t as_u64(std::string_view where = {}) const {

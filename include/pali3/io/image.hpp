@@ -7,8 +7,10 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -38,6 +40,28 @@ inline image decode_image(const std::uint8_t* bytes, std::size_t size, const std
     if (size == 0) throw format_error(core::describe("empty image file", name, "JPEG, PNG or BMP data", "0 bytes"));
     if (size > static_cast<std::size_t>(INT32_MAX))
         throw format_error(core::describe("image file too large", name, "< 2 GiB", size));
+    // Only the formats we name, by their magic (stb_image also parses PSD, HDR, PIC, PNM, GIF and
+    // TGA: more parsers than any caller needs), and a PNG's chunk lengths checked against the file
+    // before stb_image trusts them (it sizes its data buffer from a chunk's declared length).
+    const bool png = size >= 8 && std::memcmp(bytes, "\x89PNG\r\n\x1a\n", 8) == 0;
+    const bool jpeg = size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF;
+    const bool bmp = size >= 2 && bytes[0] == 'B' && bytes[1] == 'M';
+    if (!png && !jpeg && !bmp)
+        throw format_error(core::describe("unknown image type", name, "JPEG, PNG or BMP data (by its first bytes)",
+                                          size >= 4 ? "other bytes" : "a truncated file"));
+    if (png)
+        for (std::size_t at = 8; at < size;) {
+            if (size - at < 12)
+                throw format_error(core::describe("truncated PNG chunk", name + " byte " + std::to_string(at), "12 bytes or more",
+                                                  size - at));
+            const std::size_t len = (std::size_t{bytes[at]} << 24) | (std::size_t{bytes[at + 1]} << 16) |
+                                    (std::size_t{bytes[at + 2]} << 8) | std::size_t{bytes[at + 3]};
+            if (len > size - at - 12)
+                throw format_error(core::describe("PNG chunk runs past the end of the file", name + " byte " + std::to_string(at),
+                                                  "<= " + std::to_string(size - at - 12) + " bytes", len));
+            if (std::memcmp(bytes + at + 4, "IEND", 4) == 0) break;
+            at += len + 12;
+        }
     int w = 0, h = 0, c = 0;
     if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &c))
         throw format_error(core::describe("cannot read image header", name, "JPEG, PNG or BMP", stbi_failure_reason()));

@@ -1,0 +1,27 @@
+// libFuzzer target: arbitrary bytes as a model config (ours, or an HF config.json). Every input
+// must either give a checked config or throw pali3::error; for a config that parses, the size
+// arithmetic made before anything is allocated (weight lower bound, run memory) must not trap.
+// Build: cmake -DCMAKE_CXX_COMPILER=clang++ -DPALI3_FUZZ=ON ...; run: fuzz_config fuzz/corpus/config
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include <pali3/models/config_io.hpp>
+#include <pali3/models/footprint.hpp>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    using namespace pali3;
+    try {
+        const auto j = json::parse(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz");
+        const auto c = j.find("model") ? models::config_from_json(j) : models::config_from_hf(j);
+        models::run_request r;
+        r.new_tokens = 4096;
+        r.beam = 64;
+        volatile std::size_t sink = models::min_weights(c) ^ models::estimate_memory(c, r).total();
+        r.training = true;
+        sink = sink ^ models::estimate_memory(c, r).total();
+        (void)models::config_from_string(models::config_to_string(c));  // what we write, we read back
+    } catch (const pali3::error&) {
+    }
+    return 0;
+}
