@@ -44,7 +44,8 @@ void add_eval(CLI::App& app);
 std::unique_ptr<pipeline::pali3_pipeline> open_pali3(const pipeline::options& o);
 std::unique_ptr<pipeline::siglip_pipeline> open_siglip(const pipeline::siglip_options& o);
 
-// Bounds that keep sizes far from overflow and memory in reason (a KV cache is allocated up front).
+// Bounds that keep sizes far from overflow and memory in reason (the KV cache grows as tokens come;
+// the run's estimate, checked against --max-memory, counts it at the cap).
 inline constexpr std::size_t max_new_tokens_limit = 4096, max_beam = 64, max_prompt_limit = 4096, max_threads = 256;
 
 // --preset / --config / --resolution.

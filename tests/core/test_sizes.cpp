@@ -44,6 +44,20 @@ TEST_CASE("workspace and KV cache sizes near 2^64 are refused, not wrapped", "[c
     CHECK_THROWS_AS(layers::kv_cache(std::size_t{1} << 40, std::size_t{1} << 20, std::size_t{1} << 10), value_error);
     layers::kv_cache ok(3, 5, 7);
     CHECK(ok.capacity() == 5u);
+    // A cap of 2^28 positions x 1024 wide is a size (2^39 floats) but is not allocated up front:
+    // memory comes with the positions (64 at first), doubling, and the cap still holds.
+    layers::kv_cache big(2, std::size_t{1} << 28, 1024);
+    CHECK(big.held() == layers::kv_cache::initial_positions);
+    big.keys(1)[5] = 3.5f;
+    big.advance(10);
+    big.make_room(100, "test");
+    CHECK(big.held() == 128u);
+    CHECK(big.keys(1)[5] == 3.5f);  // kept across the move
+    big.make_room(1000, "test");
+    CHECK(big.held() == 1010u);
+    CHECK(big.keys(1)[5] == 3.5f);
+    CHECK_THROWS_WITH(big.make_room((std::size_t{1} << 28) - 9, "test"), Contains("KV cache full"));
+    CHECK_THROWS_WITH(big.make_room(max_size, "test"), Contains("KV cache full"));  // length + extra would wrap
 }
 
 TEST_CASE("footprint: weight lower bounds per kind, saturating, and the fit to a checkpoint", "[models][sizes]") {

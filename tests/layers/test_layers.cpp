@@ -369,7 +369,9 @@ TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attent
     std::vector<float> full(batch * t * width);
     layer.forward(x.data(), batch, t, full.data(), ws, core::sequential{}, causal, {}, &pb);
 
-    kv_cache cache(batch, t, layer.config().inner());
+    // Memory for 2 positions at first: the cache grows (to 4, 8, 16, then the cap 23) as tokens come.
+    kv_cache cache(batch, t, layer.config().inner(), 2);
+    CHECK(cache.held() == 2u);
     std::vector<float> step_out(batch * t * width), xs(batch * width), ys(batch * width);
     // Feed 3 tokens, then the rest one by one.
     std::size_t pos = 0;
@@ -385,6 +387,7 @@ TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attent
         }
     }
     REQUIRE(pos == t);
+    CHECK(cache.held() == t);
     std::vector<double> fd(full.begin(), full.end());
     CHECK(test::nmse(step_out, fd) < 1e-12);
     std::vector<float> extra(batch * width);

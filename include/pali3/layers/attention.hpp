@@ -59,35 +59,65 @@ inline void check(const attention_config& c, std::string_view where) {
                                                                     " = " + std::to_string(c.width % c.heads)));
 }
 
-// Keys and values of past positions, per layer: (batch, capacity, inner) each. Decoder
-// self-attention appends to it every step; cross-attention fills it once from the encoder memory.
+// Keys and values of past positions, per layer: (batch, positions, inner) each, rows `stride()`
+// floats apart. Decoder self-attention appends to it every step; cross-attention fills it once from
+// the encoder memory. `capacity` is the most positions it may ever hold (the request's cap); memory
+// is taken as positions come, doubling (a 4096-token cap costs nothing until the tokens come).
 class kv_cache {
 public:
+    static constexpr std::size_t initial_positions = 64;
+
     kv_cache(std::size_t batch, std::size_t capacity, std::size_t inner)
-        : batch_(batch), capacity_(capacity), inner_(inner), k_(core::checked_mul("KV cache (batch x positions x width)", batch, capacity, inner)),
-          v_(k_.size()) {}
+        : kv_cache(batch, capacity, inner, std::min(capacity, initial_positions)) {}
+    kv_cache(std::size_t batch, std::size_t capacity, std::size_t inner, std::size_t held)
+        : batch_(batch), capacity_(capacity), inner_(inner), held_(std::min(held, capacity)) {
+        // The cap itself must be a size that can exist, checked now rather than at the growth that wraps.
+        (void)core::checked_mul("KV cache (batch x positions x width)", batch, capacity, inner);
+        k_.resize(batch_ * held_ * inner_);
+        v_.resize(k_.size());
+    }
 
     std::size_t batch() const { return batch_; }
     std::size_t capacity() const { return capacity_; }
+    std::size_t held() const { return held_; }  // positions allocated per row
+    std::size_t stride() const { return held_ * inner_; }  // floats from one row to the next
     std::size_t inner() const { return inner_; }
     std::size_t length() const { return length_; }
     void clear() { length_ = 0; }
 
-    float* keys(std::size_t b) { return k_.data() + b * capacity_ * inner_; }
-    float* values(std::size_t b) { return v_.data() + b * capacity_ * inner_; }
-    const float* keys(std::size_t b) const { return k_.data() + b * capacity_ * inner_; }
-    const float* values(std::size_t b) const { return v_.data() + b * capacity_ * inner_; }
+    float* keys(std::size_t b) { return k_.data() + b * stride(); }
+    float* values(std::size_t b) { return v_.data() + b * stride(); }
+    const float* keys(std::size_t b) const { return k_.data() + b * stride(); }
+    const float* values(std::size_t b) const { return v_.data() + b * stride(); }
 
     void require_room(std::size_t extra, std::string_view where) const {
-        if (length_ + extra > capacity_)
+        if (extra > capacity_ - length_)
             throw value_error(core::describe("KV cache full", where, "at most " + std::to_string(capacity_) + " positions",
-                                             std::to_string(length_ + extra)));
+                                             std::to_string(length_) + " + " + std::to_string(extra)));
+    }
+    // require_room(), then memory for `extra` more positions (pointers from keys()/values() change).
+    void make_room(std::size_t extra, std::string_view where) {
+        require_room(extra, where);
+        if (length_ + extra > held_) reserve(std::max(length_ + extra, std::min(capacity_, 2 * held_)));
+    }
+    // Memory for `positions` per row (at most the capacity), keeping what is held.
+    void reserve(std::size_t positions) {
+        positions = std::min(positions, capacity_);
+        if (positions <= held_) return;
+        std::vector<float> k(batch_ * positions * inner_), v(k.size());
+        for (std::size_t b = 0; b < batch_; ++b) {
+            std::copy_n(keys(b), length_ * inner_, k.data() + b * positions * inner_);
+            std::copy_n(values(b), length_ * inner_, v.data() + b * positions * inner_);
+        }
+        k_.swap(k);
+        v_.swap(v);
+        held_ = positions;
     }
     void advance(std::size_t n) { length_ += n; }
 
     // A cache whose row b is row src[b] of this one (beam search expands and reorders hypotheses).
     kv_cache gather(std::span<const std::size_t> src) const {
-        kv_cache out(src.size(), capacity_, inner_);
+        kv_cache out(src.size(), capacity_, inner_, held_);
         out.length_ = length_;
         for (std::size_t b = 0; b < src.size(); ++b) {
             if (src[b] >= batch_)
@@ -99,7 +129,7 @@ public:
     }
 
 private:
-    std::size_t batch_, capacity_, inner_;
+    std::size_t batch_, capacity_, inner_, held_;
     std::size_t length_ = 0;
     std::vector<float> k_, v_;
 };
@@ -166,7 +196,7 @@ public:
     void precompute_cross(const float* memory, std::size_t batch, std::size_t tm, kv_cache& cache, E&& exec = E{}) const {
         check_cache(cache, batch);
         cache.clear();
-        cache.require_room(tm, "attention.precompute_cross");
+        cache.make_room(tm, "attention.precompute_cross");
         for (std::size_t b = 0; b < batch; ++b) {
             k_.forward(memory + b * tm * cfg_.width, cfg_.width, tm, cache.keys(b), cfg_.inner(), exec);
             v_.forward(memory + b * tm * cfg_.width, cfg_.width, tm, cache.values(b), cfg_.inner(), exec);
@@ -194,13 +224,13 @@ public:
                       core::workspace& ws, E&& exec = E{}, const relative_position_bias* pos_bias = nullptr,
                       bool accumulate = false, const trace& tr = {}) const {
         check_cache(cache, batch);
-        cache.require_room(tq, "attention.forward_step");
+        cache.make_room(tq, "attention.forward_step");
         const std::size_t inner = cfg_.inner(), past = cache.length();
         if (tq == 1 && batch > 1) {
             // One new position per sequence: the sequences' rows of the cache are a fixed stride
             // apart, so every row's key (value) comes from one product that reads W_k (W_v) once,
             // not once per row (a 4-beam step of the 5B decoder read both 4 times).
-            const std::size_t stride = cache.capacity() * inner;
+            const std::size_t stride = cache.stride();
             k_.forward(x, cfg_.width, batch, cache.keys(0) + past * inner, stride, exec);
             v_.forward(x, cfg_.width, batch, cache.values(0) + past * inner, stride, exec);
         } else {
