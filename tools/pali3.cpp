@@ -4,11 +4,13 @@
 #include <string>
 
 #include <pali3/core/malloc_tuning.hpp>
+#include <pali3/weights/file.hpp>
 
 #include "common.hpp"
 
 int main(int argc, char** argv) {
     pali3::core::retain_freed_memory();  // training and generation reuse freed activations (core/malloc_tuning.hpp)
+    pali3::weights::guard_mapped_files();  // a checkpoint truncated by another program while mapped: exit 1 naming it
     CLI::App app{"pali3 - PaLI-3 family models on CPUs (docs/pipeline.md)", "pali3"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "every command's flags");
