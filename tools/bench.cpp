@@ -19,6 +19,7 @@ void add_bench(CLI::App& app) {
     c->add_option("--weights", a->weights, "a PaLI-3 checkpoint (default: seeded random weights for --preset)");
     add_nonfinite_flag(c);
     add_config_flags(c, a->config);
+    add_memory_flag(c, a->o.max_memory);
     c->add_option("--dtype", a->o.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     c->add_option("--steps", a->o.steps, "decode steps")->check(CLI::Range(std::size_t{1}, max_new_tokens_limit))->capture_default_str();

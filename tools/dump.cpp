@@ -56,6 +56,7 @@ void add_dump(CLI::App& app) {
         ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
     c->add_flag("--antialias", a->in.antialias, "resize with an antialiasing filter");
     add_config_flags(c, a->config);
+    add_memory_flag(c, a->run.max_memory);
     c->callback([a] {
         const auto ckpt = weights::checkpoint::open(a->weights);
         const auto found = pipeline::require_config(a->config, &ckpt, a->weights);

@@ -23,6 +23,7 @@ void add_embed(CLI::App& app) {
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     c->add_flag("--antialias", a->o.antialias, "resize with an antialiasing filter");
     add_config_flags(c, a->o.config);
+    add_memory_flag(c, a->o.max_memory);
     c->add_flag("--json", a->json, "print one JSON object (embedding, scores, timings)");
     c->callback([a] {
         const std::string image = a->pixels.empty() ? a->image : a->pixels;

@@ -3,7 +3,9 @@
 // was found, so a user can act on it without a debugger.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -113,6 +115,20 @@ std::size_t checked_add(std::string_view where, std::size_t first, T... rest) {
     ((wrapped = __builtin_add_overflow(out, static_cast<std::size_t>(rest), &out) || wrapped), ...);
     if (wrapped) throw value_error(describe("size overflow", where, "a sum below 2^64", detail::joined(" + ", first, rest...)));
     return out;
+}
+
+// NaN or Inf in activations at a stage boundary (weights loaded with --allow-nonfinite, or an
+// overflow) would reach the output as an empty caption or a constant embedding: a value_error
+// naming the stage and the first bad value's row and column (rows of `width` values) instead.
+inline void require_finite(std::span<const float> x, std::size_t width, std::string_view stage) {
+    for (std::size_t i = 0; i < x.size(); ++i)
+        if (!std::isfinite(x[i])) {
+            const std::size_t w = width ? width : x.size();
+            throw value_error(describe("non-finite activations", stage, "finite values",
+                                       std::string(std::isnan(x[i]) ? "NaN" : "Inf") + " at row " + std::to_string(i / w) +
+                                           ", column " + std::to_string(i % w) +
+                                           " (an overflow, or weights loaded with --allow-nonfinite)"));
+        }
 }
 
 }  // namespace core

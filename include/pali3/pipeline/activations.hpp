@@ -4,6 +4,7 @@
 // DIR/<name>.npy (e.g. "encoder.blocks.3.mlp_out.npy", "text.decoder.blocks.0.self_attn_out.npy").
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -118,6 +119,7 @@ struct run_options {
     std::size_t threads = 2;
     bool prepack = false;       // also keep the weights in the GEMM's layout (layers::prepack)
     std::size_t repeat = 0;     // after the traced run, run this many more times untraced and time each
+    std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
 };
 
 struct run_result {
@@ -131,6 +133,12 @@ struct run_result {
 template <class Models = models::runtime_models>
 run_result run_traced(const models::any_config& config, const weights::checkpoint& ckpt, const model_inputs& in,
                       const run_options& o, const layers::trace& tr, const Models& make_model = {}) {
+    models::run_request req;
+    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    req.prepack = o.prepack;
+    req.prompt_tokens = std::max<std::size_t>(in.encoder_ids.size(), 1);
+    req.new_tokens = in.decoder_ids.size();
+    models::require_memory(models::estimate_memory(config, req), o.max_memory, ckpt.path());
     run_result r;
     stopwatch sw;
     const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));

@@ -22,6 +22,7 @@ struct bench_options {
     std::string dtype = "bf16";
     std::size_t threads = 2, steps = 8, prompt_tokens = 8;
     bool prepack = false;
+    std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
 };
 
 struct bench_result {
@@ -39,6 +40,12 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
         throw config_error(core::describe("bench needs a PaLI-3 config", "pali3 bench", "--preset pali3_5b (etc.) or a pali3 checkpoint",
                                           models::kind_name(config.kind)));
     if (o.steps == 0 || o.threads == 0) throw value_error(core::describe("steps and threads", "pali3 bench", ">= 1", 0));
+    models::run_request req;
+    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    req.prepack = o.prepack;
+    req.prompt_tokens = o.prompt_tokens;
+    req.new_tokens = o.steps;
+    models::require_memory(models::estimate_memory(config, req), o.max_memory, "pali3 bench");
     bench_result r;
     make_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
         if constexpr (requires { typename M::projector_type; }) {

@@ -103,12 +103,12 @@ inline std::string read_text_file(const std::string& path) {
 
 // Elements in all of a checkpoint's tensors (from the headers; nothing is read or inflated).
 inline std::size_t checkpoint_elements(const weights::checkpoint& ckpt) {
+    using namespace models::footprint_detail;  // saturating: a hostile header gives 2^64 - 1, not a wrap
     std::size_t total = 0;
     for (const auto& t : ckpt.list()) {
         std::size_t n = 1;
-        for (const auto d : t.shape)
-            if (__builtin_mul_overflow(n, d, &n)) n = ~std::size_t{0};
-        if (__builtin_add_overflow(total, n, &total)) total = ~std::size_t{0};
+        for (const auto d : t.shape) n = mul(n, d);
+        total = add(total, n);
     }
     return total;
 }
@@ -186,15 +186,7 @@ struct timings {
 };
 
 inline std::string human_bytes(double b) {
-    const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-    int u = 0;
-    while (b >= 1000 && u < 4) {
-        b /= 1000;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
-    return buf;
+    return models::memory_size(b >= 1.8e19 ? models::footprint_detail::saturated : static_cast<std::size_t>(b > 0 ? b : 0));
 }
 
 inline double peak_rss_gb() {

@@ -195,11 +195,14 @@ private:
             const std::vector<std::vector<std::int32_t>> prompts{ids};
             double t_vision = 0;
             stopwatch sw;
-            const layers::trace marks([&](const std::string& name, std::span<const float>, const shape_t&) {
-                if (name == "projector_out") t_vision = sw.ms();
+            const layers::trace marks([&](const std::string& name, std::span<const float> x, const shape_t&) {
+                if (name != "projector_out") return;
+                t_vision = sw.ms();
+                core::require_finite(x, d, "vision tower + projector output (image tokens)");
             });
             const auto lens = model.encode(pixels.data(), prompts, memory.data(), ws, pool, marks);
             const double t_enc = sw.ms();
+            core::require_finite(std::span<const float>(memory.data(), lens[0] * d), d, "text encoder output");
             a.times.add("vision tower + projector (" + std::to_string(n) + " tok)", t_vision);
             a.times.add("text encoder (" + std::to_string(lens[0]) + " tok)", t_enc - t_vision);
             sw.reset();

@@ -32,6 +32,7 @@ struct siglip_options {
     config_request config;
     std::size_t threads = 2;
     bool antialias = false;
+    std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
 };
 
 // Preprocessed pixels for a tower of side `size`: an image file, or a float32 .npy of shape
@@ -66,6 +67,9 @@ public:
                                               models::kind_name(kind)));
         if (!found_->config.vision.map_head)
             throw config_error(core::describe("embed needs the MAP head", o.weights, "vision_use_head / map_head true", "no head"));
+        models::run_request req;  // f32 weights; one image, or texts_batch texts at a time
+        req.batch = kind == models::model_kind::siglip ? text_batch : 1;
+        models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
         stopwatch sw;
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), models::kind_name(kind)));
         make_model(found_->config, "f32", [&]<class M>(std::type_identity<M>, const auto& c) {
@@ -88,6 +92,7 @@ public:
         const auto px = load_pixels(image, found_->config.vision.image, opts_.antialias);
         stopwatch sw;
         auto out = engine_->embed_image(px, pool_);
+        core::require_finite(out, out.size(), "SigLIP image embedding");
         times_.add("vision forward", sw.ms());
         return out;
     }
@@ -125,6 +130,7 @@ public:
             const auto e = engine_->embed_texts(part, n, pool_);
             out.insert(out.end(), e.begin(), e.end());
         }
+        core::require_finite(out, embed_dim(), "SigLIP text embeddings (row = text)");
         times_.add("text forward (" + std::to_string((labels.size() + text_batch - 1) / text_batch) + " batches)", sw.ms());
         return out;
     }
