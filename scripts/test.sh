@@ -3,7 +3,7 @@
 #   1. g++, Release, -march=native: unit tests, header self-containment, the three consumer
 #      builds, and a benchmark smoke run;
 #   2. clang++, -Werror, AddressSanitizer + UndefinedBehaviorSanitizer: the unit tests, the
-#      command line end to end, and a short libFuzzer run of the checkpoint, npy, config and image readers (headers
+#      command line end to end, and a short run of every libFuzzer target (headers
 #      parsed once through pali3/pali3.hpp; self-containment and MPI are the g++ pass's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,12 +31,13 @@ cmake -S . -B build/clang-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build build/clang-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build/clang-asan -j "$jobs" --output-on-failure -LE 'consumer|mpi'
-# Fuzz each reader of untrusted bytes (checkpoints, npy arrays, configs, images) for a while from
-# the committed seeds (docs/weights.md and docs/robustness.md: longer runs).
-for f in safetensors npz npy config image; do
+# Fuzz each kind of untrusted input (checkpoints, npy arrays, configs, images, tokenizer models,
+# prompts and generated ids, flags) for a few seconds from the committed seeds, which hold the
+# inputs of every bug found so far (scripts/fuzz.sh runs them longer; docs/robustness.md).
+for f in safetensors npz npy config image tokenizer prompt flags; do
   mkdir -p "build/clang-asan/fuzz/corpus_$f"
   log="build/clang-asan/fuzz/fuzz_$f.log"
-  if ! build/clang-asan/fuzz/fuzz_$f -max_total_time="${PALI3_FUZZ_SECONDS:-12}" -rss_limit_mb=2048 \
+  if ! build/clang-asan/fuzz/fuzz_$f -max_total_time="${PALI3_FUZZ_SECONDS:-8}" -rss_limit_mb=2048 \
        -print_final_stats=1 "build/clang-asan/fuzz/corpus_$f" "fuzz/corpus/$f" >"$log" 2>&1; then
     tail -40 "$log"; echo "fuzz_$f failed"; exit 1
   fi

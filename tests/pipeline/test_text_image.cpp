@@ -1,6 +1,8 @@
 // Tokenizer (trained here, with and without built-in PaLI tokens), image decoding limits and
 // preprocessing, the VQ-VAE decoder's convolutions, and task output parsing.
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -45,6 +47,16 @@ const text::tokenizer& tokenizer_with_symbols(bool native) {
 }
 
 }  // namespace
+
+TEST_CASE("tokenizer: a model sentencepiece rejects by exception is a format_error", "[text][robustness]") {
+    // Found by fuzz/fuzz_tokenizer: a piece of length zero makes sentencepiece 0.1.97's trie builder
+    // throw Darts::Details::Exception from LoadFromSerializedProto (the CLI said "unexpected error").
+    std::ifstream in(std::string(PALI3_SOURCE_DIR) + "/fuzz/corpus/tokenizer/zero_length_piece.model", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(bytes.size() > 100);
+    CHECK_THROWS_WITH(text::tokenizer::from_serialized(bytes), Contains("cannot load sentencepiece model") && Contains("zero-length key"));
+    CHECK_THROWS_AS(text::tokenizer::from_serialized(std::string_view(bytes).substr(0, 37)), format_error);
+}
 
 TEST_CASE("tokenizer: round trips, PaLI tokens as single ids, bad input", "[text]") {
     for (const bool native : {true, false}) {
@@ -163,6 +175,40 @@ TEST_CASE("files: only regular files are read (a FIFO would block), writes are c
     CHECK(msg.find('\x1b') == std::string::npos);
     CHECK_THAT(msg, Contains("a\\x1b[2Jb.png") && Contains("(4701 more bytes)"));
     CHECK(msg.size() < 1000);
+}
+
+TEST_CASE("files: a mapped file truncated in place by another program exits 1 naming it (opt-in guard)", "[files]") {
+    // The read of a page the file no longer has faults (SIGBUS); with guard_mapped_files() the
+    // process prints which file changed and exits 1. Run in a child: the parent checks its status
+    // and its stderr.
+    const auto dir = temp_dir("sigbus");
+    const auto path = (dir / "shrinks.safetensors").string();
+    weights::write_file(path, std::string(3 * 65536, 'w'));
+    int err[2];
+    REQUIRE(::pipe(err) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::dup2(err[1], 2);
+        weights::guard_mapped_files();
+        const auto m = weights::map_file(path);
+        volatile std::uint8_t first = m.data[0];
+        (void)first;
+        if (::truncate(path.c_str(), 100) != 0) ::_exit(3);
+        volatile std::uint8_t lost = m.data[2 * 65536 + 7];  // faults: the page is past the new end
+        (void)lost;
+        ::_exit(0);  // not reached when the guard works
+    }
+    ::close(err[1]);
+    std::string text;
+    char buf[512];
+    for (ssize_t n; (n = ::read(err[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
+    ::close(err[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    CHECK_THAT(text, Contains("file changed while in use (at " + path + ")") && Contains("truncated (read at offset 131079 of 196608 bytes)"));
 }
 
 TEST_CASE("preprocess: [-1, 1], bilinear with half-pixel centres, antialias", "[image]") {

@@ -11,7 +11,9 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
@@ -52,7 +54,7 @@ public:
     static tokenizer load(const std::string& path) {
         core::require_regular_file(path, "cannot load sentencepiece model");
         tokenizer t;
-        const auto status = t.sp_->Load(path);
+        const auto status = guarded(path, [&] { return t.sp_->Load(path); });
         if (!status.ok())
             throw format_error(core::describe("cannot load sentencepiece model", path, "a sentencepiece model file", status.ToString()));
         t.init();
@@ -60,7 +62,7 @@ public:
     }
     static tokenizer from_serialized(std::string_view bytes) {
         tokenizer t;
-        const auto status = t.sp_->LoadFromSerializedProto(bytes);
+        const auto status = guarded("<memory>", [&] { return t.sp_->LoadFromSerializedProto(bytes); });
         if (!status.ok())
             throw format_error(core::describe("cannot load sentencepiece model", "<memory>", "a serialized model", status.ToString()));
         t.init();
@@ -146,39 +148,43 @@ public:
 
     std::int32_t loc_id(int i) const {
         check_index(i, num_loc_tokens, "loc");
-        return native_ ? loc_ids_[static_cast<std::size_t>(i)] : sp_->GetPieceSize() + i;
+        return loc_ids_[static_cast<std::size_t>(i)];
     }
     std::int32_t seg_id(int i) const {
         check_index(i, num_seg_tokens, "seg");
-        return native_ ? seg_ids_[static_cast<std::size_t>(i)] : sp_->GetPieceSize() + num_loc_tokens + i;
+        return seg_ids_[static_cast<std::size_t>(i)];
     }
-    std::optional<int> loc_index(std::int32_t id) const {
-        if (native_) {
-            const int d = id - loc_ids_.front();
-            if (d >= 0 && d < num_loc_tokens && loc_ids_[static_cast<std::size_t>(d)] == id) return d;
-            for (int i = 0; i < num_loc_tokens; ++i)
-                if (loc_ids_[static_cast<std::size_t>(i)] == id) return i;
-            return std::nullopt;
-        }
-        const int d = id - sp_->GetPieceSize();
-        if (d >= 0 && d < num_loc_tokens) return d;
-        return std::nullopt;
-    }
-    std::optional<int> seg_index(std::int32_t id) const {
-        if (native_) {
-            const int d = id - seg_ids_.front();
-            if (d >= 0 && d < num_seg_tokens && seg_ids_[static_cast<std::size_t>(d)] == id) return d;
-            for (int i = 0; i < num_seg_tokens; ++i)
-                if (seg_ids_[static_cast<std::size_t>(i)] == id) return i;
-            return std::nullopt;
-        }
-        const int d = id - sp_->GetPieceSize() - num_loc_tokens;
-        if (d >= 0 && d < num_seg_tokens) return d;
-        return std::nullopt;
-    }
+    std::optional<int> loc_index(std::int32_t id) const { return special_index(id, loc_first_, num_loc_tokens, loc_sorted_); }
+    std::optional<int> seg_index(std::int32_t id) const { return special_index(id, seg_first_, num_seg_tokens, seg_sorted_); }
 
 private:
     tokenizer() : sp_(std::make_shared<sentencepiece::SentencePieceProcessor>()) {}
+
+    // sentencepiece reports most bad models by status, but some (a zero-length piece: its trie
+    // builder throws Darts::Details::Exception, found by fuzz/fuzz_tokenizer) by a C++ exception.
+    template <class Load>
+    static sentencepiece::util::Status guarded(std::string_view where, Load&& load) {
+        try {
+            return load();
+        } catch (const std::exception& e) {
+            throw format_error(core::describe("cannot load sentencepiece model", where, "a sentencepiece model file", e.what()));
+        }
+    }
+
+    // Index of `id` among the <loc> (or <seg>) ids: an offset from the first when the ids are
+    // consecutive (appended after the model's pieces, or built in as one run, the usual case), a
+    // binary search of the sorted (id, index) pairs otherwise; no scan per generated id.
+    static std::optional<int> special_index(std::int32_t id, std::int32_t first, int n,
+                                            const std::vector<std::pair<std::int32_t, int>>& sorted) {
+        if (first >= 0) {
+            const std::int64_t d = static_cast<std::int64_t>(id) - first;
+            if (d >= 0 && d < n) return static_cast<int>(d);
+            return std::nullopt;
+        }
+        const auto it = std::lower_bound(sorted.begin(), sorted.end(), std::pair<std::int32_t, int>{id, 0});
+        if (it != sorted.end() && it->first == id) return it->second;
+        return std::nullopt;
+    }
 
     static void check_index(int i, int n, const char* what) {
         if (i < 0 || i >= n)
@@ -225,12 +231,31 @@ private:
             throw format_error(core::describe("sentencepiece model has some PaLI tokens but not all", "tokenizer",
                                               "all 1152 <loc>/<seg> pieces or none", std::to_string(found) + " of them"));
         native_ = found != 0;
+        const std::int32_t pieces = sp_->GetPieceSize();
+        const auto index = [&](std::vector<std::int32_t>& ids, int n, std::int32_t appended_at, std::int32_t& first,
+                               std::vector<std::pair<std::int32_t, int>>& sorted) {
+            if (!native_) {
+                for (int i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = appended_at + i;
+            }
+            bool run = true;
+            for (int i = 0; i < n; ++i) run = run && ids[static_cast<std::size_t>(i)] == ids[0] + i;
+            first = run ? ids[0] : -1;
+            sorted.clear();
+            if (!run) {
+                for (int i = 0; i < n; ++i) sorted.emplace_back(ids[static_cast<std::size_t>(i)], i);
+                std::sort(sorted.begin(), sorted.end());
+            }
+        };
+        index(loc_ids_, num_loc_tokens, pieces, loc_first_, loc_sorted_);
+        index(seg_ids_, num_seg_tokens, pieces + num_loc_tokens, seg_first_, seg_sorted_);
         if (sp_->eos_id() < 0)
             throw format_error(core::describe("sentencepiece model without an end-of-sequence id", "tokenizer", "eos_id >= 0", sp_->eos_id()));
     }
 
     std::shared_ptr<sentencepiece::SentencePieceProcessor> sp_;
-    std::vector<std::int32_t> loc_ids_, seg_ids_;
+    std::vector<std::int32_t> loc_ids_, seg_ids_;  // id of each <loc>/<seg> index
+    std::int32_t loc_first_ = -1, seg_first_ = -1;   // the first id when consecutive, else -1
+    std::vector<std::pair<std::int32_t, int>> loc_sorted_, seg_sorted_;  // (id, index) when not
     bool native_ = false;
 };
 

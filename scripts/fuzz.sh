@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every libFuzzer target (fuzz/fuzz_*.cpp) from its committed seeds plus a growing corpus,
+# one after another, each until RUNS inputs or SECONDS of time, whichever comes first, and prints
+# one line per target (inputs run, corpus size, result). A crash, leak, UB report or timeout stops
+# the script with the target's log and the reproducer left in build/fuzz/.
+# usage: scripts/fuzz.sh [SECONDS_PER_TARGET=60] [RUNS_PER_TARGET=0 (no limit)] [TARGET...]
+#   e.g. scripts/fuzz.sh 1500 10000000          # the 10M-input runs of docs/robustness.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}; runs=${2:-0}; shift $(( $# > 2 ? 2 : $# ))
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+  for f in fuzz/fuzz_*.cpp; do t=$(basename "$f" .cpp); targets+=("${t#fuzz_}"); done
+fi
+build=${PALI3_FUZZ_BUILD:-build/fuzz}
+if [[ ! -f $build/build.ninja ]]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" -DCMAKE_CXX_COMPILER=clang++ -DPALI3_FUZZ=ON \
+    -DPALI3_BUILD_TESTS=OFF -DPALI3_BUILD_BENCH=OFF -DPALI3_BUILD_EXAMPLES=OFF -DPALI3_BUILD_TOOLS=OFF \
+    -DPALI3_HEADER_CHECKS=OFF -DPALI3_MPI_TESTS=OFF >/dev/null
+fi
+cmake --build "$build" --target "${targets[@]/#/fuzz_}"
+for t in "${targets[@]}"; do
+  corpus=$build/fuzz/corpus_$t; log=$build/fuzz/fuzz_$t.log
+  mkdir -p "$corpus"
+  start=$(date +%s)
+  if ! (cd "$build/fuzz" && ./fuzz_"$t" -max_total_time="$seconds" -runs="$((runs > 0 ? runs : -1))" -rss_limit_mb=2048 \
+        -timeout=20 -print_final_stats=1 "corpus_$t" "$OLDPWD/fuzz/corpus/$t") >"$log" 2>&1; then
+    tail -40 "$log"; echo "fuzz_$t: FAILED (log $log)"; exit 1
+  fi
+  n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  echo "fuzz_$t: $n inputs in $(( $(date +%s) - start )) s, corpus $(ls "$corpus" | wc -l) files, clean"
+done
