@@ -239,6 +239,39 @@ printf '\x00\x00\xc0\x7f' | dd of="$W/nan.safetensors" bs=1 seek=$(( $(stat -c %
 expect 1 "non-finite weight \(at text\..*found 1 NaN/Inf" -- "$P" caption "$IMG" --weights "$W/nan.safetensors" --tokenizer "$D/tokenizer.model"
 expect 0 "output: " -- "$P" caption "$IMG" --weights "$W/nan.safetensors" --tokenizer "$D/tokenizer.model" --allow-nonfinite --max-new-tokens 4
 expect 1 "non-finite weight" -- "$P" convert "$W/nan.safetensors" "$W/nan_bf16.safetensors" --dtype bf16
+# More rows of issue 26's table: every size and enumeration flag checked by the parser.
+expect 1 "--steps: Value 288230376151711745 not in range" -- "$P" bench --preset pali3_tiny --steps 288230376151711745
+expect 1 "--beam: Value 100000 not in range" -- "$P" caption "$IMG" "${F[@]}" --beam 100000
+expect 1 "--max-new-tokens: Value 10000000 not in range" -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 10000000
+expect 1 "--resolution: Value 9223372036854775808 not in range" -- "$P" caption "$IMG" "${F[@]}" --resolution 9223372036854775808
+expect 1 "image too large for the tower" -- timeout 20 "$P" caption "$IMG" "${F[@]}" --resolution 8000
+for cmd in "init $W/i4.safetensors --preset pali3_tiny" "convert $D/model.safetensors $W/i4.safetensors" "bench --preset pali3_tiny" "dump $IMG --weights $D/model.safetensors"; do
+  expect 1 "--dtype: int4 not in" -- "$P" $cmd --dtype int4
+done
+expect 1 "Could not convert: --prepack = maybe" -- "$P" caption "$IMG" "${F[@]}" --prepack=maybe
+if "$P" caption "$IMG" "${F[@]}" --max-new-tokens 2 --prepack=0 2>&1 | grep -q "prepack weights"; then bad "--prepack=0 prepacked"; else ok "--prepack=0 leaves prepacking off"; fi
+if "$P" caption "$IMG" "${F[@]}" --max-new-tokens 2 --prepack=1 2>&1 | grep -q "prepack weights"; then ok "--prepack=1 prepacks"; else bad "--prepack=1 did not prepack"; fi
+# The memory estimate in embed, dump and bench too.
+expect 1 "more memory than allowed" -- "$P" bench --preset pali3_5b --max-memory 1
+expect 1 "more memory than allowed" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model" --out "$W/act_m" --max-memory 0.001
+expect 1 "more memory than allowed" -- "$P" embed "$IMG" --weights "$W/siglip.safetensors" --max-memory 0.001
+# NaN reaching activations (weights let through with --allow-nonfinite): an error naming the stage.
+poke_nan() {  # FILE TENSOR: the tensor's first value becomes NaN
+  local n off
+  n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+  off=$(head -c $((8 + n)) "$1" | tail -c "$n" | grep -o "\"$2\":{[^}]*}" | sed -E 's/.*"data_offsets":\[([0-9]+),.*/\1/')
+  printf '\x00\x00\xc0\x7f' | dd of="$1" bs=1 seek=$((8 + n + off)) conv=notrunc 2>/dev/null
+}
+cp "$D/model.safetensors" "$W/nan_proj.safetensors"; poke_nan "$W/nan_proj.safetensors" projector.weight
+expect 1 "non-finite activations \(at vision tower \+ projector output" -- "$P" caption "$IMG" --weights "$W/nan_proj.safetensors" --tokenizer "$D/tokenizer.model" --allow-nonfinite
+cp "$W/siglip.safetensors" "$W/nan_siglip.safetensors"; poke_nan "$W/nan_siglip.safetensors" vision.head.attn.o.weight
+expect 1 "non-finite activations \(at SigLIP image embedding" -- "$P" embed "$IMG" --weights "$W/nan_siglip.safetensors" --allow-nonfinite
+# Paths reach the tokenizer trainer as values, never pasted into its flag string: a space, a comma
+# or "--model_prefix=..." in a path is just part of the name.
+mkdir -p "$W/with space"; cp "$SRC/examples/data/corpus.txt" "$W/with space/corp, --model_prefix=elsewhere"
+expect 0 "RANDOM weights" -- "$P" make-demo "$W/with space/demo 1" --corpus "$W/with space/corp, --model_prefix=elsewhere"
+if [[ -f "$W/with space/demo 1/tokenizer.model" && ! -e elsewhere.model && ! -e "$W/with space/elsewhere.model" ]]; then
+  ok "make-demo: paths with spaces and flag-like text"; else bad "make-demo wrote elsewhere"; fi
 out=$("$P" caption "$W/"$'\e[2J'"x.png" "${F[@]}" 2>&1); if [[ $out != *$'\e'* && $out == *'\x1b[2Jx.png'* ]]; then ok "escape sequences in a file name are printed escaped"; else bad "raw escape in: $out"; fi
 
 echo "$fails failure(s)"

@@ -27,7 +27,10 @@ const weights::random_source seeded(77);
 // to f32), along the gradient itself and along a random direction; the ratio r(e) = 1 + O(e^2)
 // is taken at e and e/2 and extrapolated (Richardson: (4 r(e/2) - r(e)) / 3) so that what
 // remains is f32 rounding, not curvature. Returns the worse |r - 1| of the two directions.
-double directional_error(const char* what, train::parameters& ps, const std::function<double()>& loss) {
+// `step`: how far the loss moves along the gradient direction (x max(|loss|, 1)). Small enough that
+// kinks (ReLU) and curvature stay out of the difference, large enough that the f32 forward's
+// rounding does not: 2e-3 suits the models' cross-entropies; a small smooth loss takes more.
+double directional_error(const char* what, train::parameters& ps, const std::function<double()>& loss, double step = 2e-3) {
     double worst = 0;
     const double l0 = loss();
     std::vector<std::vector<float>> saved;
@@ -69,7 +72,7 @@ double directional_error(const char* what, train::parameters& ps, const std::fun
             const double gm = shift(-eps), lm = loss();
             return 1.0 + ((lp - lm) - (gp - gm)) / (2 * eps * scale);
         };
-        const double eps = kind == 0 ? 2e-3 * std::max(std::abs(l0), 1.0) / std::max(std::abs(slope), 1e-12) : 1e-3;
+        const double eps = kind == 0 ? step * std::max(std::abs(l0), 1.0) / std::max(std::abs(slope), 1e-12) : 1e-3;
         const double r1 = ratio(eps), r2 = ratio(eps / 2), r = (4 * r2 - r1) / 3;
         for (std::size_t k = 0; k < ps.list().size(); ++k) std::copy(saved[k].begin(), saved[k].end(), ps.list()[k].value);
         const double e = std::abs(r - 1);
@@ -114,7 +117,9 @@ TEST_CASE("ViT tower with MAP head: gradient of the pooled output", "[train][mod
         return l;
     };
     run(true);
-    CHECK(directional_error("vit tower + MAP head", ps, [&] { return run(false); }) < 2e-3);
+    // The projection loss here is small (0.26) and smooth: at a 2e-3 step the f32 forward's
+    // rounding alone gave 1.5e-3 at e/2 on an AVX2 machine (2.25e-3 extrapolated); at 8e-3, 2e-4.
+    CHECK(directional_error("vit tower + MAP head", ps, [&] { return run(false); }, 8e-3) < 2e-3);
 }
 
 TEMPLATE_TEST_CASE("T5 teacher-forced cross-entropy: whole-model gradient", "[train][models]", models::t5_v11<float>,
