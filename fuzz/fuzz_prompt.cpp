@@ -58,22 +58,26 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace pali3;
     if (size < 5) return 0;
-    const auto& tok = (data[0] & 1) ? *native : *plain;
-    const bool ids_mode = data[0] & 2;
+    const std::uint8_t mode = data[0];  // bit 0: tokenizer, bit 1: ids or text, bits 2-3: prompt form
+    const auto& tok = (mode & 1) ? *native : *plain;
+    const bool ids_mode = mode & 2;
     const std::size_t h = 1 + (data[1] | (data[2] & 0x0f) << 8), w = 1 + (data[3] | (data[4] & 0x0f) << 8);
     data += 5;
     size -= 5;
     try {
         if (!ids_mode) {
+            // The text as given, or inside one of the task prompts (chosen by the first byte).
             const std::string_view text(reinterpret_cast<const char*>(data), size);
-            for (const auto& prompt : {std::string(text), generation::detect_prompt(text), generation::vqa_prompt(text),
-                                       generation::segment_prompt(text)}) {
-                const auto ids = tok.encode(prompt);
-                for (const auto id : ids)
-                    if (id < 0 || static_cast<std::size_t>(id) >= tok.vocab_size()) std::abort();
-                (void)tok.decode(ids);
-                check_objects(generation::parse_objects(ids, tok, h, w), h, w);
-            }
+            const unsigned form = (mode >> 2) & 3;
+            const std::string prompt = form == 0   ? std::string(text)
+                                       : form == 1 ? generation::detect_prompt(text)
+                                       : form == 2 ? generation::vqa_prompt(text)
+                                                   : generation::segment_prompt(text);
+            const auto ids = tok.encode(prompt);
+            for (const auto id : ids)
+                if (id < 0 || static_cast<std::size_t>(id) >= tok.vocab_size()) std::abort();
+            (void)tok.decode(ids);
+            check_objects(generation::parse_objects(ids, tok, h, w), h, w);
         } else {
             // 2 bytes per id, spread over the vocabulary plus a margin on both sides (negative and
             // beyond-vocabulary ids, as a model with a larger head than the tokenizer gives).
