@@ -4,7 +4,9 @@
 # one line per target (inputs run, corpus size, result). A crash, leak, UB report or timeout stops
 # the script with the target's log and the reproducer left in build/fuzz/.
 # usage: scripts/fuzz.sh [SECONDS_PER_TARGET=60] [RUNS_PER_TARGET=0 (no limit)] [TARGET...]
-#   e.g. scripts/fuzz.sh 1500 10000000          # the 10M-input runs of docs/robustness.md
+#   e.g. scripts/fuzz.sh 1500 10000000          # the 10M-input runs of docs/fuzz-log.md
+# Environment: PALI3_FUZZ_RSS_MB (default 2048), PALI3_FUZZ_ARGS (more libFuzzer flags, e.g.
+# -max_len=512), PALI3_FUZZ_BUILD (default build/fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}; runs=${2:-0}; shift $(( $# > 2 ? 2 : $# ))
@@ -24,8 +26,8 @@ for t in "${targets[@]}"; do
   corpus=$build/fuzz/corpus_$t; log=$build/fuzz/fuzz_$t.log
   mkdir -p "$corpus"
   start=$(date +%s)
-  if ! (cd "$build/fuzz" && ./fuzz_"$t" -max_total_time="$seconds" -runs="$((runs > 0 ? runs : -1))" -rss_limit_mb=2048 \
-        -timeout=20 -print_final_stats=1 "corpus_$t" "$OLDPWD/fuzz/corpus/$t") >"$log" 2>&1; then
+  if ! (cd "$build/fuzz" && ./fuzz_"$t" -max_total_time="$seconds" -runs="$((runs > 0 ? runs : -1))" -rss_limit_mb="${PALI3_FUZZ_RSS_MB:-2048}" \
+        -timeout=20 -print_final_stats=1 ${PALI3_FUZZ_ARGS:-} "corpus_$t" "$OLDPWD/fuzz/corpus/$t") >"$log" 2>&1; then
     tail -40 "$log"; echo "fuzz_$t: FAILED (log $log)"; exit 1
   fi
   n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
