@@ -56,6 +56,26 @@ TEST_CASE("tokenizer: a model sentencepiece rejects by exception is a format_err
     REQUIRE(bytes.size() > 100);
     CHECK_THROWS_WITH(text::tokenizer::from_serialized(bytes), Contains("cannot load sentencepiece model") && Contains("zero-length key"));
     CHECK_THROWS_AS(text::tokenizer::from_serialized(std::string_view(bytes).substr(0, 37)), format_error);
+    // Also found by it: a denormalizer character map whose trie claims 1 byte made sentencepiece's
+    // Decode read far outside the map (SEGV); maps are now checked the way their lookup reads them.
+    std::ifstream bad(std::string(PALI3_SOURCE_DIR) + "/fuzz/corpus/tokenizer/bad_denormalizer_charmap.model", std::ios::binary);
+    const std::string bad_bytes((std::istreambuf_iterator<char>(bad)), std::istreambuf_iterator<char>());
+    REQUIRE(bad_bytes.size() > 100);
+    CHECK_THROWS_WITH(text::tokenizer::from_serialized(bad_bytes), Contains("sound denormalizer character map") && Contains("trie of 1 bytes"));
+    // The check itself, on maps made here: sound, then each kind of damage.
+    CHECK(text::detail::charmap_problem("").empty());
+    std::string map(4 + 4 * 256 + 2, '\0');
+    map[0] = 0;
+    map[1] = 4;  // trie of 1024 bytes = 256 zero units: the root's children are units 0..255, none labelled
+    map[4 + 4 * 256] = 'x';
+    CHECK(text::detail::charmap_problem(map).empty());
+    CHECK_THAT(text::detail::charmap_problem(map.substr(0, 3)), Contains("takes 4"));
+    auto unterminated = map;
+    unterminated.back() = 'y';
+    CHECK_THAT(text::detail::charmap_problem(unterminated), Contains("NUL-terminated"));
+    auto far = map;
+    far[4 + 2] = static_cast<char>(0x04);  // root unit 256 << 10: offset 256, its children at units 256..511 of 256
+    CHECK_THAT(text::detail::charmap_problem(far), Contains("outside the trie"));
 }
 
 TEST_CASE("tokenizer: round trips, PaLI tokens as single ids, bad input", "[text]") {

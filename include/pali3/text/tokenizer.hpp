@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,22 +51,121 @@ inline std::string pali_symbols() {
     return s;
 }
 
+namespace detail {
+// sentencepiece 0.1.97 trusts the precompiled character map of a model's normalizer and
+// denormalizer: a corrupt one (found by fuzz/fuzz_tokenizer: a map whose trie claims 1 byte) makes
+// Encode / Decode read far outside it (SEGV). So before sentencepiece sees a model, each map is
+// checked the way its lookup reads it: the trie is a darts-clone double array (32-bit units);
+// from every node reachable from the root, a lookup may read the unit at (node base ^ c) for any
+// byte c, and a leaf's value is an offset into the NUL-separated strings after the trie. Every such
+// index must be inside the map. Returns what is wrong, or "" when the map is sound.
+inline std::string charmap_problem(std::string_view blob) {
+    if (blob.empty()) return "";
+    if (blob.size() < 4) return "a character map of " + std::to_string(blob.size()) + " bytes (its trie size alone takes 4)";
+    const auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(blob[i])); };
+    const std::size_t trie = byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24;
+    if (trie == 0 || trie % 4 != 0 || trie >= blob.size() - 4)
+        return "a character-map trie of " + std::to_string(trie) + " bytes in a map of " + std::to_string(blob.size());
+    const std::size_t n = trie / 4, strings = blob.size() - 4 - trie;
+    if (blob.back() != '\0') return "character-map strings not NUL-terminated";
+    const auto unit = [&](std::size_t i) {
+        const std::size_t at = 4 + 4 * i;
+        return byte(at) | byte(at + 1) << 8 | byte(at + 2) << 16 | byte(at + 3) << 24;
+    };
+    const auto offset = [](std::uint32_t u) { return static_cast<std::size_t>((u >> 10) << ((u & (1u << 9)) >> 6)); };
+    std::vector<std::uint8_t> seen(n, 0);
+    std::vector<std::size_t> todo{0};
+    seen[0] = 1;
+    while (!todo.empty()) {
+        const std::size_t pos = todo.back();
+        todo.pop_back();
+        const std::uint32_t u = unit(pos);
+        const std::size_t base = pos ^ offset(u);
+        if ((base | 0xFF) >= n)
+            return "a character-map trie node whose children lie outside the trie (unit " + std::to_string(pos) + " of " + std::to_string(n) + ")";
+        if (pos != 0 && ((u >> 8) & 1) && (unit(base) & 0x7fffffffu) >= strings)
+            return "a character-map entry beyond the map's strings (unit " + std::to_string(pos) + ")";
+        for (std::uint32_t c = 0; c < 256; ++c) {
+            const std::size_t child = base ^ c;
+            if ((unit(child) & (0x80000000u | 0xFFu)) == c && !seen[child]) {
+                seen[child] = 1;
+                todo.push_back(child);
+            }
+        }
+    }
+    return "";
+}
+
+// The (de)normalizer character maps of a serialized ModelProto (fields 3 and 5, each a
+// NormalizerSpec whose field 2 is the map), checked with charmap_problem(). Protobuf wire format,
+// read only as far as needed; bytes that are not a message are left to sentencepiece to refuse.
+inline void check_model_charmaps(std::string_view bytes, std::string_view where) {
+    struct field {
+        std::uint64_t number = 0;
+        std::string_view bytes;  // length-delimited fields only
+    };
+    const auto fields = [](std::string_view b, std::vector<field>& out) {
+        std::size_t i = 0;
+        const auto varint = [&](std::uint64_t& v) {
+            v = 0;
+            for (int shift = 0; shift < 64; shift += 7) {
+                if (i >= b.size()) return false;
+                const auto x = static_cast<unsigned char>(b[i++]);
+                v |= static_cast<std::uint64_t>(x & 0x7f) << shift;
+                if (x < 0x80) return true;
+            }
+            return false;
+        };
+        while (i < b.size()) {
+            std::uint64_t key = 0, len = 0;
+            if (!varint(key)) return false;
+            switch (key & 7) {
+                case 0: if (!varint(len)) return false; break;
+                case 1: if (b.size() - i < 8) return false; i += 8; break;
+                case 5: if (b.size() - i < 4) return false; i += 4; break;
+                case 2:
+                    if (!varint(len) || len > b.size() - i) return false;
+                    out.push_back({key >> 3, b.substr(i, static_cast<std::size_t>(len))});
+                    i += static_cast<std::size_t>(len);
+                    break;
+                default: return false;
+            }
+        }
+        return true;
+    };
+    std::vector<field> top;
+    if (!fields(bytes, top)) return;
+    for (const auto& spec : top) {
+        if (spec.number != 3 && spec.number != 5) continue;
+        std::vector<field> inner;
+        if (!fields(spec.bytes, inner)) continue;
+        std::string_view map;
+        for (const auto& f : inner)
+            if (f.number == 2) map = f.bytes;  // the last occurrence wins, as protobuf merges
+        if (const auto problem = charmap_problem(map); !problem.empty())
+            throw format_error(core::describe("cannot load sentencepiece model", where,
+                                              std::string("a sound ") + (spec.number == 3 ? "normalizer" : "denormalizer") + " character map",
+                                              problem));
+    }
+}
+}  // namespace detail
+
 class tokenizer {
 public:
     static tokenizer load(const std::string& path) {
         core::require_regular_file(path, "cannot load sentencepiece model");
-        tokenizer t;
-        const auto status = guarded(path, [&] { return t.sp_->Load(path); });
-        if (!status.ok())
-            throw format_error(core::describe("cannot load sentencepiece model", path, "a sentencepiece model file", status.ToString()));
-        t.init();
-        return t;
+        std::ifstream in(path, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (!in.good() && !in.eof())
+            throw format_error(core::describe("cannot load sentencepiece model", path, "a readable file", "a read error"));
+        return from_serialized(bytes, path);
     }
-    static tokenizer from_serialized(std::string_view bytes) {
+    static tokenizer from_serialized(std::string_view bytes, std::string_view where = "<memory>") {
+        detail::check_model_charmaps(bytes, where);
         tokenizer t;
-        const auto status = guarded("<memory>", [&] { return t.sp_->LoadFromSerializedProto(bytes); });
+        const auto status = guarded(where, [&] { return t.sp_->LoadFromSerializedProto(bytes); });
         if (!status.ok())
-            throw format_error(core::describe("cannot load sentencepiece model", "<memory>", "a serialized model", status.ToString()));
+            throw format_error(core::describe("cannot load sentencepiece model", where, "a sentencepiece model file", status.ToString()));
         t.init();
         return t;
     }
