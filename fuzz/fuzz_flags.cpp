@@ -73,13 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     o.config.file.clear();  // never open files the fuzzer names
     try {
         if (const auto found = pipeline::find_config(o.config, nullptr)) {
-            models::run_request r;
-            r.weight_bytes = o.dtype == "bf16" ? 2 : 4;
-            r.prepack = o.prepack;
-            r.prompt_tokens = o.max_prompt_tokens;
-            r.new_tokens = o.max_new_tokens;
-            r.beam = o.beam;
-            models::require_memory(models::estimate_memory(found->config, r), o.max_memory ? o.max_memory : std::size_t{1} << 40, "fuzz");
+            models::require_memory(models::estimate_memory(found->config, pipeline::run_request_of(o)), o.max_memory ? o.max_memory : std::size_t{1} << 40, "fuzz");
             (void)models::config_from_string(models::config_to_string(found->config));
         }
     } catch (const pali3::error&) {

@@ -40,6 +40,17 @@ struct options {
     std::size_t max_memory = 0;             // bytes a run may need (estimated before loading); 0: the machine's memory
 };
 
+// The run a pipeline with these options may make, for the memory estimate (models/footprint.hpp).
+inline models::run_request run_request_of(const options& o) {
+    models::run_request req;
+    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    req.prepack = o.prepack;
+    req.prompt_tokens = o.max_prompt_tokens;
+    req.new_tokens = o.max_new_tokens;
+    req.beam = o.beam;
+    return req;
+}
+
 // What one image + prompt gave.
 struct answer {
     std::string prompt;
@@ -80,15 +91,8 @@ public:
             throw config_error(core::describe("tokenizer larger than the model's vocabulary", o.tokenizer,
                                               "<= " + std::to_string(cfg.text.vocab) + " ids", tok_->vocab_size()));
         load_times_.add("load tokenizer", sw.ms());
-        {  // what the request implies, checked before anything is allocated for it
-            models::run_request req;
-            req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
-            req.prepack = o.prepack;
-            req.prompt_tokens = o.max_prompt_tokens;
-            req.new_tokens = o.max_new_tokens;
-            req.beam = o.beam;
-            models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
-        }
+        // what the request implies, checked before anything is allocated for it
+        models::require_memory(models::estimate_memory(found_->config, run_request_of(o)), o.max_memory, o.weights);
         if (!o.vqvae.empty()) {
             sw.reset();
             vae_file_.emplace(weights::checkpoint::open(o.vqvae));
