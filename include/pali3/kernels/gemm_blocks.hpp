@@ -152,6 +152,14 @@ inline fbatch<Arch> tile_epilogue(fbatch<Arch> v, const float* c, const float* b
     return v;
 }
 
+// The activation of one value computed as a batch lane: bit-identical to the vector epilogue, so
+// where a column falls (a full tile or a tile's tail, which moves with the thread count's column
+// chunks) cannot change its value. A policy's scalar apply() (std::exp) may differ in the last bit.
+template <class Arch, class Act>
+float act_as_lane(float x) {
+    return Act::template apply<Arch>(fbatch<Arch>(x)).get(0);
+}
+
 inline float tile_epilogue_scalar(float v, float c, float bias, const tile_ops& ops,
                                   float (*act)(float)) {
     if (ops.load_c_before) v += c;
@@ -214,7 +222,7 @@ void micro_kernel(std::size_t kc, const float* __restrict ap, const float* __res
         for (std::size_t i = 0; i < MR; ++i)
             for (std::size_t j = 0; j < n_valid; ++j)
                 c[i * ldc + j] = tile_epilogue_scalar(tmp[i][j], c[i * ldc + j],
-                                                      bias ? bias[j] : 0.f, ops, &Act::apply);
+                                                      bias ? bias[j] : 0.f, ops, &act_as_lane<Arch, Act>);
     }
 }
 

@@ -89,8 +89,11 @@ template <std::size_t M, class Arch, class Act, class T>
         for (std::size_t r = 0; r < R; ++r)
             for (std::size_t i = 0; i < M; ++i) {
                 float s = sums[r][i];
+                // std::fma, not `s += a * w`: g++ (gnu++20 contracts) fused the remainder in some
+                // instantiations and not others, so a column's last bit depended on whether it fell
+                // in a group or in the range's tail, i.e. on the thread count (found with silu).
                 for (std::size_t q = p; q < k; ++q)
-                    s += a[i * lda + q] * to_float(w.data[(j + r) * w.ld + q]);
+                    s = std::fma(a[i * lda + q], to_float(w.data[(j + r) * w.ld + q]), s);
                 finish(s, j + r, c + i * ldc, ep);
             }
     }
@@ -108,7 +111,7 @@ template <std::size_t M, class Arch, class Act, class T>
         static_for<M>([&](auto i) __attribute__((always_inline)) { sums[i] = hsum<Arch>(acc[i]); });
         for (std::size_t i = 0; i < M; ++i) {
             float s = sums[i];
-            for (std::size_t q = p; q < k; ++q) s += a[i * lda + q] * to_float(w.data[j * w.ld + q]);
+            for (std::size_t q = p; q < k; ++q) s = std::fma(a[i * lda + q], to_float(w.data[j * w.ld + q]), s);
             finish(s, j, c + i * ldc, ep);
         }
     }
