@@ -245,12 +245,14 @@ void bm_activation(benchmark::State& state) {
     set_gbytes(state, 2.0 * n * sizeof(float));
 }
 
-void bm_gated_gelu(benchmark::State& state) {
+// act(gate) * up, the T5 v1.1 (tanh GELU) / UL2 (SiLU) feed-forward's elementwise pass.
+template <class Act>
+void bm_gated(benchmark::State& state) {
     const std::size_t n = state.range(0);
     const auto g = random_floats(n, 8), u = random_floats(n, 9);
     std::vector<float> out(n);
     for (auto _ : state) {
-        gated_activation<act::gelu_tanh>(g.data(), u.data(), out.data(), n);
+        gated_activation<Act>(g.data(), u.data(), out.data(), n);
         benchmark::DoNotOptimize(out.data());
     }
     set_gbytes(state, 3.0 * n * sizeof(float));
@@ -308,7 +310,9 @@ BENCHMARK(bm_layer_norm)->Name("layer_norm")->Args({256, 768})->Args({257, 1536}
 BENCHMARK(bm_rms_norm)->Name("rms_norm")->Args({64, 2048});
 BENCHMARK(bm_activation<act::gelu_tanh>)->Name("gelu_tanh")->Arg(256 * 3072);
 BENCHMARK(bm_activation<act::gelu_erf>)->Name("gelu_erf")->Arg(256 * 3072);
-BENCHMARK(bm_gated_gelu)->Name("gated_gelu")->Arg(64 * 5120);
+BENCHMARK(bm_activation<act::silu>)->Name("silu")->Arg(256 * 3072);
+BENCHMARK(bm_gated<act::gelu_tanh>)->Name("gated_gelu")->Arg(64 * 5120);
+BENCHMARK(bm_gated<act::silu>)->Name("gated_silu")->Arg(64 * 5120);
 BENCHMARK(bm_convert_bf16)->Name("convert_bf16")->Arg(1 << 20);
 
 namespace {

@@ -5,6 +5,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -72,6 +76,40 @@ inline void add_nonfinite_flag(CLI::App* c) {
         "load weights that hold NaN or Inf (by default such a tensor is an error naming it)");
 }
 
+// "0.5" or "0.48,0.46,0.41": one value for every channel or one per channel, finite.
+inline std::array<float, 3> parse_channels(const std::string& text, const std::string& flag) {
+    std::vector<float> v;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        const std::string part = text.substr(start, comma - start);
+        float x = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), x);
+        if (part.empty() || ec != std::errc{} || end != part.data() + part.size() || !std::isfinite(x))
+            throw value_error(core::describe("not a finite number", flag, "a number or three, comma-separated", part));
+        v.push_back(x);
+        start = comma + 1;
+    }
+    if (v.size() != 1 && v.size() != 3) throw value_error(core::describe("per-channel values", flag, "one number or three", v.size()));
+    return v.size() == 1 ? std::array<float, 3>{v[0], v[0], v[0]} : std::array<float, 3>{v[0], v[1], v[2]};
+}
+
+// How images become pixels (docs/pipeline.md "Preprocessing"): unset flags follow the
+// preprocessor_config.json beside the checkpoint, else big_vision's tf bilinear to [-1, 1].
+inline void add_preprocessing_flags(CLI::App* c, pipeline::preprocessing_request& r) {
+    c->add_flag("--antialias", r.antialias, "bilinear resize: widen the filter when downscaling (Pillow's filters always do)");
+    c->add_option_function<std::string>(
+         "--resize", [&r](const std::string& name) { r.resize = vision::resize_from_name(name, "--resize"); },
+         "bilinear (tf, big_vision), pil-bilinear or bicubic (Pillow, as HF's processors); default: preprocessor_config.json's, else bilinear")
+        ->check(CLI::IsMember({"bilinear", "pil-bilinear", "bicubic"}));
+    c->add_option_function<std::string>(
+        "--mean", [&r](const std::string& t) { r.mean = parse_channels(t, "--mean"); },
+        "per-channel mean on [0, 1] values, one number or three (default: the preprocessor config's, else 0.5)");
+    c->add_option_function<std::string>(
+        "--std", [&r](const std::string& t) { r.std = parse_channels(t, "--std"); },
+        "per-channel std, one number or three, > 0 (default: the preprocessor config's, else 0.5)");
+}
+
 // Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--weights", o.weights, "checkpoint: safetensors file, directory or shard index, or .npz (any naming)");
@@ -80,7 +118,7 @@ inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--dtype", o.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
     c->add_flag("--prepack", o.prepack, "keep weights in the GEMM's layout too (faster, 2x weight memory)");
     c->add_option("--threads", o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
-    c->add_flag("--antialias", o.antialias, "resize with an antialiasing filter");
+    add_preprocessing_flags(c, o.preprocessing);
     c->add_option("--max-new-tokens", o.max_new_tokens, "most tokens to generate")
         ->check(CLI::Range(std::size_t{1}, max_new_tokens_limit))->capture_default_str();
     c->add_option("--beam", o.beam, "beam width (1: greedy)")->check(CLI::Range(std::size_t{1}, max_beam))->capture_default_str();

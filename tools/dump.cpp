@@ -54,7 +54,7 @@ void add_dump(CLI::App& app) {
     c->add_flag("--prepack", a->run.prepack, "keep weights in the GEMM's layout too (faster, 2x weight memory)");
     c->add_option("--time", a->run.repeat, "then run N more times untraced and print the median and best (peer timings)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{100000}));
-    c->add_flag("--antialias", a->in.antialias, "resize with an antialiasing filter");
+    add_preprocessing_flags(c, a->in.preprocessing);
     add_config_flags(c, a->config);
     add_memory_flag(c, a->run.max_memory);
     c->callback([a] {

@@ -21,7 +21,7 @@ void add_embed(CLI::App& app) {
     c->add_option("--texts", a->texts, "labels joined by '|', e.g. \"a cat|a dog\"");
     c->add_option("--tokenizer", a->o.tokenizer, "the text tower's sentencepiece model (with --texts)");
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
-    c->add_flag("--antialias", a->o.antialias, "resize with an antialiasing filter");
+    add_preprocessing_flags(c, a->o.preprocessing);
     add_config_flags(c, a->o.config);
     add_memory_flag(c, a->o.max_memory);
     c->add_flag("--json", a->json, "print one JSON object (embedding, scores, timings)");
@@ -59,9 +59,11 @@ void add_embed(CLI::App& app) {
                 s.push(std::move(o));
             }
             v.set("scores", std::move(s));
+            v.set("preprocessing", json::string(p->preprocessing_source()));
             v.set("timings_ms", timings_json(p->times()));
             return print_json(v);
         }
+        std::printf("preprocessing: %s\n", p->preprocessing_source().c_str());
         std::printf("image embedding (%zu values, L2 norm %.4f):", img.size(), std::sqrt(norm));
         for (std::size_t i = 0; i < std::min<std::size_t>(8, img.size()); ++i) std::printf(" %.5f", img[i]);
         std::printf(" ...\n");

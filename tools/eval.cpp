@@ -60,7 +60,7 @@ void eval_siglip(const pipeline::options& po, const std::string& dir, const std:
     so.tokenizer = po.tokenizer;
     so.config = po.config;
     so.threads = po.threads;
-    so.antialias = po.antialias;
+    so.preprocessing = po.preprocessing;
     const auto p = open_siglip(so);
     if (!p->has_text())
         throw config_error(core::describe("eval needs both SigLIP towers", po.weights, "a two-tower checkpoint", "a vision tower alone"));

@@ -67,6 +67,8 @@ void add_inspect(CLI::App& app) {
         for (const auto& m : r.wrong) std::printf("  ! %s\n", m.c_str());
         std::printf("unexpected (in the file, not used by the model): %zu\n", r.unexpected.size());
         for (const auto& m : r.unexpected) std::printf("  + %s\n", m.c_str());
+        std::printf("tied copies (in the file, equal to a tensor the model uses): %zu\n", r.tied.size());
+        for (const auto& m : r.tied) std::printf("  = %s\n", m.c_str());
         if (!r.ok()) throw CLI::RuntimeError(2);  // the checkpoint does not fit: exit 2
     });
 }

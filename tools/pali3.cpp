@@ -11,6 +11,7 @@
 int main(int argc, char** argv) {
     pali3::core::retain_freed_memory();  // training and generation reuse freed activations (core/malloc_tuning.hpp)
     pali3::weights::guard_mapped_files();  // a checkpoint truncated by another program while mapped: exit 1 naming it
+    pali3::pipeline::config_notes() = [](const std::string& note) { std::fprintf(stderr, "note: %s\n", note.c_str()); };
     CLI::App app{"pali3 - PaLI-3 family models on CPUs (docs/pipeline.md)", "pali3"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "every command's flags");

@@ -54,6 +54,39 @@ if cmp -s "$W/dv_npy/pooled.npy" "$W/dv_hf/pooled.npy"; then ok "preprocessed .n
 expect 0 "untraced runs: 3, median [0-9.]+ ms, best [0-9.]+ ms, 1 thread\(s\), f32, prepacked" -- "$P" dump --pixels "$W/pixels.npy" \
   --weights "$W/vit.safetensors" --out "$W/dv_time" --threads 1 --prepack --time 3
 expect 0 "image embedding" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors"
+# HF preprocessing: a preprocessor_config.json beside the weights (SigLIP's: Pillow bicubic,
+# x / 255, mean = std = 0.5) is followed; --resize bilinear brings back big_vision's resize.
+cat > "$W/hfv/preprocessor_config.json" <<'JSON'
+{"do_normalize": true, "do_rescale": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5],
+ "image_processor_type": "SiglipImageProcessor", "image_std": [0.5, 0.5, 0.5], "processor_class": "SiglipProcessor",
+ "resample": 3, "rescale_factor": 0.00392156862745098, "size": {"height": 48, "width": 48}}
+JSON
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_pil"
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_flag" --resize bilinear
+if ! cmp -s "$W/dv_pil/pixels.npy" "$W/dv_hf/pixels.npy" && cmp -s "$W/dv_flag/pixels.npy" "$W/dv_hf/pixels.npy"; then
+  ok "preprocessor_config.json followed (bicubic pixels), --resize bilinear gives big_vision's"; else bad "preprocessing source"; fi
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_mean" --mean 0.4,0.5,0.6 --std 0.25
+if ! cmp -s "$W/dv_mean/pixels.npy" "$W/dv_pil/pixels.npy"; then ok "--mean/--std change the pixels"; else bad "--mean/--std ignored"; fi
+expect 1 "--antialias .*expected the tf bilinear resize" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --antialias
+expect 1 "not a finite number \(at --mean\)" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --mean 0.5,nan,0.5
+expect 1 "image std" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --std 0
+expect 1 "--resize" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors" --resize lanczos
+sed -i 's/"resample": 3/"resample": 1/' "$W/hfv/preprocessor_config.json"
+expect 1 "unsupported resample filter \(at .*hfv/preprocessor_config.json.resample\)" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors"
+rm "$W/hfv/preprocessor_config.json"
+# config.json key by key: an activation HF names is honoured, an unknown key is reported, a bad
+# value is refused naming the file.
+cp "$W/hfv/config.json" "$W/hfv_config.json"
+sed -i 's/"hidden_act": *"gelu_pytorch_tanh"/"hidden_act": "gelu"/' "$W/hfv/config.json"
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_erf"
+if [[ -f "$W/dv_erf/pooled.npy" ]] && ! cmp -s "$W/dv_erf/pooled.npy" "$W/dv_hf/pooled.npy"; then ok "hidden_act gelu (erf) changes the output"; else bad "hidden_act ignored"; fi
+sed -i 's/"hidden_act": "gelu"/"hidden_act": "quick_gelu"/' "$W/hfv/config.json"
+expect 1 "unsupported activation \(at .*hfv/config.json.hidden_act\)" -- "$P" dump "$IMG" --weights "$W/hfv/model.safetensors" --out "$W/dv_x"
+cp "$W/hfv_config.json" "$W/hfv/config.json"
+sed -i 's/^{/{"rope_thing": 1, /' "$W/hfv/config.json"
+expect 0 "note: config keys pali3 does not know, not used: .*hfv/config.json.rope_thing" -- "$P" inspect "$W/hfv/model.safetensors" --quiet
+cp "$W/hfv_config.json" "$W/hfv/config.json"
+expect 0 "model parameters: 19591209984 in" -- "$P" inspect --preset ul2_20b
 cat > "$W/t5cfg.json" <<'JSON'
 {"model":"t5","text":{"vocab":101,"d_model":32,"d_ff":48,"heads":4,"d_kv":8,"encoder_layers":2,"decoder_layers":2,"ffn":"gated_gelu"}}
 JSON
@@ -143,6 +176,11 @@ for v in "" 10; do
 done
 if [[ ! -e "$W/g_hf10/lm_head.weight.npy" && -e "$W/g_hf/lm_head.weight.npy" ]]; then ok "tied T5 v1.0: one shared.weight gradient"; else bad "tied lm_head gradient"; fi
 expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/siglip.safetensors" --out "$W/ds"
+# Two-tower SigLIP in HF names (SiglipModel) in every command: dump, inspect, convert back.
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$W/hfs/model.safetensors" --out "$W/ds_hf"
+if diff -rq "$W/ds" "$W/ds_hf" >/dev/null && [[ -f "$W/ds_hf/vision.pooled.npy" ]]; then ok "SigLIP pair activations identical (ours vs HF SiglipModel)"; else bad "SigLIP pair dump differs"; fi
+expect 0 "converted" -- "$P" convert "$W/hfs/model.safetensors" "$W/siglip_back.safetensors"
+expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$W/siglip_back.safetensors" --quiet
 npy_i4 "$W/text.npy" "(1, 16)" 5 6 7 1 0 0 0 0 0 0 0 0 0 0 0 0
 expect 0 "loss [0-9.]+ over 1 pairs" -- "$P" grad --weights "$W/hfs/model.safetensors" --pixels "$W/ds/vision.pixels.npy" --text-ids "$W/text.npy" --out "$W/g_sig"
 if [[ -s "$W/g_sig/logit_bias.npy" && -s "$W/g_sig/vision_model.embeddings.patch_embedding.weight.npy" ]]; then ok "SigLIP gradients in HF names"; else bad "SigLIP gradient names"; ls "$W/g_sig" | head; fi

@@ -125,6 +125,7 @@ TEMPLATE_TEST_CASE("gemm matches the double reference", "[kernels][gemm]", float
             check_gemm<TestType>(p, layout, epilogue<>{nullptr, 0.37f, true}, true, true, inplace_blocks, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_tanh>{}, true, false, inplace_blocks, bound);
             check_gemm<TestType>(p, layout, epilogue<act::gelu_erf>{nullptr, 1.f, true}, false, true, inplace_blocks, bound);
+            check_gemm<TestType>(p, layout, epilogue<act::silu>{nullptr, 0.5f, false}, true, true, small, bound);
         }
     }
     amx::set_enabled(amx_on);

@@ -102,13 +102,20 @@ TEST_CASE("activations match the reference", "[kernels][activation]") {
         check(act::gelu_tanh{}, &ref::gelu_tanh);
         check(act::gelu_erf{}, &ref::gelu_erf);
         check(act::relu{}, &ref::relu);
+        check(act::silu{}, &ref::silu);
 
         const auto up = test::random_vector(n, 77, 1.f);
-        std::vector<float> out(n);
-        gated_activation<act::gelu_tanh>(x0.data(), up.data(), out.data(), n);
-        std::vector<double> expect(n);
-        for (std::size_t i = 0; i < n; ++i) expect[i] = ref::gelu_tanh(x0[i]) * up[i];
-        REQUIRE(test::max_rel_error(out, expect, 1e-2) < 2e-6);
+        auto gated = [&]<class Act>(Act, double (*fn)(double)) {
+            std::vector<float> out(n);
+            gated_activation<Act>(x0.data(), up.data(), out.data(), n);
+            std::vector<double> expect(n);
+            for (std::size_t i = 0; i < n; ++i) expect[i] = fn(x0[i]) * up[i];
+            INFO("gated " << Act::name << " n=" << n);
+            REQUIRE(test::max_rel_error(out, expect, 1e-2) < 2e-6);
+        };
+        gated(act::gelu_tanh{}, &ref::gelu_tanh);
+        gated(act::silu{}, &ref::silu);
+        gated(act::gelu_erf{}, &ref::gelu_erf);
     }
     // Far tails: no NaN, exact limits.
     std::vector<float> t{-200.f, -50.f, 50.f, 200.f, std::numeric_limits<float>::infinity()};
@@ -117,6 +124,31 @@ TEST_CASE("activations match the reference", "[kernels][activation]") {
     CHECK(t[1] == 0.f);
     CHECK(t[2] == 50.f);
     CHECK(t[3] == 200.f);
+    std::vector<float> s{-200.f, -50.f, 50.f, 200.f, std::numeric_limits<float>::infinity()};
+    apply_activation<act::silu>(s.data(), s.size());
+    CHECK(s[0] == 0.f);
+    CHECK(std::abs(s[1]) < 1e-20f);
+    CHECK(s[2] == 50.f);
+    CHECK(s[3] == 200.f);
+    CHECK(s[4] == std::numeric_limits<float>::infinity());
+}
+
+TEST_CASE("activations by name", "[kernels][activation]") {
+    for (const auto& [id, name] : activation_names) {
+        CHECK(activation_from_name(name, "test") == id);
+        CHECK(name_of(id) == name);
+        with_activation(id, [&]<class A>(std::type_identity<A>) { CHECK(id_of<A>() == id); });
+    }
+    CHECK_THROWS_WITH(activation_from_name("gelu", "cfg.act"),
+                      Catch::Contains("unknown activation (at cfg.act)") && Catch::Contains("relu, gelu_tanh, gelu_erf or silu"));
+    CHECK_THROWS_AS(with_activation(activation_id::of_type, [](auto) {}), pali3::config_error);
+    // A fixed policy refuses a config naming another; by_config takes any, of_type -> Fused.
+    CHECK(resolve_activation<act::gelu_tanh>(activation_id::of_type, "mlp") == activation_id::of_type);
+    CHECK(resolve_activation<act::gelu_tanh>(activation_id::gelu_tanh, "mlp") == activation_id::gelu_tanh);
+    CHECK_THROWS_WITH(resolve_activation<act::gelu_tanh>(activation_id::silu, "mlp"),
+                      Catch::Contains("expected gelu_tanh") && Catch::Contains("found silu"));
+    CHECK(resolve_activation<act::by_config<act::relu>>(activation_id::of_type, "mlp") == activation_id::relu);
+    CHECK(resolve_activation<act::by_config<act::relu>>(activation_id::gelu_erf, "mlp") == activation_id::gelu_erf);
 }
 
 TEST_CASE("elementwise kernels", "[kernels][elementwise]") {

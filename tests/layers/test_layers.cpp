@@ -120,6 +120,45 @@ TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", flo
     }
 }
 
+// act::by_config: every named activation, fused (the default) or as the separate pass.
+TEMPLATE_TEST_CASE("MLPs run the activation their config names", "[layers][mlp][activation]", float, bf16) {
+    const std::size_t rows = 5, width = 37, hidden = 71;
+    const auto x = test::random_vector(rows * width, 13);
+    core::workspace ws(gated_mlp<>::workspace_floats({width, hidden, false}, rows));
+    using chosen = kernels::act::by_config<kernels::act::gelu_tanh>;
+    for (const auto& [id, name] : kernels::activation_names) {
+        INFO("activation " << name);
+        const auto ref_act = [id = id](double v) {
+            return kernels::with_activation(id, [&]<class A>(std::type_identity<A>) { return kernels::ref::apply<A>(v); });
+        };
+        mlp<chosen, TestType> m({width, hidden, true, id}, weights::cursor(seeded, "m"));
+        CHECK(m.config().activation == id);
+        std::vector<float> y(rows * width);
+        m.forward(x.data(), rows, y.data(), ws);
+        const auto w1 = weight_of(m, "fc1.weight"), b1 = weight_of(m, "fc1.bias");
+        const auto w2 = weight_of(m, "fc2.weight"), b2 = weight_of(m, "fc2.bias");
+        auto h = dense(to_double(x), rows, w1, &b1, width, hidden);
+        for (auto& v : h) v = ref_act(v);
+        CHECK(test::nmse(y, dense(h, rows, w2, &b2, hidden, width)) < test::bound_for<TestType>(1e-10));
+
+        gated_mlp<chosen, TestType> g({width, hidden, false, id}, weights::cursor(seeded, "g"));
+        g.forward(x.data(), rows, y.data(), ws);
+        const auto wi0 = weight_of(g, "wi_0.weight"), wi1 = weight_of(g, "wi_1.weight"), wo = weight_of(g, "wo.weight");
+        const auto a = dense(to_double(x), rows, wi0, nullptr, width, hidden);
+        auto u = dense(to_double(x), rows, wi1, nullptr, width, hidden);
+        for (std::size_t i = 0; i < u.size(); ++i) u[i] *= ref_act(a[i]);
+        CHECK(test::nmse(y, dense(u, rows, wo, nullptr, hidden, width)) < test::bound_for<TestType>(1e-10));
+    }
+    // of_type: the fused default; a fixed policy refuses a config naming another activation.
+    CHECK(mlp<chosen, TestType>({width, hidden, true}).config().activation == kernels::activation_id::gelu_tanh);
+    CHECK(gated_mlp<kernels::act::by_config<kernels::act::silu>, TestType>({width, hidden, false}).config().activation ==
+          kernels::activation_id::silu);
+    CHECK_THROWS_WITH((mlp<kernels::act::gelu_tanh, TestType>({width, hidden, true, kernels::activation_id::silu})),
+                      Catch::Contains("activation the config names is not the layer's (at mlp)") && Catch::Contains("found silu"));
+    CHECK_THROWS_AS((gated_mlp<kernels::act::relu, TestType>({width, hidden, false, kernels::activation_id::gelu_erf})),
+                    pali3::config_error);
+}
+
 TEST_CASE("T5 relative position buckets", "[layers][position_bias]") {
     // Bidirectional, 32 buckets, max distance 128: 16 per sign, 8 exact, then log-spaced.
     CHECK(relative_position_bucket(0, true, 32, 128) == 0);

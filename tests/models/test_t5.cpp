@@ -17,6 +17,12 @@ TEST_CASE("UL2 / T5 parameter counts equal the closed-form numbers", "[models][t
     CHECK(layers::parameter_count(ul2_loc) == 3'742'619'648ull + 1152ull * 2 * 2048);
     t5_v11<bf16> xl(t5_sizes::xl());
     CHECK(layers::parameter_count(xl) == 2'849'757'184u);  // "T5 v1.1-XL 2.850B"
+    // UL2 20B / Flan-UL2: 2 x 32128 x 4096 (shared, lm_head) + 32 encoder layers of
+    // 4 x 4096^2 (attention) + 3 x 4096 x 16384 (gated FFN) + 2 norms, 32 decoder layers with a
+    // second attention and norm, two relative-bias tables (32 x 16) and two final norms.
+    t5_v11<bf16> ul2_20b(t5_sizes::ul2_20b());
+    CHECK(layers::parameter_count(ul2_20b) == 19'591'209'984ull);
+    CHECK(ul2_20b.config().block().mlp.activation == kernels::activation_id::silu);
     const auto names = layers::parameters(ul2);
     CHECK(names.front().name == "shared.weight");
     CHECK(names.back().name == "lm_head.weight");

@@ -42,6 +42,7 @@ TEST_CASE("activation derivatives match finite differences", "[train][gradients]
     check_activation<kernels::act::relu>();
     check_activation<kernels::act::gelu_tanh>();
     check_activation<kernels::act::gelu_erf>();
+    check_activation<kernels::act::silu>();
 }
 
 TEST_CASE("linear, embedding and norm gradients", "[train][gradients]") {
@@ -97,7 +98,7 @@ TEST_CASE("linear, embedding and norm gradients", "[train][gradients]") {
 }
 
 TEMPLATE_TEST_CASE("MLP gradients", "[train][gradients]", kernels::act::gelu_tanh, kernels::act::gelu_erf,
-                   kernels::act::relu) {
+                   kernels::act::relu, kernels::act::silu) {
     const std::size_t rows = 6, w = 19, hidden = 45;
     const auto x = test::random_vector(rows * w, 7), r = test::random_vector(rows * w, 8);
     SECTION("mlp") {
@@ -122,6 +123,38 @@ TEMPLATE_TEST_CASE("MLP gradients", "[train][gradients]", kernels::act::gelu_tan
         const double e = test::check_all("gated_mlp", ps, {{"input", test::to_d(x)}}, {{"input", dx.data()}},
                                          [&](const dmap& v) {
                                              return test::d_dot(test::d_gated_mlp<TestType>(v, "", v.at("input"), rows, w, hidden), r);
+                                         });
+        CHECK(e < bound);
+    }
+}
+
+// A layer whose config picks the activation (act::by_config) trains like the fixed-policy one.
+TEST_CASE("MLP gradients with the activation chosen by the config", "[train][gradients]") {
+    const std::size_t rows = 5, w = 17, hidden = 39;
+    const auto x = test::random_vector(rows * w, 17), r = test::random_vector(rows * w, 18);
+    using chosen = kernels::act::by_config<kernels::act::gelu_tanh>;
+    SECTION("mlp, silu") {
+        mlp<chosen> m({w, hidden, true, kernels::activation_id::silu}, weights::cursor(seeded, "mlp"));
+        train::parameters ps(m);
+        std::vector<float> y(rows * w), dx(rows * w);
+        mlp<chosen>::saved s;
+        m.forward_train(x.data(), rows, y.data(), s);
+        m.backward(x.data(), rows, s, r.data(), dx.data(), ps);
+        const double e = test::check_all("mlp(by_config silu)", ps, {{"input", test::to_d(x)}}, {{"input", dx.data()}}, [&](const dmap& v) {
+            return test::d_dot(test::d_mlp<kernels::act::silu>(v, "", v.at("input"), rows, w, hidden, true), r);
+        });
+        CHECK(e < bound);
+    }
+    SECTION("gated_mlp, gelu_erf") {
+        gated_mlp<chosen> m({w, hidden, false, kernels::activation_id::gelu_erf}, weights::cursor(seeded, "gmlp"));
+        train::parameters ps(m);
+        std::vector<float> y(rows * w), dx(rows * w);
+        gated_mlp<chosen>::saved s;
+        m.forward_train(x.data(), rows, y.data(), s);
+        m.backward(x.data(), rows, s, r.data(), dx.data(), ps);
+        const double e = test::check_all("gated_mlp(by_config gelu_erf)", ps, {{"input", test::to_d(x)}}, {{"input", dx.data()}},
+                                         [&](const dmap& v) {
+                                             return test::d_dot(test::d_gated_mlp<kernels::act::gelu_erf>(v, "", v.at("input"), rows, w, hidden), r);
                                          });
         CHECK(e < bound);
     }

@@ -4,14 +4,17 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "pali3/core/json.hpp"
+#include "pali3/models/siglip.hpp"
 #include "pali3/models/t5.hpp"
 #include "pali3/models/vit.hpp"
+#include "pali3/weights/checkpoint.hpp"
 #include "pali3/weights/name_maps.hpp"
 #include "pali3/weights/npz.hpp"
 #include "pali3/weights/random_source.hpp"
@@ -355,6 +358,44 @@ std::vector<float> transposed(const tensor_data& t) {
     return out;
 }
 
+// One pre-norm block of ours (`o`: our prefix, read through g) written in big_vision's names and
+// Flax layouts at `t` (Dense (in, out); q/k/v (D, H, hd); out (H, hd, D); biases (H, hd)). With
+// `stacked`, the tensors are collected there to be stacked on a new axis 0 (the scan layout).
+struct bv_sizes {
+    std::size_t width, heads, mlp;
+};
+template <class G>
+void big_vision_block(memory_source& bv, const G& g, const std::string& o, const std::string& t, bv_sizes z, bool norms,
+                      std::map<std::string, std::pair<std::vector<float>, shape_t>>* stacked) {
+    const std::size_t D = z.width, H = z.heads, hd = D / H;
+    const auto add = [&](const std::string& name, std::vector<float> v, shape_t s) {
+        if (!stacked) return bv.add<float>(name, std::move(v), s);
+        auto& [all, shape] = (*stacked)[name];
+        all.insert(all.end(), v.begin(), v.end());
+        shape = s;
+    };
+    const auto vec = [&](const std::string& n) {
+        const auto tt = g(n);
+        return std::vector<float>(static_cast<const float*>(tt.data), static_cast<const float*>(tt.data) + tt.size());
+    };
+    if (norms) {
+        add(t + "LayerNorm_0/scale", vec(o + "norm1.weight"), {D});
+        add(t + "LayerNorm_0/bias", vec(o + "norm1.bias"), {D});
+        add(t + "LayerNorm_1/scale", vec(o + "norm2.weight"), {D});
+        add(t + "LayerNorm_1/bias", vec(o + "norm2.bias"), {D});
+    }
+    for (const auto& [a, b] : {std::pair{"q", "query"}, {"k", "key"}, {"v", "value"}}) {
+        add(t + "MultiHeadDotProductAttention_0/" + b + "/kernel", transposed(g(o + "attn." + a + ".weight")), {D, H, hd});
+        add(t + "MultiHeadDotProductAttention_0/" + b + "/bias", vec(o + "attn." + a + ".bias"), {H, hd});
+    }
+    add(t + "MultiHeadDotProductAttention_0/out/kernel", transposed(g(o + "attn.o.weight")), {H, hd, D});
+    add(t + "MultiHeadDotProductAttention_0/out/bias", vec(o + "attn.o.bias"), {D});
+    add(t + "MlpBlock_0/Dense_0/kernel", transposed(g(o + "mlp.fc1.weight")), {D, z.mlp});
+    add(t + "MlpBlock_0/Dense_0/bias", vec(o + "mlp.fc1.bias"), {z.mlp});
+    add(t + "MlpBlock_0/Dense_1/kernel", transposed(g(o + "mlp.fc2.weight")), {z.mlp, D});
+    add(t + "MlpBlock_0/Dense_1/bias", vec(o + "mlp.fc2.bias"), {D});
+}
+
 std::vector<float> forward(const vision_tower<>& tower, const std::vector<float>& image) {
     const auto& c = tower.config();
     std::vector<float> out(c.tokens() * c.width), pooled(c.width);
@@ -376,7 +417,7 @@ TEST_CASE("name maps: HF SigLIP and big_vision (per-block and scan) load the sam
     const auto image = test::random_vector(3 * 12 * 12, 12, 0.5f);
     const auto expected = forward(ref, image);
     const auto g = [&](const std::string& n) { return *ours.find(n); };
-    const std::size_t D = c.width, H = c.heads, hd = D / H;
+    const std::size_t D = c.width, H = c.heads;
 
     // HF SigLIP names, PyTorch layouts (Linear (out, in), conv (out, in, kh, kw)), fused head in_proj.
     memory_source hf;
@@ -443,32 +484,7 @@ TEST_CASE("name maps: HF SigLIP and big_vision (per-block and scan) load the sam
         put(bv, "img/MAPHead_0/LayerNorm_0/bias", g("head.norm.bias"), {D});
         std::map<std::string, std::pair<std::vector<float>, shape_t>> stacked;
         const auto block = [&](const std::string& o, const std::string& t, bool stack, bool norms) {
-            const auto add = [&](const std::string& name, std::vector<float> v, shape_t s) {
-                if (!stack) return bv.add<float>(name, std::move(v), s);
-                auto& [all, shape] = stacked[name];
-                all.insert(all.end(), v.begin(), v.end());
-                shape = s;
-            };
-            const auto vec = [&](const std::string& n) {
-                const auto tt = g(n);
-                return std::vector<float>(static_cast<const float*>(tt.data), static_cast<const float*>(tt.data) + tt.size());
-            };
-            if (norms) {
-                add(t + "LayerNorm_0/scale", vec(o + "norm1.weight"), {D});
-                add(t + "LayerNorm_0/bias", vec(o + "norm1.bias"), {D});
-                add(t + "LayerNorm_1/scale", vec(o + "norm2.weight"), {D});
-                add(t + "LayerNorm_1/bias", vec(o + "norm2.bias"), {D});
-            }
-            for (const auto& [a, b] : {std::pair{"q", "query"}, {"k", "key"}, {"v", "value"}}) {
-                add(t + "MultiHeadDotProductAttention_0/" + b + "/kernel", transposed(g(o + "attn." + a + ".weight")), {D, H, hd});
-                add(t + "MultiHeadDotProductAttention_0/" + b + "/bias", vec(o + "attn." + a + ".bias"), {H, hd});
-            }
-            add(t + "MultiHeadDotProductAttention_0/out/kernel", transposed(g(o + "attn.o.weight")), {H, hd, D});
-            add(t + "MultiHeadDotProductAttention_0/out/bias", vec(o + "attn.o.bias"), {D});
-            add(t + "MlpBlock_0/Dense_0/kernel", transposed(g(o + "mlp.fc1.weight")), {D, c.mlp});
-            add(t + "MlpBlock_0/Dense_0/bias", vec(o + "mlp.fc1.bias"), {c.mlp});
-            add(t + "MlpBlock_0/Dense_1/kernel", transposed(g(o + "mlp.fc2.weight")), {c.mlp, D});
-            add(t + "MlpBlock_0/Dense_1/bias", vec(o + "mlp.fc2.bias"), {D});
+            big_vision_block(bv, g, o, t, {D, H, c.mlp}, norms, stack ? &stacked : nullptr);
         };
         for (std::size_t i = 0; i < c.depth; ++i)
             block("encoder.blocks." + std::to_string(i) + ".",
@@ -496,6 +512,72 @@ TEST_CASE("name maps: HF SigLIP and big_vision (per-block and scan) load the sam
     const mapped_source wrong_mapped(wrong, name_maps::big_vision_vit());
     CHECK_THROWS_WITH(vision_tower<>(c, cursor(wrong_mapped)),
                       Contains("embedding.weight <- img/embedding/kernel") && Contains("(24, 3, 4, 4)"));
+}
+
+TEST_CASE("name maps: a big_vision two-tower SigLIP (img/, txt/, t, b) loads as the same pair", "[weights][maps]") {
+    const models::siglip_config sc{{24, 2, 40, 4, 4, 12, 0, true}, {50, 24, 2, 40, 4, 7, 0}};
+    const random_source rnd(31);
+    models::siglip_model<float> ref(sc, cursor(rnd));
+    memory_source ours;
+    layers::save(ref, ours);
+    const auto g = [&](const std::string& n) { return *ours.find(n); };
+    const std::size_t D = 24;
+    memory_source bv;
+    // The image tower: conv (kh, kw, in, out), posemb (1, N, D), blocks, norm, MAP head.
+    const auto& ew = g("vision.embedding.weight");
+    std::vector<float> hwio(ew.size());
+    const float* e = static_cast<const float*>(ew.data);
+    for (std::size_t o = 0; o < D; ++o)
+        for (std::size_t ci = 0; ci < 3; ++ci)
+            for (std::size_t y = 0; y < 4; ++y)
+                for (std::size_t x = 0; x < 4; ++x) hwio[((y * 4 + x) * 3 + ci) * D + o] = e[((o * 3 + ci) * 4 + y) * 4 + x];
+    bv.add<float>("img/embedding/kernel", hwio, {4, 4, 3, D});
+    put(bv, "img/embedding/bias", g("vision.embedding.bias"), {D});
+    put(bv, "img/pos_embedding", g("vision.pos_embedding.weight"), {1, 9, D});
+    put(bv, "img/Transformer/encoder_norm/scale", g("vision.encoder.norm.weight"), {D});
+    put(bv, "img/Transformer/encoder_norm/bias", g("vision.encoder.norm.bias"), {D});
+    put(bv, "img/MAPHead_0/probe", g("vision.head.probe"), {1, 1, D});
+    put(bv, "img/MAPHead_0/LayerNorm_0/scale", g("vision.head.norm.weight"), {D});
+    put(bv, "img/MAPHead_0/LayerNorm_0/bias", g("vision.head.norm.bias"), {D});
+    for (std::size_t i = 0; i < 2; ++i)
+        big_vision_block(bv, g, "vision.encoder.blocks." + std::to_string(i) + ".",
+                         "img/Transformer/encoderblock_" + std::to_string(i) + "/", {D, 4, 40}, true, nullptr);
+    big_vision_block(bv, g, "vision.head.", "img/MAPHead_0/", {D, 4, 40}, false, nullptr);
+    // The text tower (text_transformer.py): Embed_0, pos_embedding (1, L, D), Encoder_0 (scanned
+    // here), encoder_norm, head Dense (in, out); and the log temperature t, the bias b.
+    put(bv, "txt/Embed_0/embedding", g("text.embedding.weight"), {50, D});
+    put(bv, "txt/pos_embedding", g("text.pos_embedding.weight"), {1, 7, D});
+    put(bv, "txt/Encoder_0/encoder_norm/scale", g("text.encoder.norm.weight"), {D});
+    put(bv, "txt/Encoder_0/encoder_norm/bias", g("text.encoder.norm.bias"), {D});
+    std::map<std::string, std::pair<std::vector<float>, shape_t>> stacked;
+    for (std::size_t i = 0; i < 2; ++i)
+        big_vision_block(bv, g, "text.encoder.blocks." + std::to_string(i) + ".", "txt/Encoder_0/encoderblock/", {D, 4, 40}, true,
+                         &stacked);
+    for (auto& [name, vs] : stacked) {
+        shape_t s = vs.second;
+        s.insert(s.begin(), 2);
+        bv.add<float>(name, vs.first, s);
+    }
+    bv.add<float>("txt/head/kernel", transposed(g("text.head.weight")), {D, D});
+    put(bv, "txt/head/bias", g("text.head.bias"), {D});
+    put(bv, "t", g("logit_scale"), {1});
+    put(bv, "b", g("logit_bias"), {1});
+    const std::string path = (temp_dir("bv2") / "siglip.npz").string();
+    write_npz(path, bv);
+    const auto npz = npz_source::open(path);
+    CHECK(detect_naming(npz.names()) == naming::big_vision);
+    const mapped_source mapped(npz, rules_for(naming::big_vision, "siglip"));
+    models::siglip_model<float> loaded(sc, cursor(mapped));
+    memory_source again;
+    layers::save(loaded, again);
+    REQUIRE(again.names() == ours.names());
+    for (const auto& n : ours.names()) {
+        INFO(n);
+        require_same_bytes(*again.find(n), *ours.find(n));
+    }
+    // The text tower alone from the same file.
+    const mapped_source text_only(npz, rules_for(naming::big_vision, "siglip_text"));
+    CHECK_NOTHROW(models::text_tower<float>(sc.text, cursor(text_only)));
 }
 
 TEST_CASE("name maps: HF T5 v1.1 and v1.0 checkpoints load the same model", "[weights][maps]") {

@@ -20,6 +20,7 @@ inline double gelu_tanh(double x) {
 }
 inline double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 inline double relu(double x) { return x > 0 ? x : 0; }
+inline double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
 // The double twin of an activation policy.
 template <class Act>
@@ -28,6 +29,7 @@ double apply(double x) {
     else if constexpr (Act::name == std::string_view("relu")) return relu(x);
     else if constexpr (Act::name == std::string_view("gelu_tanh")) return gelu_tanh(x);
     else if constexpr (Act::name == std::string_view("gelu_erf")) return gelu_erf(x);
+    else if constexpr (Act::name == std::string_view("silu")) return silu(x);
     else static_assert(sizeof(Act) == 0, "no reference for this activation");
 }
 

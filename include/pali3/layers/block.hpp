@@ -349,10 +349,12 @@ private:
     std::optional<relative_position_bias> bias_;
 };
 
-// The two block families of PaLI-3.
+// The two block families of PaLI-3. Their MLPs run tanh GELU fused in the GEMM epilogue unless
+// the block's config names another activation (act::by_config: HF's hidden_act / feed_forward_proj).
 template <weight_storage S = float>
-using vit_block = pre_norm_block<layer_norm, attention<attn::inv_sqrt_dim, S>, mlp<kernels::act::gelu_tanh, S>>;
+using vit_block = pre_norm_block<layer_norm, attention<attn::inv_sqrt_dim, S>, mlp<kernels::act::by_config<kernels::act::gelu_tanh>, S>>;
 template <weight_storage S = float>
-using t5_encoder_block = pre_norm_block<rms_norm, attention<attn::unscaled, S>, gated_mlp<kernels::act::gelu_tanh, S>>;
+using t5_encoder_block =
+    pre_norm_block<rms_norm, attention<attn::unscaled, S>, gated_mlp<kernels::act::by_config<kernels::act::gelu_tanh>, S>>;
 
 }  // namespace pali3::layers

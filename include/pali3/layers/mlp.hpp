@@ -3,12 +3,16 @@
 //   gated_mlp<Act>: wo(Act(wi_0 x) * wi_1 x)            T5 v1.1 / UL2 ("wi_0", "wi_1", "wo")
 // The activation is fused into the first GEMM's epilogue; the second GEMM can accumulate into
 // its output, which is how the residual connection is fused (x += mlp(LN(x))).
+// Act is a policy (kernels::act::gelu_tanh, ...: fixed in the type; a config naming another one
+// is refused) or kernels::act::by_config<Fused> (the config's `activation` picks it at run time;
+// Fused stays fused in the epilogue, another runs as one elementwise pass: kernels/activation.hpp).
 // Training: forward_train() keeps what backward() needs in a `saved` (the first GEMM's output
 // before the activation; both halves for the gated form) and backward() turns dy into dx and
 // parameter gradients.
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "pali3/core/workspace.hpp"
@@ -20,16 +24,31 @@ struct mlp_config {
     std::size_t width = 0;
     std::size_t hidden = 0;
     bool bias = true;
+    kernels::activation_id activation = kernels::activation_id::of_type;  // of_type: the layer type's
 };
 
-template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Storage = float>
+namespace detail {
+// f(std::type_identity<Policy>) with the policy a layer of choice Act runs for the resolved `id`.
+template <kernels::activation_choice Act, class F>
+decltype(auto) with_layer_activation(kernels::activation_id id, F&& f) {
+    if constexpr (kernels::is_by_config_v<Act>) return kernels::with_activation(id, f);
+    else return f(std::type_identity<Act>{});
+}
+template <class Act>
+concept trainable_choice = kernels::is_by_config_v<Act> || kernels::differentiable_activation<Act>;
+}  // namespace detail
+
+template <kernels::activation_choice Act = kernels::act::gelu_tanh, weight_storage Storage = float>
 class mlp {
 public:
     using activation = Act;
     using storage_type = Storage;
 
     explicit mlp(const mlp_config& c)
-        : cfg_(c), fc1_({c.width, c.hidden, c.bias}), fc2_({c.hidden, c.width, c.bias}) {}
+        : cfg_(c), act_(kernels::resolve_activation<Act>(c.activation, "mlp")), fc1_({c.width, c.hidden, c.bias}),
+          fc2_({c.hidden, c.width, c.bias}) {
+        cfg_.activation = act_;
+    }
     template <weights::weight_source S>
     mlp(const mlp_config& c, const weights::cursor<S>& cur) : mlp(c) {
         load(*this, cur);
@@ -53,7 +72,19 @@ public:
                  bool accumulate = false, const trace& tr = {}) const {
         core::workspace::scope scope(ws);
         float* h = ws.alloc(rows * cfg_.hidden).data();  // (rows, hidden)
-        fc1_.template forward<Act>(x, cfg_.width, rows, h, cfg_.hidden, exec);
+        if constexpr (kernels::is_by_config_v<Act>) {
+            using fused = typename Act::fused;
+            if (act_ == kernels::id_of<fused>()) {
+                fc1_.template forward<fused>(x, cfg_.width, rows, h, cfg_.hidden, exec);
+            } else {
+                fc1_.forward(x, cfg_.width, rows, h, cfg_.hidden, exec);
+                kernels::with_activation(act_, [&]<class A>(std::type_identity<A>) {
+                    kernels::apply_activation<A>(h, rows * cfg_.hidden);
+                });
+            }
+        } else {
+            fc1_.template forward<Act>(x, cfg_.width, rows, h, cfg_.hidden, exec);
+        }
         tr("hidden", h, {rows, cfg_.hidden});
         fc2_.forward(h, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
@@ -64,24 +95,30 @@ public:
 
     // forward() that keeps the activations backward() needs.
     template <core::executor E = core::sequential>
-        requires kernels::differentiable_activation<Act>
+        requires detail::trainable_choice<Act>
     void forward_train(const float* x, std::size_t rows, float* y, saved& s, E&& exec = E{}, bool accumulate = false) const {
         s.pre.resize(rows * cfg_.hidden);
         fc1_.forward(x, cfg_.width, rows, s.pre.data(), cfg_.hidden, exec);
         core::buffer h(s.pre.size());
-        kernels::apply_activation<Act>(s.pre.data(), h.data(), h.size());
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::apply_activation<A>(s.pre.data(), h.data(), h.size());
+        });
         fc2_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
 
     // dx (rows, width) [+]= d mlp(x) / dx . dy; parameter gradients into g. dx may be null.
     template <gradient_sink G, core::executor E = core::sequential>
-        requires kernels::differentiable_activation<Act>
+        requires detail::trainable_choice<Act>
     void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
                   bool accumulate = false) const {
         core::buffer h(s.pre.size()), dh(rows * cfg_.hidden);
-        kernels::apply_activation<Act>(s.pre.data(), h.data(), h.size());
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::apply_activation<A>(s.pre.data(), h.data(), h.size());
+        });
         fc2_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
-        kernels::activation_backward<Act>(s.pre.data(), dh.data(), dh.data(), dh.size());
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::activation_backward<A>(s.pre.data(), dh.data(), dh.data(), dh.size());
+        });
         fc1_.backward(x, cfg_.width, rows, dh.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
     }
 
@@ -92,17 +129,20 @@ public:
 
 private:
     mlp_config cfg_;
+    kernels::activation_id act_;  // resolved: of_type becomes the type's (or Fused's) id
     linear<Storage> fc1_, fc2_;
 };
 
-template <kernels::activation Act = kernels::act::gelu_tanh, weight_storage Storage = float>
+template <kernels::activation_choice Act = kernels::act::gelu_tanh, weight_storage Storage = float>
 class gated_mlp {
 public:
     using activation = Act;
     using storage_type = Storage;
 
     explicit gated_mlp(const mlp_config& c)
-        : cfg_(c), wi0_({c.width, c.hidden, false}), wi1_({c.width, c.hidden, false}), wo_({c.hidden, c.width, false}) {
+        : cfg_(c), act_(kernels::resolve_activation<Act>(c.activation, "gated_mlp")), wi0_({c.width, c.hidden, false}),
+          wi1_({c.width, c.hidden, false}), wo_({c.hidden, c.width, false}) {
+        cfg_.activation = act_;
         if (c.bias)
             throw config_error(core::describe("gated MLP with biases", "gated_mlp", "bias = false (T5 v1.1 has none)", "bias = true"));
     }
@@ -131,7 +171,9 @@ public:
         float* u = ws.alloc(rows * cfg_.hidden).data();  // (rows, hidden)
         wi0_.forward(x, cfg_.width, rows, g, cfg_.hidden, exec);
         wi1_.forward(x, cfg_.width, rows, u, cfg_.hidden, exec);
-        kernels::gated_activation<Act>(g, u, g, rows * cfg_.hidden);
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::gated_activation<A>(g, u, g, rows * cfg_.hidden);
+        });
         tr("hidden", g, {rows, cfg_.hidden});
         wo_.forward(g, cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
@@ -141,26 +183,32 @@ public:
     };
 
     template <core::executor E = core::sequential>
-        requires kernels::differentiable_activation<Act>
+        requires detail::trainable_choice<Act>
     void forward_train(const float* x, std::size_t rows, float* y, saved& s, E&& exec = E{}, bool accumulate = false) const {
         s.gate.resize(rows * cfg_.hidden);
         s.up.resize(rows * cfg_.hidden);
         wi0_.forward(x, cfg_.width, rows, s.gate.data(), cfg_.hidden, exec);
         wi1_.forward(x, cfg_.width, rows, s.up.data(), cfg_.hidden, exec);
         core::buffer h(rows * cfg_.hidden);
-        kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), h.size());
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::gated_activation<A>(s.gate.data(), s.up.data(), h.data(), h.size());
+        });
         wo_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
 
     template <gradient_sink G, core::executor E = core::sequential>
-        requires kernels::differentiable_activation<Act>
+        requires detail::trainable_choice<Act>
     void backward(const float* x, std::size_t rows, const saved& s, const float* dy, float* dx, G& g, E&& exec = E{},
                   bool accumulate = false) const {
         const std::size_t n = rows * cfg_.hidden;
         core::buffer h(n), dh(n), dgate(n), dup(n);
-        kernels::gated_activation<Act>(s.gate.data(), s.up.data(), h.data(), n);
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::gated_activation<A>(s.gate.data(), s.up.data(), h.data(), n);
+        });
         wo_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
-        kernels::gated_activation_backward<Act>(s.gate.data(), s.up.data(), dh.data(), dgate.data(), dup.data(), n);
+        detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
+            kernels::gated_activation_backward<A>(s.gate.data(), s.up.data(), dh.data(), dgate.data(), dup.data(), n);
+        });
         wi0_.backward(x, cfg_.width, rows, dgate.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
         wi1_.backward(x, cfg_.width, rows, dup.data(), cfg_.hidden, dx, cfg_.width, g, exec, dx != nullptr);
     }
@@ -173,6 +221,7 @@ public:
 
 private:
     mlp_config cfg_;
+    kernels::activation_id act_;
     linear<Storage> wi0_, wi1_, wo_;
 };
 

@@ -274,6 +274,8 @@ struct map_head_config {
     std::size_t width = 0;
     std::size_t heads = 0;
     std::size_t mlp_hidden = 0;
+    float eps = 1e-6f;                                                     // the LayerNorm's
+    kernels::activation_id activation = kernels::activation_id::of_type;  // the MLP's (of_type: tanh GELU)
 };
 
 // Multihead attention pooling: a learned probe (1, 1, width) attends to all tokens (no
@@ -281,8 +283,11 @@ struct map_head_config {
 template <weight_storage Storage = float>
 class map_head {
 public:
+    using mlp_type = mlp<kernels::act::by_config<kernels::act::gelu_tanh>, Storage>;
+
     explicit map_head(const map_head_config& c)
-        : cfg_(c), attn_({c.width, c.heads, 0, true}), norm_({c.width, 1e-6f}), mlp_({c.width, c.mlp_hidden, true}) {}
+        : cfg_(c), attn_({c.width, c.heads, 0, true}), norm_({c.width, c.eps}),
+          mlp_({c.width, c.mlp_hidden, true, c.activation}) {}
     template <weights::weight_source S>
     map_head(const map_head_config& c, const weights::cursor<S>& cur) : map_head(c) {
         load(*this, cur);
@@ -301,7 +306,7 @@ public:
     static std::size_t workspace_floats(const map_head_config& c, std::size_t batch, std::size_t t) {
         return 2 * core::workspace::padded(batch * c.width) +
                std::max(attention<attn::inv_sqrt_dim, Storage>::workspace_floats({c.width, c.heads, 0, true}, batch, batch * t),
-                        mlp<kernels::act::gelu_tanh, Storage>::workspace_floats({c.width, c.mlp_hidden, true}, batch));
+                        mlp_type::workspace_floats({c.width, c.mlp_hidden, true}, batch));
     }
 
     // out (batch, width) from tokens (batch*t, width).
@@ -323,7 +328,7 @@ public:
     struct saved {
         core::buffer probes, pooled;  // the probe per image; attention output (pre-residual x)
         typename attention<attn::inv_sqrt_dim, Storage>::saved attn;
-        typename mlp<kernels::act::gelu_tanh, Storage>::saved mlp;
+        typename mlp_type::saved mlp;
     };
 
     template <core::executor E = core::sequential>
@@ -365,7 +370,7 @@ private:
     param<float> probe_;
     attention<attn::inv_sqrt_dim, Storage> attn_;
     layer_norm norm_;
-    mlp<kernels::act::gelu_tanh, Storage> mlp_;
+    mlp_type mlp_;
 };
 
 }  // namespace pali3::layers

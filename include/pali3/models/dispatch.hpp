@@ -26,7 +26,8 @@ decltype(auto) with_model(const any_config& c, F&& f) {
         case model_kind::pali3:
             // One text kind: every extra type here is compiled into every program that dispatches
             // (a PaLI-3 with T5 v1.0 text is a compile-time composition: docs/concepts.md).
-            if (!c.gated_ffn) throw config_error(core::describe("PaLI-3 text model", "pali3.config.text.ffn", "gated_gelu", "relu"));
+            if (!c.gated_ffn)
+                throw config_error(core::describe("PaLI-3 text model", "pali3.config.text.ffn", "a gated feed-forward", "one without a gate"));
             return f(std::type_identity<pali3_model<S>>{}, c.pali);
         case model_kind::siglip_text: return f(std::type_identity<text_tower<S>>{}, c.siglip_text);
         case model_kind::siglip: return f(std::type_identity<siglip_model<S>>{}, siglip_config{c.vision, c.siglip_text});

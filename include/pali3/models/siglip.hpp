@@ -24,8 +24,12 @@ struct text_tower_config {
     std::size_t vocab = 0, width = 0, depth = 0, mlp = 0, heads = 0;
     std::size_t max_len = 64;     // SigLIP text length
     std::size_t embed_dim = 0;    // head output (0: width)
+    float eps = 1e-6f;                                                       // every LayerNorm's
+    kernels::activation_id activation = kernels::activation_id::gelu_tanh;  // every MLP's
 
-    constexpr layers::block_config block() const { return {{width, 1e-6f}, {width, heads, 0, true}, {width, mlp, true}}; }
+    constexpr layers::block_config block() const {
+        return {{width, eps}, {width, heads, 0, true}, {width, mlp, true, activation}};
+    }
     constexpr std::size_t out_dim() const { return embed_dim ? embed_dim : width; }
 };
 

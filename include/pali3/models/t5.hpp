@@ -28,9 +28,12 @@ struct t5_config {
     std::size_t num_buckets = 32, max_distance = 128;
     bool tied_embeddings = false;  // v1.0: lm_head = shared, logits scaled by d_model^-0.5
     float eps = 1e-6f;
+    // The feed-forward's activation (gated or not is the model type's): of_type is tanh GELU for
+    // T5 v1.1 (HF "gated-gelu"), ReLU for v1.0; UL2 / Flan-UL2 name silu ("gated-silu").
+    kernels::activation_id activation = kernels::activation_id::of_type;
 
     constexpr layers::block_config block() const {
-        return {{d_model, eps}, {d_model, heads, d_kv, false}, {d_model, d_ff, false}};
+        return {{d_model, eps}, {d_model, heads, d_kv, false}, {d_model, d_ff, false, activation}};
     }
 };
 
@@ -49,6 +52,11 @@ constexpr t5_config small(std::size_t vocab = t5_vocab) { return {vocab, 512, 10
 constexpr t5_config base(std::size_t vocab = t5_vocab) { return {vocab, 768, 2048, 12, 64, 12, 12}; }
 constexpr t5_config large(std::size_t vocab = t5_vocab) { return {vocab, 1024, 2816, 16, 64, 24, 24}; }
 constexpr t5_config xl(std::size_t vocab = t5_vocab) { return {vocab, 2048, 5120, 32, 64, 24, 24}; }
+// UL2 20B and Flan-UL2 (google/ul2, google/flan-ul2 config.json): the same shapes, gated SiLU,
+// 32 + 32 layers, 16 heads of 256, untied lm_head; 19,591,209,984 parameters.
+constexpr t5_config ul2_20b(std::size_t vocab = t5_vocab) {
+    return {vocab, 4096, 16384, 16, 256, 32, 32, 32, 128, false, 1e-6f, kernels::activation_id::silu};
+}
 // T5 v1.0 (t5-small / t5-base config.json): ReLU FFN, lm_head tied to the embedding.
 constexpr t5_config v10_small(std::size_t vocab = t5_vocab) { return {vocab, 512, 2048, 8, 64, 6, 6, 32, 128, true}; }
 constexpr t5_config v10_base(std::size_t vocab = t5_vocab) { return {vocab, 768, 3072, 12, 64, 12, 12, 32, 128, true}; }
@@ -418,12 +426,14 @@ private:
     std::optional<layers::linear<Storage>> lm_head_;
 };
 
-// T5 v1.1 / UL2 (gated GELU) and T5 v1.0 (ReLU, no gate) in a given storage.
+// T5 v1.1 / UL2 (gated feed-forward: tanh GELU unless the config names another activation, e.g.
+// UL2's silu) and T5 v1.0 (no gate: ReLU unless the config names another) in a given storage.
 template <weight_storage S = float>
-using t5_v11 = t5_model<layers::t5_encoder_block<S>, t5_decoder_block<layers::gated_mlp<kernels::act::gelu_tanh, S>, S>>;
+using t5_v11 = t5_model<layers::t5_encoder_block<S>,
+                        t5_decoder_block<layers::gated_mlp<kernels::act::by_config<kernels::act::gelu_tanh>, S>, S>>;
 template <weight_storage S = float>
 using t5_v10 = t5_model<layers::pre_norm_block<layers::rms_norm, layers::attention<layers::attn::unscaled, S>,
-                                               layers::mlp<kernels::act::relu, S>>,
-                        t5_decoder_block<layers::mlp<kernels::act::relu, S>, S>>;
+                                               layers::mlp<kernels::act::by_config<kernels::act::relu>, S>>,
+                        t5_decoder_block<layers::mlp<kernels::act::by_config<kernels::act::relu>, S>, S>>;
 
 }  // namespace pali3::models

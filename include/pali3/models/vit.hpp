@@ -38,7 +38,7 @@ class basic_map_head {
 public:
     static constexpr bool pools = true;
     explicit basic_map_head(const vit_config& c) {
-        if (c.map_head || !Optional) head_.emplace(layers::map_head_config{c.width, c.heads, c.mlp});
+        if (c.map_head || !Optional) head_.emplace(layers::map_head_config{c.width, c.heads, c.mlp, c.eps, c.activation});
     }
     template <class V>
     void visit(V& v) {

@@ -19,12 +19,14 @@ struct vit_config {
     std::size_t posemb_grid = 0;    // grid side the position table was trained at; 0: image / patch
     bool map_head = false;
     std::size_t channels = 3;
+    float eps = 1e-6f;                                                          // every LayerNorm's
+    kernels::activation_id activation = kernels::activation_id::gelu_tanh;     // every MLP's
 
     constexpr std::size_t grid() const { return patch ? image / patch : 0; }
     constexpr std::size_t tokens() const { return grid() * grid(); }
     constexpr std::size_t table_grid() const { return posemb_grid ? posemb_grid : grid(); }
     constexpr layers::block_config block() const {
-        return {{width, 1e-6f}, {width, heads, 0, true}, {width, mlp, true}};
+        return {{width, eps}, {width, heads, 0, true}, {width, mlp, true, activation}};
     }
 };
 

@@ -26,7 +26,8 @@ struct model_inputs {
     std::string image;                         // vision towers, PaLI-3: an image file or (1, 3, S, S) .npy pixels
     std::vector<std::int32_t> encoder_ids;     // T5: encoder input; PaLI-3: the prompt's ids
     std::vector<std::int32_t> decoder_ids{0};  // T5 / PaLI-3: decoder input (teacher forced), start token first
-    bool antialias = false;
+    preprocessing_request preprocessing;       // else preprocessor_config.json beside the checkpoint, else big_vision's
+    std::string checkpoint;                    // where preprocessor_config.json is looked for (run_traced sets it)
 };
 
 // Writes each traced tensor as dir/<name>.npy.
@@ -62,7 +63,7 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
             throw value_error(core::describe("no prompt ids", "pali3 dump", "--tokenizer T [--prompt P] or --encoder-ids", "neither"));
         check_ids(in.encoder_ids, cfg.text.vocab, "encoder", "--encoder-ids");
         check_ids(in.decoder_ids, cfg.text.vocab, "decoder", "--decoder-ids");
-        const auto px = load_pixels(in.image, cfg.vision.image, in.antialias);
+        const auto px = load_pixels(in.image, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.vision.image));
         const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model, steps = in.decoder_ids.size();
         core::workspace ws(model.workspace_floats(1, in.encoder_ids.size(), steps));
         std::vector<float> memory((n + in.encoder_ids.size()) * d), logits(cfg.text.vocab);
@@ -86,7 +87,7 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
         model.step(in.decoder_ids.data(), steps, state, logits.data(), ws, pool, tr);
     } else if constexpr (models::vision_model<Model>) {  // a SigLIP vision tower
         require_image(in);
-        const auto px = load_pixels(in.image, cfg.image, in.antialias);
+        const auto px = load_pixels(in.image, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.image));
         tr("pixels", px.data(), {1, 3, cfg.image, cfg.image});
         std::vector<float> tokens(cfg.tokens() * cfg.width), pooled(cfg.width);
         core::workspace ws(model.workspace_floats(1));
@@ -131,8 +132,9 @@ struct run_result {
 // then o.repeat untraced runs, each timed (a peer comparison on the same weights and inputs:
 // scripts/peers.sh). `Models` as for pali3_pipeline.
 template <class Models = models::runtime_models>
-run_result run_traced(const models::any_config& config, const weights::checkpoint& ckpt, const model_inputs& in,
+run_result run_traced(const models::any_config& config, const weights::checkpoint& ckpt, model_inputs in,
                       const run_options& o, const layers::trace& tr, const Models& make_model = {}) {
+    if (in.checkpoint.empty()) in.checkpoint = ckpt.path();
     models::run_request req;
     req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
     req.prepack = o.prepack;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -79,7 +80,8 @@ inline models::any_config preset_config(std::string_view name) {
     }
     const std::pair<std::string_view, t5_config> t5s[] = {{"t5_small", t5_sizes::small()}, {"t5_base", t5_sizes::base()},
                                                            {"t5_large", t5_sizes::large()}, {"t5_xl", t5_sizes::xl()},
-                                                           {"mt5_xl", t5_sizes::xl(t5_sizes::mt5_vocab)}};
+                                                           {"mt5_xl", t5_sizes::xl(t5_sizes::mt5_vocab)},
+                                                           {"ul2_20b", t5_sizes::ul2_20b()}, {"flan_ul2", t5_sizes::ul2_20b()}};
     for (const auto& [n, t] : t5s)
         if (name == n) {
             c.kind = model_kind::t5;
@@ -88,7 +90,7 @@ inline models::any_config preset_config(std::string_view name) {
         }
     throw config_error(core::describe("unknown preset", name,
                                       "pali3_5b, pali3_5b_812, pali3_5b_1064, pali3_tiny, vit:SIZE/PATCH[@RES], "
-                                      "siglip:SIZE/PATCH[@RES], t5_small..t5_xl, mt5_xl",
+                                      "siglip:SIZE/PATCH[@RES], t5_small..t5_xl, mt5_xl, ul2_20b, flan_ul2",
                                       name));
 }
 
@@ -124,6 +126,13 @@ struct found_config {
     std::string source;  // where it came from, for reports
 };
 
+// Where find_config reports config.json keys it did not use (any_config::unknown_keys): nothing
+// by default; the command line prints them as notes on stderr. Set once, before any thread runs.
+inline std::function<void(const std::string&)>& config_notes() {
+    static std::function<void(const std::string&)> sink;
+    return sink;
+}
+
 // The config: the preset, else the file, else the checkpoint's "pali3.config" metadata, else a
 // config.json beside it (HF). nullopt when none is found.
 inline std::optional<found_config> find_config(const config_request& r, const weights::checkpoint* ckpt) {
@@ -132,7 +141,7 @@ inline std::optional<found_config> find_config(const config_request& r, const we
         out = found_config{preset_config(r.preset), "--preset " + r.preset};
     } else if (!r.file.empty()) {
         const auto j = json::parse(read_text_file(r.file), r.file);
-        out = found_config{j.find("model") ? models::config_from_json(j) : models::config_from_hf(j), r.file};
+        out = found_config{j.find("model") ? models::config_from_json(j, r.file) : models::config_from_hf(j, 0, r.file), r.file};
     } else if (ckpt) {
         const auto meta = ckpt->metadata();
         if (const auto it = meta.find(std::string(models::config_metadata_key)); it != meta.end()) {
@@ -142,7 +151,8 @@ inline std::optional<found_config> find_config(const config_request& r, const we
             const fs::path p(ckpt->path());
             const fs::path json_path = (fs::is_directory(p) ? p : p.parent_path()) / "config.json";
             if (fs::exists(json_path))
-                out = found_config{models::config_from_hf(json::parse(read_text_file(json_path.string()), json_path.string())),
+                out = found_config{models::config_from_hf(json::parse(read_text_file(json_path.string()), json_path.string()), 0,
+                                                          json_path.string()),
                                    json_path.string()};
         }
     }
@@ -156,6 +166,13 @@ inline std::optional<found_config> find_config(const config_request& r, const we
     // A config that describes a bigger model than the file holds (depth 10^7 in a 2 MB file) is
     // refused here, before any caller allocates what it implies.
     if (out && ckpt) models::require_weights_fit(out->config, checkpoint_elements(*ckpt), out->source, ckpt->path());
+    if (out && !out->config.unknown_keys.empty() && config_notes()) {
+        std::string keys;  // printable and cut: the names come from the file
+        const auto& unknown = out->config.unknown_keys;
+        for (std::size_t i = 0; i < unknown.size() && i < 20; ++i) keys += (i ? ", " : "") + core::printable(unknown[i], 200);
+        if (unknown.size() > 20) keys += " and " + std::to_string(unknown.size() - 20) + " more";
+        config_notes()("config keys pali3 does not know, not used: " + keys + " (docs/models.md lists the keys it reads)");
+    }
     return out;
 }
 

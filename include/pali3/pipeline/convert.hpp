@@ -4,6 +4,7 @@
 // naming (config in the metadata) or HF's (config.json beside it).
 #pragma once
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -32,6 +33,7 @@ struct checkpoint_report {
     std::vector<std::string> missing;     // "name (shape)"
     std::vector<std::string> wrong;       // the loader's message for a wrong shape or dtype
     std::vector<std::string> unexpected;  // file names no parameter maps to
+    std::vector<std::string> tied;        // unused file tensors equal to a used one: "name = used name"
     bool ok() const { return missing.empty() && wrong.empty(); }
 };
 
@@ -53,8 +55,24 @@ checkpoint_report check_checkpoint(const models::any_config& c, const weights::c
             r.wrong.push_back(e.what());
         }
     }
-    for (const auto& n : ckpt.names())
-        if (!used.count(n)) r.unexpected.push_back(n);
+    // A tensor no parameter maps to may be a tied copy another name already provides (HF T5's
+    // lm_head.weight or encoder/decoder.embed_tokens.weight next to shared.weight): same dtype,
+    // shape and bytes as a used tensor. Only those of equal dtype and shape are compared.
+    const auto list = ckpt.list();
+    for (const auto& t : list) {
+        if (used.count(t.name)) continue;
+        std::string copy_of;
+        for (const auto& u : list) {
+            if (!used.count(u.name) || u.dtype != t.dtype || u.shape != t.shape || u.bytes != t.bytes) continue;
+            const auto a = ckpt.get_raw(t.name), b = ckpt.get_raw(u.name);
+            if (a.data && b.data && std::memcmp(a.data, b.data, t.bytes) == 0) {
+                copy_of = u.name;
+                break;
+            }
+        }
+        if (copy_of.empty()) r.unexpected.push_back(t.name);
+        else r.tied.push_back(t.name + " = " + copy_of);
+    }
     return r;
 }
 

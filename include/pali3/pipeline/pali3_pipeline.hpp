@@ -21,6 +21,7 @@
 #include "pali3/io/image.hpp"
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
+#include "pali3/pipeline/preprocessing.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/vision/vqvae.hpp"
@@ -34,7 +35,7 @@ struct options {
     std::string dtype = "f32";              // weight storage: f32 or bf16
     bool prepack = false;                   // keep weights in the GEMM's layout too (2x memory)
     std::size_t threads = 2;
-    bool antialias = false;                 // resize with an antialiasing filter
+    preprocessing_request preprocessing;    // --resize / --mean / --std / --antialias; else preprocessor_config.json, else big_vision's
     std::size_t max_new_tokens = 32, beam = 1, max_prompt_tokens = 64;
     float length_penalty = 0.f;
     std::size_t max_memory = 0;             // bytes a run may need (estimated before loading); 0: the machine's memory
@@ -84,6 +85,7 @@ public:
                                               "pali3.config metadata, --config or --preset naming a PaLI-3 model",
                                               found_ ? "a " + models::kind_name(found_->config.kind) + " config" : std::string("none")));
         const auto& cfg = found_->config.pali;
+        pre_ = resolve_preprocessing(o.preprocessing, o.weights, cfg.vision.image, &pre_source_);
         // The tokenizer first: a misfit is reported before the (possibly long) weight load.
         stopwatch sw;
         tok_.emplace(text::tokenizer::load(o.tokenizer));
@@ -121,6 +123,8 @@ public:
     const std::string& config_source() const { return found_->source; }
     const text::tokenizer& tokenizer() const { return *tok_; }
     const timings& load_times() const { return load_times_; }
+    // Where the image preprocessing came from (flags, preprocessor_config.json, big_vision's).
+    const std::string& preprocessing_source() const { return pre_source_; }
     const options& settings() const { return opts_; }
 
     // Any prompt; the answer's text is the decoded output.
@@ -136,7 +140,7 @@ public:
         a.times.add("encode prompt", sw.ms());
         sw.reset();
         a.image = io::load_image(image_path);
-        const auto pixels = vision::preprocess(a.image, {found_->config.pali.vision.image, opts_.antialias});
+        const auto pixels = vision::preprocess(a.image, pre_);
         a.times.add("load + preprocess image", sw.ms());
         generation::options g;
         g.max_new_tokens = opts_.max_new_tokens;
@@ -230,6 +234,8 @@ private:
     options opts_;
     std::optional<weights::checkpoint> ckpt_, vae_file_;
     std::optional<found_config> found_;
+    vision::preprocess_options pre_;
+    std::string pre_source_;
     std::optional<text::tokenizer> tok_;
     std::optional<vision::vqvae_decoder> vae_;
     std::unique_ptr<engine> engine_;

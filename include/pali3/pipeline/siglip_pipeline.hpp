@@ -20,6 +20,7 @@
 #include "pali3/io/image.hpp"
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
+#include "pali3/pipeline/preprocessing.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/weights/checkpoint.hpp"
@@ -31,13 +32,15 @@ struct siglip_options {
     std::string weights, tokenizer;  // tokenizer: only for text embeddings
     config_request config;
     std::size_t threads = 2;
-    bool antialias = false;
+    preprocessing_request preprocessing;  // else preprocessor_config.json beside the weights, else big_vision's
     std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
 };
 
-// Preprocessed pixels for a tower of side `size`: an image file, or a float32 .npy of shape
-// (1, 3, size, size) already in [-1, 1] (to feed exactly what another implementation saw).
-inline std::vector<float> load_pixels(const std::string& spec, std::size_t size, bool antialias) {
+// Preprocessed pixels for a tower of side o.size: an image file preprocessed by `o`, or a float32
+// .npy of shape (1, 3, size, size) already preprocessed (to feed exactly what another
+// implementation saw).
+inline std::vector<float> load_pixels(const std::string& spec, const vision::preprocess_options& o) {
+    const std::size_t size = o.size;
     if (spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0) {
         const auto bytes = weights::map_file(spec);
         const auto arr = weights::parse_npy(bytes.data, bytes.size, spec);
@@ -49,7 +52,7 @@ inline std::vector<float> load_pixels(const std::string& spec, std::size_t size,
         std::memcpy(px.data(), arr.data, px.size() * 4);
         return px;
     }
-    return vision::preprocess(io::load_image(spec), {size, antialias});
+    return vision::preprocess(io::load_image(spec), o);
 }
 
 class siglip_pipeline {
@@ -67,6 +70,7 @@ public:
                                               models::kind_name(kind)));
         if (!found_->config.vision.map_head)
             throw config_error(core::describe("embed needs the MAP head", o.weights, "vision_use_head / map_head true", "no head"));
+        pre_ = resolve_preprocessing(o.preprocessing, o.weights, found_->config.vision.image, &pre_source_);
         models::run_request req;  // f32 weights; one image, or texts_batch texts at a time
         req.batch = kind == models::model_kind::siglip ? text_batch : 1;
         models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
@@ -86,10 +90,12 @@ public:
     float log_t() const { return engine_->log_t(); }
     float bias() const { return engine_->bias(); }
     const timings& times() const { return times_; }
+    // Where the image preprocessing came from (flags, preprocessor_config.json, big_vision's).
+    const std::string& preprocessing_source() const { return pre_source_; }
 
     // (embed_dim) from an image file or a preprocessed .npy.
     std::vector<float> embed_image(const std::string& image) {
-        const auto px = load_pixels(image, found_->config.vision.image, opts_.antialias);
+        const auto px = load_pixels(image, pre_);
         stopwatch sw;
         auto out = engine_->embed_image(px, pool_);
         core::require_finite(out, out.size(), "SigLIP image embedding");
@@ -198,6 +204,8 @@ private:
     core::thread_pool pool_;
     std::optional<weights::checkpoint> ckpt_;
     std::optional<found_config> found_;
+    vision::preprocess_options pre_;
+    std::string pre_source_;
     std::unique_ptr<engine> engine_;
     std::optional<text::tokenizer> tok_;
     timings times_;

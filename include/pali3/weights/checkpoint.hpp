@@ -72,7 +72,11 @@ inline std::vector<map_rule> rules_for(naming n, std::string_view kind) {
             return kind == "siglip_text" ? name_maps::hf_siglip_text() : kind == "siglip" ? name_maps::hf_siglip() : name_maps::hf_siglip_vision();
         case naming::hf_t5: return name_maps::hf_t5();
         case naming::hf_pali3: return name_maps::hf_pali3();
-        case naming::big_vision: return kind == "pali3" ? name_maps::big_vision_pali3() : name_maps::big_vision_vit();
+        case naming::big_vision:
+            return kind == "pali3"         ? name_maps::big_vision_pali3()
+                   : kind == "siglip"      ? name_maps::big_vision_siglip()
+                   : kind == "siglip_text" ? name_maps::big_vision_text()
+                                           : name_maps::big_vision_vit();
     }
     return {{"{}", "{}"}};
 }

@@ -107,10 +107,9 @@ inline std::vector<map_rule> hf_t5(const std::string& ours = "", const std::stri
     return out;
 }
 
-// big_vision ViT params (`img/` inside a PaLI/SigLIP checkpoint) -> our vision_tower. Per-block
-// `encoderblock_{i}` names first, then the scan layout (`encoderblock` stacked on axis 0).
-inline std::vector<map_rule> big_vision_vit(const std::string& ours = "", const std::string& theirs = "img/") {
-    const auto block = [](const std::string& b) {
+namespace detail {
+// One big_vision `Encoder1DBlock` (vit.py) at `b`, in our pre_norm_block names.
+inline std::vector<map_rule> big_vision_block(const std::string& b) {
         const std::string a = b + "/MultiHeadDotProductAttention_0/";
         return std::vector<map_rule>{
             {"norm1.weight", b + "/LayerNorm_0/scale"},
@@ -130,26 +129,37 @@ inline std::vector<map_rule> big_vision_vit(const std::string& ours = "", const 
             {"mlp.fc2.weight", b + "/MlpBlock_0/Dense_1/kernel", layout::transpose},
             {"mlp.fc2.bias", b + "/MlpBlock_0/Dense_1/bias"},
         };
-    };
-    std::vector<map_rule> r = {
-        {"embedding.weight", "embedding/kernel", layout::conv_hwio},
-        {"embedding.bias", "embedding/bias"},
-        {"pos_embedding.weight", "pos_embedding", layout::reshape},
-        {"encoder.norm.weight", "Transformer/encoder_norm/scale"},
-        {"encoder.norm.bias", "Transformer/encoder_norm/bias"},
-        {"head.probe", "MAPHead_0/probe"},
-        {"head.norm.weight", "MAPHead_0/LayerNorm_0/scale"},
-        {"head.norm.bias", "MAPHead_0/LayerNorm_0/bias"},
-    };
-    for (auto rule : block("Transformer/encoderblock_{}")) {
+}
+// A big_vision `Encoder` named `e` (its blocks per block, then scanned, and its final norm) in
+// our `encoder.` names.
+inline void big_vision_encoder(std::vector<map_rule>& r, const std::string& e) {
+    r.push_back({"encoder.norm.weight", e + "/encoder_norm/scale"});
+    r.push_back({"encoder.norm.bias", e + "/encoder_norm/bias"});
+    for (auto rule : big_vision_block(e + "/encoderblock_{}")) {
         rule.ours = "encoder.blocks.{}." + rule.ours;
         r.push_back(std::move(rule));
     }
-    for (auto rule : block("Transformer/encoderblock")) {
+    for (auto rule : big_vision_block(e + "/encoderblock")) {
         rule.ours = "encoder.blocks.{}." + rule.ours;
         rule.theirs += "[{}]";
         r.push_back(std::move(rule));
     }
+}
+}  // namespace detail
+
+// big_vision ViT params (`img/` inside a PaLI/SigLIP checkpoint) -> our vision_tower. Per-block
+// `encoderblock_{i}` names first, then the scan layout (`encoderblock` stacked on axis 0).
+inline std::vector<map_rule> big_vision_vit(const std::string& ours = "", const std::string& theirs = "img/") {
+    const auto block = [](const std::string& b) { return detail::big_vision_block(b); };
+    std::vector<map_rule> r = {
+        {"embedding.weight", "embedding/kernel", layout::conv_hwio},
+        {"embedding.bias", "embedding/bias"},
+        {"pos_embedding.weight", "pos_embedding", layout::reshape},
+        {"head.probe", "MAPHead_0/probe"},
+        {"head.norm.weight", "MAPHead_0/LayerNorm_0/scale"},
+        {"head.norm.bias", "MAPHead_0/LayerNorm_0/bias"},
+    };
+    detail::big_vision_encoder(r, "Transformer");
     for (auto rule : block("MAPHead_0")) {
         if (rule.ours.rfind("attn.", 0) != 0 && rule.ours.rfind("mlp.", 0) != 0) continue;
         rule.ours = "head." + rule.ours;
@@ -158,6 +168,32 @@ inline std::vector<map_rule> big_vision_vit(const std::string& ours = "", const 
     std::vector<map_rule> out;
     detail::prefixed(out, r, ours, theirs);
     return out;
+}
+
+// big_vision's text tower (proj/image_text/text_transformer.py, `txt/` in a two-tower SigLIP
+// checkpoint) -> our text_tower: Embed_0, pos_embedding (1, L, D), Encoder_0, head (Dense).
+inline std::vector<map_rule> big_vision_text(const std::string& ours = "", const std::string& theirs = "txt/") {
+    std::vector<map_rule> r = {
+        {"embedding.weight", "Embed_0/embedding"},
+        {"pos_embedding.weight", "pos_embedding", layout::reshape},
+        {"head.weight", "head/kernel", layout::transpose},
+        {"head.bias", "head/bias"},
+    };
+    detail::big_vision_encoder(r, "Encoder_0");
+    std::vector<map_rule> out;
+    detail::prefixed(out, r, ours, theirs);
+    return out;
+}
+
+// big_vision two-tower SigLIP (proj/image_text/two_towers.py): `img/`, `txt/`, the log
+// temperature `t` and the bias `b` (both shape (1,)) -> our siglip_model.
+inline std::vector<map_rule> big_vision_siglip() {
+    auto r = big_vision_vit("vision.", "img/");
+    const auto t = big_vision_text("text.", "txt/");
+    r.insert(r.end(), t.begin(), t.end());
+    r.push_back({"logit_scale", "t", layout::reshape});
+    r.push_back({"logit_bias", "b", layout::reshape});
+    return r;
 }
 
 // HF SiglipModel (both towers, logit_scale, logit_bias) -> our siglip_model.
@@ -215,7 +251,7 @@ inline naming detect_naming(const std::vector<std::string>& names) {
         return false;
     };
     if (has_prefix("vision_tower.vision_model.") || has_prefix("multi_modal_projector.")) return naming::hf_pali3;
-    if (has_prefix("img/")) return naming::big_vision;
+    if (has_prefix("img/") || has_prefix("txt/")) return naming::big_vision;
     if (has_prefix("vision_model.") || has_prefix("text_model.")) return naming::hf_siglip;
     if (has_prefix("encoder.block.") || has_prefix("decoder.block.")) return naming::hf_t5;
     if (has_prefix("img.") || has_prefix("encoder.blocks.") || has_prefix("embedding.") || has_prefix("shared."))
