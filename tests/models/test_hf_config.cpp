@@ -2,7 +2,9 @@
 // checked (a value pali3 cannot run is refused, naming the file and the key) or ignored (listed
 // with its reason in docs/models.md); keys in no table are reported, not used.
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -12,6 +14,7 @@
 
 #include "pali3/models/config_io.hpp"
 #include "pali3/models/dispatch.hpp"
+#include "pali3/pipeline/convert.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
 
@@ -203,6 +206,42 @@ TEST_CASE("config errors name the file they came from", "[models][config]") {
                       Catch::Contains("/x/my.json"));
     CHECK_THROWS_WITH(config_from_hf(json::parse(R"({"model_type": "llama"})", "t"), 0, "/x/my.json"),
                       Catch::Contains("(at /x/my.json)") && Catch::Contains("model_type llama"));
+}
+
+TEST_CASE("inspect: a tensor equal to one the model reads is a tied copy, not unexpected", "[models][config][weights]") {
+    namespace fs = std::filesystem;
+    any_config c;
+    c.kind = model_kind::t5;
+    c.gated_ffn = false;
+    c.text = t5_config{61, 16, 24, 2, 8, 2, 2};
+    c.text.tied_embeddings = true;  // T5 v1.0: no lm_head parameter
+    const weights::random_source rnd(21);
+    weights::memory_source ours;
+    models::t5_v10<float> model(c.text, weights::cursor(rnd));
+    layers::save(model, ours);
+    std::map<std::string, weights::tensor_data> file;
+    for (const auto& n : ours.names()) file.emplace(n, *ours.find(n));
+    const auto shared = *ours.find("shared.weight");
+    file.emplace("lm_head.weight", shared);                 // HF writes the tied head too
+    file.emplace("encoder.embed_tokens.weight", shared);    // and the embedding under its stack's name
+    const auto other = test::random_vector(61 * 16, 5);
+    weights::tensor_data extra = shared;
+    extra.data = other.data();
+    file.emplace("decoder.embed_tokens.weight", extra);     // same shape, other values: unexpected
+    const fs::path dir = fs::temp_directory_path() / "pali3_test_tied";
+    fs::create_directories(dir);
+    const std::string path = (dir / "t5.safetensors").string();
+    weights::write_file(path, weights::to_safetensors(file));
+    const auto ckpt = weights::checkpoint::open(path);
+    const auto r = pipeline::check_checkpoint(c, ckpt);
+    CHECK(r.ok());
+    CHECK(r.missing.empty());
+    REQUIRE(r.tied.size() == 2);
+    CHECK(r.tied[0] == "encoder.embed_tokens.weight = shared.weight");
+    CHECK(r.tied[1] == "lm_head.weight = shared.weight");
+    REQUIRE(r.unexpected.size() == 1);
+    CHECK(r.unexpected[0] == "decoder.embed_tokens.weight");
+    fs::remove_all(dir);
 }
 
 TEST_CASE("docs/models.md lists every HF config key pali3 accounts for", "[models][config][docs]") {
