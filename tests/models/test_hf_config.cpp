@@ -75,13 +75,9 @@ std::vector<float> logits_of(const any_config& c) {
     });
 }
 
+// sqrt of test::nmse: the relative L2 distance of a from b.
 double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        den += double(b[i]) * b[i];
-    }
-    return std::sqrt(num / den);
+    return std::sqrt(test::nmse(a, std::vector<double>(b.begin(), b.end())));
 }
 }  // namespace
 

@@ -396,6 +396,42 @@ void big_vision_block(memory_source& bv, const G& g, const std::string& o, const
     add(t + "MlpBlock_0/Dense_1/bias", vec(o + "mlp.fc2.bias"), {D});
 }
 
+// A vision tower of ours (names under `o`, read through g) in big_vision's names and layouts at
+// `t` ("img/"): conv (kh, kw, in, out), posemb (1, N, D), encoder norm, MAP head, and the blocks
+// once per block or stacked on axis 0 (scan).
+template <class G>
+void big_vision_vit_tensors(memory_source& bv, const G& g, const std::string& o, const std::string& t, const vit_config& c,
+                            bool scan) {
+    const std::size_t D = c.width, p = c.patch, N = c.tokens();
+    const auto& ew = g(o + "embedding.weight");  // (D, C, p, p) -> (p, p, C, D)
+    std::vector<float> hwio(ew.size());
+    const float* e = static_cast<const float*>(ew.data);
+    for (std::size_t d = 0; d < D; ++d)
+        for (std::size_t ci = 0; ci < 3; ++ci)
+            for (std::size_t y = 0; y < p; ++y)
+                for (std::size_t x = 0; x < p; ++x) hwio[((y * p + x) * 3 + ci) * D + d] = e[((d * 3 + ci) * p + y) * p + x];
+    bv.add<float>(t + "embedding/kernel", hwio, {p, p, 3, D});
+    put(bv, t + "embedding/bias", g(o + "embedding.bias"), {D});
+    put(bv, t + "pos_embedding", g(o + "pos_embedding.weight"), {1, N, D});
+    put(bv, t + "Transformer/encoder_norm/scale", g(o + "encoder.norm.weight"), {D});
+    put(bv, t + "Transformer/encoder_norm/bias", g(o + "encoder.norm.bias"), {D});
+    put(bv, t + "MAPHead_0/probe", g(o + "head.probe"), {1, 1, D});
+    put(bv, t + "MAPHead_0/LayerNorm_0/scale", g(o + "head.norm.weight"), {D});
+    put(bv, t + "MAPHead_0/LayerNorm_0/bias", g(o + "head.norm.bias"), {D});
+    std::map<std::string, std::pair<std::vector<float>, shape_t>> stacked;
+    for (std::size_t i = 0; i < c.depth; ++i)
+        big_vision_block(bv, g, o + "encoder.blocks." + std::to_string(i) + ".",
+                         scan ? t + "Transformer/encoderblock/" : t + "Transformer/encoderblock_" + std::to_string(i) + "/",
+                         {D, c.heads, c.mlp}, true, scan ? &stacked : nullptr);
+    for (auto& [name, vs] : stacked) {
+        shape_t s = vs.second;
+        s.insert(s.begin(), c.depth);
+        bv.add<float>(name, vs.first, s);
+    }
+    // the head's attention and MLP; its one norm is above
+    big_vision_block(bv, g, o + "head.", t + "MAPHead_0/", {D, c.heads, c.mlp}, false, nullptr);
+}
+
 std::vector<float> forward(const vision_tower<>& tower, const std::vector<float>& image) {
     const auto& c = tower.config();
     std::vector<float> out(c.tokens() * c.width), pooled(c.width);
@@ -417,7 +453,7 @@ TEST_CASE("name maps: HF SigLIP and big_vision (per-block and scan) load the sam
     const auto image = test::random_vector(3 * 12 * 12, 12, 0.5f);
     const auto expected = forward(ref, image);
     const auto g = [&](const std::string& n) { return *ours.find(n); };
-    const std::size_t D = c.width, H = c.heads;
+    const std::size_t D = c.width;
 
     // HF SigLIP names, PyTorch layouts (Linear (out, in), conv (out, in, kh, kw)), fused head in_proj.
     memory_source hf;
@@ -467,34 +503,7 @@ TEST_CASE("name maps: HF SigLIP and big_vision (per-block and scan) load the sam
     for (const bool scan : {false, true}) {
         INFO("scan " << scan);
         memory_source bv;
-        const auto& ew = g("embedding.weight");  // (D, C, p, p) -> (p, p, C, D)
-        std::vector<float> hwio(ew.size());
-        const float* e = static_cast<const float*>(ew.data);
-        for (std::size_t o = 0; o < D; ++o)
-            for (std::size_t ci = 0; ci < 3; ++ci)
-                for (std::size_t y = 0; y < 4; ++y)
-                    for (std::size_t x = 0; x < 4; ++x) hwio[((y * 4 + x) * 3 + ci) * D + o] = e[((o * 3 + ci) * 4 + y) * 4 + x];
-        bv.add<float>("img/embedding/kernel", hwio, {4, 4, 3, D});
-        put(bv, "img/embedding/bias", g("embedding.bias"), {D});
-        put(bv, "img/pos_embedding", g("pos_embedding.weight"), {1, 9, D});
-        put(bv, "img/Transformer/encoder_norm/scale", g("encoder.norm.weight"), {D});
-        put(bv, "img/Transformer/encoder_norm/bias", g("encoder.norm.bias"), {D});
-        put(bv, "img/MAPHead_0/probe", g("head.probe"), {1, 1, D});
-        put(bv, "img/MAPHead_0/LayerNorm_0/scale", g("head.norm.weight"), {D});
-        put(bv, "img/MAPHead_0/LayerNorm_0/bias", g("head.norm.bias"), {D});
-        std::map<std::string, std::pair<std::vector<float>, shape_t>> stacked;
-        const auto block = [&](const std::string& o, const std::string& t, bool stack, bool norms) {
-            big_vision_block(bv, g, o, t, {D, H, c.mlp}, norms, stack ? &stacked : nullptr);
-        };
-        for (std::size_t i = 0; i < c.depth; ++i)
-            block("encoder.blocks." + std::to_string(i) + ".",
-                  scan ? "img/Transformer/encoderblock/" : "img/Transformer/encoderblock_" + std::to_string(i) + "/", scan, true);
-        for (auto& [name, vs] : stacked) {
-            shape_t s = vs.second;
-            s.insert(s.begin(), c.depth);
-            bv.add<float>(name, vs.first, s);
-        }
-        block("head.", "img/MAPHead_0/", false, false);  // the head's attention and MLP; its one norm is above
+        big_vision_vit_tensors(bv, g, "", "img/", c, scan);
         const std::string path = (temp_dir("bv") / "bv.npz").string();
         write_npz(path, bv);
         const auto npz = npz_source::open(path);
@@ -523,26 +532,7 @@ TEST_CASE("name maps: a big_vision two-tower SigLIP (img/, txt/, t, b) loads as 
     const auto g = [&](const std::string& n) { return *ours.find(n); };
     const std::size_t D = 24;
     memory_source bv;
-    // The image tower: conv (kh, kw, in, out), posemb (1, N, D), blocks, norm, MAP head.
-    const auto& ew = g("vision.embedding.weight");
-    std::vector<float> hwio(ew.size());
-    const float* e = static_cast<const float*>(ew.data);
-    for (std::size_t o = 0; o < D; ++o)
-        for (std::size_t ci = 0; ci < 3; ++ci)
-            for (std::size_t y = 0; y < 4; ++y)
-                for (std::size_t x = 0; x < 4; ++x) hwio[((y * 4 + x) * 3 + ci) * D + o] = e[((o * 3 + ci) * 4 + y) * 4 + x];
-    bv.add<float>("img/embedding/kernel", hwio, {4, 4, 3, D});
-    put(bv, "img/embedding/bias", g("vision.embedding.bias"), {D});
-    put(bv, "img/pos_embedding", g("vision.pos_embedding.weight"), {1, 9, D});
-    put(bv, "img/Transformer/encoder_norm/scale", g("vision.encoder.norm.weight"), {D});
-    put(bv, "img/Transformer/encoder_norm/bias", g("vision.encoder.norm.bias"), {D});
-    put(bv, "img/MAPHead_0/probe", g("vision.head.probe"), {1, 1, D});
-    put(bv, "img/MAPHead_0/LayerNorm_0/scale", g("vision.head.norm.weight"), {D});
-    put(bv, "img/MAPHead_0/LayerNorm_0/bias", g("vision.head.norm.bias"), {D});
-    for (std::size_t i = 0; i < 2; ++i)
-        big_vision_block(bv, g, "vision.encoder.blocks." + std::to_string(i) + ".",
-                         "img/Transformer/encoderblock_" + std::to_string(i) + "/", {D, 4, 40}, true, nullptr);
-    big_vision_block(bv, g, "vision.head.", "img/MAPHead_0/", {D, 4, 40}, false, nullptr);
+    big_vision_vit_tensors(bv, g, "vision.", "img/", sc.vision, false);  // per-block names here
     // The text tower (text_transformer.py): Embed_0, pos_embedding (1, L, D), Encoder_0 (scanned
     // here), encoder_norm, head Dense (in, out); and the log temperature t, the bias b.
     put(bv, "txt/Embed_0/embedding", g("text.embedding.weight"), {50, D});
