@@ -62,6 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         app.parse(static_cast<int>(argv.size()), argv.data());
     } catch (const CLI::Error&) {
         return 0;
+    } catch (const pali3::error&) {  // a flag refused by our own parser (--mean / --std / --resize), as pali3's main reports it
+        return 0;
     }
     weights::allow_nonfinite_weights = false;
     const bool in_range = o.threads >= 1 && o.threads <= cli::max_threads && o.beam >= 1 && o.beam <= cli::max_beam &&
