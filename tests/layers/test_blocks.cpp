@@ -33,7 +33,7 @@ TEST_CASE("a block equals its parts run by hand", "[layers][block]") {
     auto manual = x;
     const std::vector<std::size_t> lens{11, 6};
     core::workspace ws(decltype(block)::workspace_floats(c, batch, t));
-    block.forward(x.data(), batch, t, ws, core::sequential{}, {.key_lens = lens});
+    block.forward(x.data(), batch, t, ws, core::sequential{}, {.keys = lens});
 
     std::vector<float> h(rows * w);
     n1.forward(manual.data(), w, rows, h.data(), w);

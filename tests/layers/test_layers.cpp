@@ -1,8 +1,11 @@
 // Layers against plain double-precision compositions of the reference kernels, on random
 // weights from the seeded source, odd sizes and batch > 1.
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
+#include <random>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -189,7 +192,8 @@ struct attention_case {
 template <class Layer>
 std::vector<double> reference_attention(Layer& layer, const std::vector<float>& x, const std::vector<float>& mem,
                                         const attention_case& c, const std::vector<std::size_t>& key_lens,
-                                        const relative_position_bias* pb, double scale) {
+                                        const relative_position_bias* pb, double scale,
+                                        const std::vector<std::uint8_t>* keep = nullptr) {
     const auto& cfg = layer.config();
     const std::size_t inner = cfg.inner(), dh = cfg.dim_per_head();
     const auto wq = weight_of(layer, "q.weight"), wk = weight_of(layer, "k.weight"), wv = weight_of(layer, "v.weight"),
@@ -209,7 +213,7 @@ std::vector<double> reference_attention(Layer& layer, const std::vector<float>& 
                 std::vector<double> s(c.tm, -std::numeric_limits<double>::infinity());
                 double m = -std::numeric_limits<double>::infinity();
                 for (std::size_t j = 0; j < c.tm; ++j) {
-                    if (j >= key_lens[b] || (c.causal && j > i)) continue;
+                    if (j >= key_lens[b] || (c.causal && j > i) || (keep && !(*keep)[b * c.tm + j])) continue;
                     double d = 0;
                     for (std::size_t e = 0; e < dh; ++e)
                         d += q[(b * c.t + i) * inner + h * dh + e] * k[(b * c.tm + j) * inner + h * dh + e];
@@ -319,6 +323,120 @@ std::vector<double> reference_head(std::size_t tq, std::size_t tk, std::size_t d
     return out;
 }
 }  // namespace
+
+TEST_CASE("attention honours any 0/1 key mask: kernel against the double reference", "[layers][attention][mask]") {
+    struct shape {
+        std::size_t tq, tk, dh;
+        bool causal;
+        std::size_t key_len, q_offset;
+        const char* pattern;  // how keep is made
+    };
+    for (const shape& sh : {shape{7, 13, 5, false, 13, 0, "holes"}, shape{67, 301, 19, false, 301, 0, "left"},
+                            shape{40, 300, 24, false, 280, 0, "first-block-hidden"}, shape{33, 33, 9, true, 33, 0, "holes"},
+                            shape{4, 77, 16, true, 77, 73, "random"}, shape{1, 258, 8, false, 258, 0, "random"}}) {
+        const auto q = test::random_vector(sh.tq * sh.dh, 41), k = test::random_vector(sh.tk * sh.dh, 42),
+                   v = test::random_vector(sh.tk * sh.dh, 43);
+        const auto by_distance = test::random_vector(sh.tq + sh.q_offset + sh.tk + 1, 44, 0.5f);
+        std::vector<std::uint8_t> keep(sh.tk, 1);
+        const std::string pattern = sh.pattern;
+        std::mt19937 rng(7);
+        for (std::size_t j = 0; j < sh.tk; ++j) {
+            if (pattern == "holes") keep[j] = j % 3 != 1;
+            if (pattern == "left") keep[j] = j >= 45;
+            if (pattern == "first-block-hidden") keep[j] = j >= 260 || j % 11 == 0 ? 1 : 0;
+            if (pattern == "random") keep[j] = rng() % 2;
+        }
+        keep[sh.tk - 1] = 1;
+        kernels::attention_mask mask;
+        mask.causal = sh.causal;
+        mask.q_offset = sh.q_offset;
+        mask.key_len = sh.key_len;
+        mask.keep = keep.data();
+        const kernels::distance_bias bias{by_distance.data(), static_cast<std::ptrdiff_t>(sh.tq + sh.q_offset)};
+        const auto expect = reference_head(sh.tq, sh.tk, sh.dh, q, sh.dh, k, v, sh.dh, 0.4, mask, by_distance, bias.zero);
+        for (const kernels::attention_tiling tiling : {kernels::attention_tiling{}, kernels::attention_tiling{5, 7}}) {
+            std::vector<float> out(sh.tq * sh.dh, 9.f);
+            kernels::attention(sh.tq, sh.tk, sh.dh, q.data(), sh.dh, k.data(), sh.dh, v.data(), sh.dh, out.data(), sh.dh, 0.4f,
+                               mask, bias, tiling);
+            const double e = test::nmse(out, expect);
+            INFO(pattern << " tq " << sh.tq << " tk " << sh.tk << " causal " << sh.causal << " block_k " << tiling.block_k
+                         << " nmse " << e);
+            CHECK(e < 1e-10);
+            // A query whose visible keys are all hidden attends to nothing.
+            for (std::size_t i = 0; i < sh.tq; ++i) {
+                bool any = false;
+                for (std::size_t j = 0; j < sh.tk; ++j) any = any || mask.visible(i, j);
+                if (!any)
+                    for (std::size_t d = 0; d < sh.dh; ++d) REQUIRE(out[i * sh.dh + d] == 0.f);
+            }
+        }
+    }
+}
+
+TEST_CASE("attention layer with a key mask: left padding equals the sequence alone, cached = direct, bad masks refused",
+          "[layers][attention][mask]") {
+    // T5-style self-attention (relative bias depends only on key - query, so shifting a sequence
+    // right behind hidden keys changes nothing for its real rows).
+    const std::size_t width = 24, heads = 3, t = 11, pad = 4;
+    attention<attn::unscaled> layer({width, heads, 8, false}, weights::cursor(seeded, "mask_attn"));
+    relative_position_bias pb({heads, 32, 128, true}, weights::cursor(seeded, "mask_rel"));
+    const auto alone = test::random_vector(t * width, 51);
+    const auto other = test::random_vector((t + pad) * width, 52);
+    // Batch of 2 sequences of t + pad rows: row 0 left padded (pad hidden rows of noise first), row 1
+    // full length with holes.
+    std::vector<float> x(2 * (t + pad) * width);
+    const auto noise = test::random_vector(pad * width, 53, 3.f);
+    std::copy(noise.begin(), noise.end(), x.begin());
+    std::copy(alone.begin(), alone.end(), x.begin() + static_cast<std::ptrdiff_t>(pad * width));
+    std::copy(other.begin(), other.end(), x.begin() + static_cast<std::ptrdiff_t>((t + pad) * width));
+    std::vector<std::uint8_t> keep(2 * (t + pad), 1);
+    for (std::size_t j = 0; j < pad; ++j) keep[j] = 0;
+    keep[(t + pad) + 2] = keep[(t + pad) + 7] = 0;
+    core::workspace ws(attention<attn::unscaled>::workspace_floats(layer.config(), 2 * (t + pad), 2 * (t + pad)));
+    std::vector<float> y_alone(t * width), y(x.size());
+    layer.forward(alone.data(), 1, t, y_alone.data(), ws, core::sequential{}, {}, {}, &pb);
+    layer.forward(x.data(), 2, t + pad, y.data(), ws, core::sequential{}, {}, key_mask({}, keep), &pb);
+    const std::vector<float> real(y.begin() + static_cast<std::ptrdiff_t>(pad * width),
+                                  y.begin() + static_cast<std::ptrdiff_t>((t + pad) * width));
+    const double e = test::nmse(real, std::vector<double>(y_alone.begin(), y_alone.end()));
+    INFO("left padded vs alone: nmse " << e);
+    CHECK(e < 1e-12);
+
+    // Both rows (left padding, holes) against the double reference.
+    const attention_case c{2, t + pad, t + pad, width, heads, false, false, true};
+    const auto expect = reference_attention(layer, x, x, c, std::vector<std::size_t>(2, t + pad), &pb, 1.0, &keep);
+    CHECK(test::nmse(y, expect) < 1e-10);
+
+    // An all-ones mask is no mask, bit for bit; cached cross-attention equals direct.
+    const std::vector<std::uint8_t> ones(2 * (t + pad), 1);
+    std::vector<float> y_none(x.size()), y_ones(x.size());
+    layer.forward(x.data(), 2, t + pad, y_none.data(), ws, core::sequential{}, {}, {}, &pb);
+    layer.forward(x.data(), 2, t + pad, y_ones.data(), ws, core::sequential{}, {}, key_mask({}, ones), &pb);
+    CHECK(y_none == y_ones);
+    const std::size_t tq = 3;
+    const auto xq = test::random_vector(2 * tq * width, 54);
+    kv_cache cache(2, t + pad, layer.config().inner());
+    layer.precompute_cross(x.data(), 2, t + pad, cache);
+    std::vector<float> direct(2 * tq * width), cached(2 * tq * width);
+    layer.forward_cross(xq.data(), 2, tq, x.data(), t + pad, direct.data(), ws, core::sequential{}, {}, key_mask({}, keep));
+    layer.forward_cached_cross(xq.data(), 2, tq, cache, cached.data(), ws, core::sequential{}, key_mask({}, keep));
+    CHECK(test::nmse(cached, std::vector<double>(direct.begin(), direct.end())) < 1e-12);
+
+    // Bad masks: wrong size, a value that is not 0/1, a row that hides every key.
+    using Catch::Matchers::Contains;
+    std::vector<std::uint8_t> short_keep(keep.begin(), keep.end() - 1), two(keep), hidden(keep);
+    two[5] = 2;
+    std::fill(hidden.begin(), hidden.begin() + static_cast<std::ptrdiff_t>(t + pad), 0);
+    CHECK_THROWS_WITH(layer.forward(x.data(), 2, t + pad, y.data(), ws, core::sequential{}, {}, key_mask({}, short_keep)),
+                      Contains("key mask size") && Contains("2 x 15") && Contains("29"));
+    CHECK_THROWS_WITH(layer.forward(x.data(), 2, t + pad, y.data(), ws, core::sequential{}, {}, key_mask({}, two)),
+                      Contains("0 or 1") && Contains("value 2 at position 5"));
+    CHECK_THROWS_WITH(layer.forward(x.data(), 2, t + pad, y.data(), ws, core::sequential{}, {}, key_mask({}, hidden)),
+                      Contains("hides every key") && Contains("row 0"));
+    const std::vector<std::size_t> lens{3, 15};  // keeps only hidden rows of row 0
+    CHECK_THROWS_WITH(layer.forward(x.data(), 2, t + pad, y.data(), ws, core::sequential{}, {}, key_mask(lens, keep)),
+                      Contains("hides every key") && Contains("row 0"));
+}
 
 TEST_CASE("attention with bf16 products matches the double reference to bf16 rounding", "[layers][attention][amx]") {
     const kernels::amx::backend engine = PALI3_BF16_ENGINES;

@@ -53,7 +53,7 @@ public:
         core::workspace::scope scope(ws);
         float* h = ws.alloc(rows * w).data();  // (rows, width): LN(x) before either branch adds
         norm_.forward(x, w, rows, h, w);
-        attn_.forward(h, batch, t, x, ws, exec, in.mask, in.key_lens, in.pos_bias, true, tr.child("attn"));
+        attn_.forward(h, batch, t, x, ws, exec, in.mask, in.keys, in.pos_bias, true, tr.child("attn"));
         mlp_.forward(h, rows, x, ws, exec, true, tr.child("mlp"));
         tr("out", x, {rows, w});
     }

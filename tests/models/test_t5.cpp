@@ -1,8 +1,11 @@
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "pali3/models/t5.hpp"
+#include "pali3/train/parameters.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
 
@@ -93,4 +96,90 @@ TEST_CASE("T5 v1.0 (ReLU, tied embeddings) decoding", "[models][t5]") {
     CHECK(layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(true))) ==
           layers::parameter_count(*std::make_unique<t5_v10<>>(tiny(false))) - 97u * 32);
     CHECK_THROWS_AS(t5_v11<>(t5_config{97, 30, 56, 4, 0, 2, 2}), config_error);
+}
+
+TEST_CASE("T5 with HF's 0/1 encoder mask: left padding, right padding, beam reorder and training each equal the sequence alone",
+          "[models][t5][mask]") {
+    const auto c = tiny(false);
+    const weights::random_source src(8);
+    t5_v11<float> model(c, weights::cursor(src));
+    const std::size_t batch = 3, t = 10, steps = 4, w = c.d_model;
+    // Row 0: 3 hidden ids first (left padding), row 1: 5 hidden ids last (right padding said by
+    // the mask, not by a length), row 2: all real.
+    const std::vector<std::int32_t> ids{50, 51, 52, 3, 14, 15, 92, 65, 35, 89,  //
+                                        38, 46, 26, 43, 7, 60, 61, 62, 63, 64,  //
+                                        11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+    const std::vector<std::uint8_t> keep{0, 0, 0, 1, 1, 1, 1, 1, 1, 1,  //
+                                         1, 1, 1, 1, 1, 0, 0, 0, 0, 0,  //
+                                         1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const std::size_t first[3] = {3, 0, 0}, count[3] = {7, 5, 10};
+    const std::vector<std::int32_t> dec{0, 5, 17, 2, /**/ 0, 8, 8, 61, /**/ 0, 1, 2, 3};
+    const std::vector<std::int32_t> tgt{5, 17, 2, 1, /**/ 8, 8, 61, 1, /**/ 1, 2, 3, -100};
+    const layers::key_mask mask({}, keep);
+    core::workspace ws(model.workspace_floats(batch, t, steps));
+    std::vector<float> memory(batch * t * w), logits(batch * steps * c.vocab);
+    model.embed(ids.data(), ids.size(), memory.data());
+    model.encode(memory.data(), batch, t, mask, ws);
+    auto state = model.start(memory.data(), batch, t, mask, steps);
+    model.step(dec.data(), steps, state, logits.data(), ws);
+
+    train::parameters batch_grads(model);
+    typename t5_v11<float>::loss_options lo;
+    lo.normaliser = 1;  // summed losses and gradients: the batch's equal the sum of the rows'
+    const auto batch_loss = model.loss_and_grad(ids.data(), batch, t, mask, dec.data(), steps, tgt.data(), &batch_grads,
+                                                core::sequential{}, lo);
+    train::parameters alone_grads(model);
+    double alone_loss = 0;
+    for (std::size_t b = 0; b < batch; ++b) {
+        INFO("row " << b);
+        const std::vector<std::int32_t> own(ids.begin() + static_cast<std::ptrdiff_t>(b * t + first[b]),
+                                            ids.begin() + static_cast<std::ptrdiff_t>(b * t + first[b] + count[b]));
+        std::vector<float> mem1(count[b] * w), logits1(steps * c.vocab);
+        model.embed(own.data(), own.size(), mem1.data());
+        model.encode(mem1.data(), 1, count[b], {}, ws);
+        const std::vector<float> real(memory.begin() + static_cast<std::ptrdiff_t>((b * t + first[b]) * w),
+                                      memory.begin() + static_cast<std::ptrdiff_t>((b * t + first[b] + count[b]) * w));
+        CHECK(test::nmse(real, std::vector<double>(mem1.begin(), mem1.end())) < 1e-12);
+        auto s1 = model.start(mem1.data(), 1, count[b], {}, steps);
+        model.step(dec.data() + b * steps, steps, s1, logits1.data(), ws);
+        const std::vector<float> row(logits.begin() + static_cast<std::ptrdiff_t>(b * steps * c.vocab),
+                                     logits.begin() + static_cast<std::ptrdiff_t>((b + 1) * steps * c.vocab));
+        CHECK(test::nmse(row, std::vector<double>(logits1.begin(), logits1.end())) < 1e-12);
+        alone_loss += model.loss_and_grad(own.data(), 1, count[b], {}, dec.data() + b * steps, steps, tgt.data() + b * steps,
+                                          &alone_grads, core::sequential{}, lo).first;
+    }
+    CHECK(batch_loss.first == Approx(alone_loss).epsilon(1e-6));
+    for (const auto& p : batch_grads.list()) {
+        INFO(p.name);
+        const auto& q = alone_grads.at(p.name);
+        CHECK(test::nmse(p.grad, std::vector<double>(q.grad.begin(), q.grad.end())) < 1e-10);
+    }
+
+    // Beam search reorders rows: the mask follows its row.
+    auto s2 = model.start(memory.data(), batch, t, mask, steps);
+    const std::vector<std::size_t> order{2, 0, 0};
+    auto reordered = s2.gather(order);
+    REQUIRE(reordered.memory_keep.size() == 3 * t);
+    CHECK(std::equal(reordered.memory_keep.begin(), reordered.memory_keep.begin() + t, keep.begin() + 2 * t));
+    CHECK(std::equal(reordered.memory_keep.begin() + t, reordered.memory_keep.begin() + 2 * t, keep.begin()));
+    std::vector<float> step_logits(3 * c.vocab);
+    const std::int32_t start[3] = {0, 0, 0};
+    model.step(start, 1, reordered, step_logits.data(), ws);
+    for (std::size_t v = 0; v < c.vocab; ++v) {
+        REQUIRE(step_logits[v] == Approx(logits[(2 * steps) * c.vocab + v]).epsilon(1e-5).margin(1e-6));
+        REQUIRE(step_logits[2 * c.vocab + v] == Approx(logits[v]).epsilon(1e-5).margin(1e-6));
+    }
+
+    // A mask of the wrong shape, or hiding a whole row, is refused by encode, start and training.
+    const std::vector<std::uint8_t> short_keep(keep.begin(), keep.end() - 1);
+    std::vector<std::uint8_t> empty_row(keep);
+    std::fill(empty_row.begin() + 10, empty_row.begin() + 20, 0);
+    using Catch::Matchers::Contains;
+    CHECK_THROWS_WITH(model.encode(memory.data(), batch, t, layers::key_mask({}, short_keep), ws),
+                      Contains("key mask size") && Contains("t5_model::encode"));
+    CHECK_THROWS_WITH(model.start(memory.data(), batch, t, layers::key_mask({}, empty_row), steps),
+                      Contains("hides every key") && Contains("row 1"));
+    CHECK_THROWS_WITH(model.loss_and_grad(ids.data(), batch, t, layers::key_mask({}, empty_row), dec.data(), steps, tgt.data(),
+                                          &batch_grads),
+                      Contains("hides every key"));
 }

@@ -161,7 +161,7 @@ TEST_CASE("MLP gradients with the activation chosen by the config", "[train][gra
 }
 
 TEST_CASE("attention gradients: self (causal, padding, T5 bias) and cross", "[train][gradients]") {
-    SECTION("T5-style self-attention: unscaled, no biases, causal, key lengths, relative position bias") {
+    SECTION("T5-style self-attention: unscaled, no biases, causal, key lengths, a 0/1 key mask, relative position bias") {
         const std::size_t batch = 2, t = 9, width = 20, heads = 3, dh = 5;
         attention<attn::unscaled> at({width, heads, dh, false}, weights::cursor(seeded, "sa"));
         relative_position_bias rb({heads, 8, 12, false}, weights::cursor(seeded, "rb"));
@@ -170,15 +170,18 @@ TEST_CASE("attention gradients: self (causal, padding, T5 bias) and cross", "[tr
         sink.adopt(rb, "bias");
         const auto x = test::random_vector(batch * t * width, 9), r = test::random_vector(batch * t * width, 10);
         const std::vector<std::size_t> lens{9, 6};
+        // Holes in row 0, left padding in row 1 (its first two queries see no key: zeros).
+        const std::vector<std::uint8_t> keep{1, 1, 0, 1, 1, 0, 0, 1, 1, /**/ 0, 0, 1, 1, 0, 1, 1, 1, 1};
         attention_inputs in;
         in.mask.causal = true;
-        in.key_lens = lens;
+        in.keys = key_mask(lens, keep);
         in.pos_bias = &rb;
         std::vector<float> y(x.size()), dx(x.size());
         attention<attn::unscaled>::saved s;
         at.forward_train(x.data(), batch, t, x.data(), t, y.data(), s, {}, in);
         at.backward(x.data(), batch, t, x.data(), t, s, r.data(), dx.data(), dx.data(), sink, {}, in);
         test::d_attention_args a{batch, t, t, width, heads, dh, false, 1.0, true, {9, 6}};
+        a.keep = keep;
         a.num_buckets = 8;
         a.max_distance = 12;
         a.bidirectional = false;
@@ -206,20 +209,22 @@ TEST_CASE("attention gradients: self (causal, padding, T5 bias) and cross", "[tr
         CHECK(et < bound);
         CHECK(ex < bound);
     }
-    SECTION("ViT-style cross-attention: scaled, biases, padded memory") {
+    SECTION("ViT-style cross-attention: scaled, biases, padded memory with holes") {
         const std::size_t batch = 2, tq = 3, tm = 11, width = 18, heads = 2;
         attention<> at({width, heads, 0, true}, weights::cursor(seeded, "ca"));
         train::parameters ps(at);
         const auto x = test::random_vector(batch * tq * width, 11), mem = test::random_vector(batch * tm * width, 12);
         const auto r = test::random_vector(batch * tq * width, 13);
         const std::vector<std::size_t> lens{7, 11};
+        const std::vector<std::uint8_t> keep{0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0};
         attention_inputs in;
-        in.key_lens = lens;
+        in.keys = key_mask(lens, keep);
         std::vector<float> y(x.size()), dx(x.size()), dmem(mem.size());
         attention<>::saved s;
         at.forward_train(x.data(), batch, tq, mem.data(), tm, y.data(), s, {}, in);
         at.backward(x.data(), batch, tq, mem.data(), tm, s, r.data(), dx.data(), dmem.data(), ps, {}, in);
         test::d_attention_args a{batch, tq, tm, width, heads, width / heads, true, 1.0 / std::sqrt(9.0), false, {7, 11}};
+        a.keep = keep;
         const auto loss = [&](const dmap& m) {
             return test::d_dot(test::d_attention(m, "", m.at("input"), m.at("memory"), a), r);
         };

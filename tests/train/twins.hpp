@@ -104,6 +104,7 @@ struct d_attention_args {
     const dvec* rel_table = nullptr;           // (num_buckets, heads)
     std::size_t num_buckets = 32, max_distance = 128;
     bool bidirectional = true;
+    std::vector<std::uint8_t> keep{};          // (batch, tm) 0/1 per key; empty: all
 };
 
 inline dvec d_attention(const dmap& m, const std::string& name, const dvec& x, const dvec& mem, const d_attention_args& a) {
@@ -118,7 +119,8 @@ inline dvec d_attention(const dmap& m, const std::string& name, const dvec& x, c
                 std::vector<double> s(a.tm);
                 double mx = -std::numeric_limits<double>::infinity();
                 for (std::size_t j = 0; j < a.tm; ++j) {
-                    const bool visible = (a.key_lens.empty() || j < a.key_lens[b]) && (!a.causal || j <= i);
+                    const bool visible = (a.key_lens.empty() || j < a.key_lens[b]) && (!a.causal || j <= i) &&
+                                         (a.keep.empty() || a.keep[b * a.tm + j] == 1);
                     if (!visible) {
                         s[j] = -std::numeric_limits<double>::infinity();
                         continue;

@@ -1,8 +1,8 @@
 // Scaled dot-product attention for one head, tiled with an online softmax: memory is
 // O(block_q x block_k + block_q x head_dim) whatever the sequence lengths (5776 image tokens at
-// 1064 px never materialise a 5776 x 5776 score matrix). Masks (padding, causal, prefix-LM) and
-// an additive bias indexed by relative distance (T5) are applied per tile; key blocks that a
-// mask hides entirely are skipped.
+// 1064 px never materialise a 5776 x 5776 score matrix). Masks (padding, causal, prefix-LM, any
+// 0/1 pattern of kept keys) and an additive bias indexed by relative distance (T5) are applied
+// per tile; key blocks beyond the padding or the causal horizon are skipped.
 //
 //   out (tq, dh) = softmax(scale * q k^T + bias + mask) v
 // q (tq, dh), k and v (tk, dh), each with its own row stride (heads interleaved in a row).
@@ -29,9 +29,13 @@ struct attention_mask {
     std::size_t q_offset = 0;
     std::size_t key_len = std::numeric_limits<std::size_t>::max();  // keys >= key_len are padding
     std::size_t prefix = 0;  // with causal: keys < prefix are visible to every query (prefix-LM)
+    // Any pattern of hidden keys (HF's 0/1 attention_mask): key j is hidden when keep[j] == 0.
+    // Null: every key below key_len is kept. Holds at least min(tk, key_len) entries.
+    const std::uint8_t* keep = nullptr;
 
     bool visible(std::size_t qi, std::size_t kj) const {
         if (kj >= key_len) return false;
+        if (keep && !keep[kj]) return false;
         return !causal || kj < prefix || kj <= q_offset + qi;
     }
 };
@@ -193,7 +197,7 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
                                                 static_cast<std::ptrdiff_t>(mask.q_offset + qi);
                     for (std::size_t j = 0; j < bk; ++j) sr[j] += bias.by_distance[base + static_cast<std::ptrdiff_t>(j)];
                 }
-                if (mask.causal)
+                if (mask.causal || mask.keep)
                     for (std::size_t j = 0; j < bk; ++j)
                         if (!mask.visible(qi, k0 + j)) sr[j] = ninf;
                 // Online softmax: rescale what was accumulated when the running max grows.

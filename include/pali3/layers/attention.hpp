@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,12 +23,66 @@
 
 namespace pali3::layers {
 
+// Which keys of each sequence of a batch are real; either part, both, or neither (all keys seen):
+//   lens - one valid length per sequence (right padding): keys >= lens[b] are hidden;
+//   keep - (batch, keys) row-major, 1 = seen, 0 = hidden, any pattern (HF's attention_mask):
+//          left padding, holes, packed segments. Every row keeps at least one key.
+// A query is never hidden: a padded position still attends to its sequence's kept keys, as in HF.
+// Views only: the caller owns the storage for the call (t5_decoder_state keeps copies).
+struct key_mask {
+    std::span<const std::size_t> lens{};
+    std::span<const std::uint8_t> keep{};
+
+    key_mask() = default;
+    // Valid lengths alone (a vector or span of them converts, as the length-only API took).
+    template <class R>
+        requires std::convertible_to<const R&, std::span<const std::size_t>>
+    key_mask(const R& valid_lengths) : lens(valid_lengths) {}  // NOLINT(google-explicit-constructor)
+    key_mask(std::span<const std::size_t> valid_lengths, std::span<const std::uint8_t> kept)
+        : lens(valid_lengths), keep(kept) {}
+
+    bool empty() const { return lens.empty() && keep.empty(); }
+
+    // The shapes against a batch with `keys` keys per sequence, and the values of keep (0 or 1,
+    // at least one 1 per row within its length); shape_error / value_error naming `where`.
+    void check(std::size_t batch, std::size_t keys, std::string_view where) const {
+        if (!lens.empty() && lens.size() != batch)
+            throw shape_error(core::describe("one key length per sequence", where, batch, lens.size()));
+        if (keep.empty()) return;
+        if (keep.size() != batch * keys)
+            throw shape_error(core::describe("key mask size", where,
+                                             "batch x keys = " + std::to_string(batch) + " x " + std::to_string(keys),
+                                             keep.size()));
+        for (std::size_t b = 0; b < batch; ++b) {
+            const std::size_t end = lens.empty() ? keys : std::min(keys, lens[b]);
+            bool any = false;
+            for (std::size_t j = 0; j < keys; ++j) {
+                const std::uint8_t v = keep[b * keys + j];
+                if (v > 1)
+                    throw value_error(core::describe("key mask value", std::string(where) + " row " + std::to_string(b),
+                                                     "0 or 1", "value " + std::to_string(v) + " at position " + std::to_string(j)));
+                any = any || (v == 1 && j < end);
+            }
+            if (!any)
+                throw value_error(core::describe("key mask row hides every key", std::string(where) + " row " + std::to_string(b),
+                                                 "at least one 1", "none"));
+        }
+    }
+
+    // Sequence b's part, folded into the kernel's mask (whose structure, causal or prefix, stays).
+    kernels::attention_mask apply(kernels::attention_mask m, std::size_t b, std::size_t keys) const {
+        if (!lens.empty()) m.key_len = std::min(m.key_len, lens[b]);
+        if (!keep.empty()) m.keep = keep.data() + b * keys;
+        return m;
+    }
+};
+
 // What a block's attention sees besides its input rows (all optional): structure of the mask
-// (causal, prefix), the valid key length of each sequence (padding), and the T5 relative
+// (causal, prefix), which keys of each sequence are real (padding), and the T5 relative
 // position bias table that the stack owns and every block shares.
 struct attention_inputs {
     kernels::attention_mask mask{};
-    std::span<const std::size_t> key_lens{};
+    key_mask keys{};
     const relative_position_bias* pos_bias = nullptr;
 };
 
@@ -165,21 +221,21 @@ public:
     }
 
     // Self-attention over `batch` sequences of t tokens: y (batch*t, width) = o(attn(x)) [+ y].
-    // key_lens (optional, one per sequence) marks padding; `mask` adds causal/prefix structure.
+    // `keys` (optional) marks padding or any hidden keys; `mask` adds causal/prefix structure.
     template <core::executor E = core::sequential>
     void forward(const float* x, std::size_t batch, std::size_t t, float* y, core::workspace& ws, E&& exec = E{},
-                 const kernels::attention_mask& mask = {}, std::span<const std::size_t> key_lens = {},
+                 const kernels::attention_mask& mask = {}, const key_mask& keys = {},
                  const relative_position_bias* pos_bias = nullptr, bool accumulate = false, const trace& tr = {}) const {
-        forward_cross(x, batch, t, x, t, y, ws, exec, mask, key_lens, pos_bias, accumulate, tr);
+        forward_cross(x, batch, t, x, t, y, ws, exec, mask, keys, pos_bias, accumulate, tr);
     }
 
     // Cross-attention: queries from x (batch*tq rows), keys/values from memory (batch*tm rows).
     template <core::executor E = core::sequential>
     void forward_cross(const float* x, std::size_t batch, std::size_t tq, const float* memory, std::size_t tm, float* y,
                        core::workspace& ws, E&& exec = E{}, const kernels::attention_mask& mask = {},
-                       std::span<const std::size_t> key_lens = {}, const relative_position_bias* pos_bias = nullptr,
+                       const key_mask& keys = {}, const relative_position_bias* pos_bias = nullptr,
                        bool accumulate = false, const trace& tr = {}) const {
-        check_key_lens(key_lens, batch);
+        keys.check(batch, tm, "attention keys");
         const std::size_t inner = cfg_.inner();
         core::workspace::scope scope(ws);
         float* k = ws.alloc(batch * tm * inner).data();  // (batch*tm, inner)
@@ -187,7 +243,7 @@ public:
         k_.forward(memory, cfg_.width, batch * tm, k, inner, exec);
         v_.forward(memory, cfg_.width, batch * tm, v, inner, exec);
         attend_and_project(x, batch, tq, [&](std::size_t b) { return k + b * tm * inner; },
-                           [&](std::size_t b) { return v + b * tm * inner; }, inner, tm, y, ws, exec, mask, key_lens,
+                           [&](std::size_t b) { return v + b * tm * inner; }, inner, tm, y, ws, exec, mask, keys,
                            pos_bias, accumulate, tr);
     }
 
@@ -207,14 +263,14 @@ public:
     // Cross-attention against a precomputed cache (the decoder's per-step path).
     template <core::executor E = core::sequential>
     void forward_cached_cross(const float* x, std::size_t batch, std::size_t tq, const kv_cache& cache, float* y,
-                              core::workspace& ws, E&& exec = E{}, std::span<const std::size_t> key_lens = {},
+                              core::workspace& ws, E&& exec = E{}, const key_mask& keys = {},
                               bool accumulate = false, const trace& tr = {}) const {
         check_cache(cache, batch);
-        check_key_lens(key_lens, batch);
+        keys.check(batch, cache.length(), "cross-attention keys");
         const std::size_t inner = cfg_.inner();
         attend_and_project(x, batch, tq, [&](std::size_t b) { return cache.keys(b); },
                            [&](std::size_t b) { return cache.values(b); }, inner, cache.length(), y, ws, exec, {},
-                           key_lens, nullptr, accumulate, tr);
+                           keys, nullptr, accumulate, tr);
     }
 
     // Causal self-attention for tq new tokens per sequence, appending their keys/values to the
@@ -260,7 +316,7 @@ public:
     template <core::executor E = core::sequential>
     void forward_train(const float* x, std::size_t batch, std::size_t tq, const float* memory, std::size_t tm, float* y,
                        saved& s, E&& exec = E{}, const attention_inputs& in = {}, bool accumulate = false) const {
-        check_key_lens(in.key_lens, batch);
+        in.keys.check(batch, tm, "attention keys");
         const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
         check_bias(in.pos_bias);
         s.q.resize(batch * tq * inner);
@@ -273,7 +329,7 @@ public:
         const float scale = Scaling::scale(dh);
         exec.run(batch * heads, [&](std::size_t task) {
             const std::size_t b = task / heads, h = task % heads;
-            const kernels::attention_mask m = mask_of(in, b);
+            const kernels::attention_mask m = in.keys.apply(in.mask, b, tm);
             std::vector<float> bias_values;
             kernels::distance_bias bias;
             if (in.pos_bias) bias = in.pos_bias->by_distance(h, m.q_offset, tq, tm, bias_values);
@@ -302,7 +358,7 @@ public:
         core::buffer d_bias(in.pos_bias ? batch * heads * span : 0, 0.f);
         exec.run(batch * heads, [&](std::size_t task) {
             const std::size_t b = task / heads, h = task % heads;
-            const kernels::attention_mask m = mask_of(in, b);
+            const kernels::attention_mask m = in.keys.apply(in.mask, b, tm);
             std::vector<float> bias_values;
             kernels::distance_bias bias;
             if (in.pos_bias) bias = in.pos_bias->by_distance(h, m.q_offset, tq, tm, bias_values);
@@ -339,16 +395,6 @@ private:
         if (pos_bias && pos_bias->config().heads != cfg_.heads)
             throw config_error(core::describe("position bias heads", "attention", cfg_.heads, pos_bias->config().heads));
     }
-    static kernels::attention_mask mask_of(const attention_inputs& in, std::size_t b) {
-        kernels::attention_mask m = in.mask;
-        if (!in.key_lens.empty()) m.key_len = std::min(m.key_len, in.key_lens[b]);
-        return m;
-    }
-
-    void check_key_lens(std::span<const std::size_t> key_lens, std::size_t batch) const {
-        if (!key_lens.empty() && key_lens.size() != batch)
-            throw shape_error(core::describe("one key length per sequence", "attention", batch, key_lens.size()));
-    }
     void check_cache(const kv_cache& cache, std::size_t batch) const {
         if (cache.batch() != batch || cache.inner() != cfg_.inner())
             throw shape_error(core::describe("KV cache shape", "attention",
@@ -359,7 +405,7 @@ private:
     template <class KeysOf, class ValuesOf, class E>
     void attend_and_project(const float* x, std::size_t batch, std::size_t tq, KeysOf keys_of, ValuesOf values_of,
                             std::size_t ld_kv, std::size_t tk, float* y, core::workspace& ws, E& exec,
-                            const kernels::attention_mask& mask, std::span<const std::size_t> key_lens,
+                            const kernels::attention_mask& mask, const key_mask& keys,
                             const relative_position_bias* pos_bias, bool accumulate, const trace& tr) const {
         const std::size_t inner = cfg_.inner(), dh = cfg_.dim_per_head(), heads = cfg_.heads;
         if (pos_bias && pos_bias->config().heads != heads)
@@ -374,8 +420,7 @@ private:
         tiling.bf16_products = std::is_same_v<Storage, bf16>;
         exec.run(batch * heads, [&](std::size_t task) {
             const std::size_t b = task / heads, h = task % heads;
-            kernels::attention_mask m = mask;
-            if (!key_lens.empty()) m.key_len = std::min(m.key_len, key_lens[b]);
+            const kernels::attention_mask m = keys.apply(mask, b, tk);
             std::vector<float> bias_values;
             kernels::distance_bias bias;
             if (pos_bias) bias = pos_bias->by_distance(h, m.q_offset, tq, tk, bias_values);

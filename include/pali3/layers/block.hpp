@@ -63,7 +63,7 @@ public:
         core::workspace::scope scope(ws);
         float* h = ws.alloc(rows * w).data();  // (rows, width)
         norm1_.forward(x, w, rows, h, w);
-        attn_.forward(h, batch, t, x, ws, exec, in.mask, in.key_lens, in.pos_bias, /*accumulate=*/true, tr.child("attn"));
+        attn_.forward(h, batch, t, x, ws, exec, in.mask, in.keys, in.pos_bias, /*accumulate=*/true, tr.child("attn"));
         tr("attn_out", x, {rows, w});
         norm2_.forward(x, w, rows, h, w);
         mlp_.forward(h, rows, x, ws, exec, /*accumulate=*/true, tr.child("mlp"));
@@ -245,12 +245,12 @@ public:
     template <core::executor E = core::sequential>
         requires decoder_block<Block>
     void step(float* x, std::size_t batch, std::size_t tq, std::span<kv_cache> self, std::span<const kv_cache> cross,
-              std::span<const std::size_t> memory_lens, core::workspace& ws, E&& exec = E{}, const trace& tr = {}) const {
+              const key_mask& memory_keys, core::workspace& ws, E&& exec = E{}, const trace& tr = {}) const {
         require_layers(self.size(), "stack.step self caches");
         require_layers(cross.size(), "stack.step cross caches");
         const relative_position_bias* pb = bias_ ? &*bias_ : nullptr;
         for (std::size_t i = 0; i < blocks_.size(); ++i)
-            blocks_[i].step(x, batch, tq, decoder_inputs{self[i], cross[i], memory_lens, pb}, ws, exec,
+            blocks_[i].step(x, batch, tq, decoder_inputs{self[i], cross[i], memory_keys, pb}, ws, exec,
                             tr.child("blocks").child(i));
         finish(x, batch * tq, tr);
     }

@@ -58,20 +58,20 @@ inline void check(const block_config& c, std::string_view where = "block") {
 // attention_inputs (what a block's attention sees besides its input rows) is in attention.hpp.
 
 // A decoder's training forward sees the whole encoder memory: (batch * length, width) rows,
-// each sequence's valid length (empty: all valid).
+// and which of each sequence's rows are real (valid lengths and/or a 0/1 mask; empty: all).
 struct memory_inputs {
     const float* memory = nullptr;
     std::size_t length = 0;
-    std::span<const std::size_t> lens{};
+    key_mask keys{};
 };
 
 // What one decoder block needs for a step: its own self-attention cache (appended to), the
-// cross-attention keys/values of the encoder memory (filled once by precompute_cross), each
-// sequence's valid memory length, and the stack's relative position bias.
+// cross-attention keys/values of the encoder memory (filled once by precompute_cross), which
+// memory rows of each sequence are real, and the stack's relative position bias.
 struct decoder_inputs {
     kv_cache& self;
     const kv_cache& cross;
-    std::span<const std::size_t> memory_lens{};
+    key_mask memory_keys{};
     const relative_position_bias* pos_bias = nullptr;
 };
 
@@ -99,9 +99,9 @@ template <class A>
 concept attention_layer =
     std::constructible_from<A, const attention_config&> && visitable<A> &&
     requires(const A& a, const float* x, float* y, std::size_t n, core::workspace& ws, core::sequential& e,
-             const kernels::attention_mask& m, std::span<const std::size_t> lens, const relative_position_bias* pb,
+             const kernels::attention_mask& m, const key_mask& keys, const relative_position_bias* pb,
              const trace& tr) {
-        a.forward(x, n, n, y, ws, e, m, lens, pb, true, tr);
+        a.forward(x, n, n, y, ws, e, m, keys, pb, true, tr);
         { A::workspace_floats(attention_config{}, n, n) } -> std::convertible_to<std::size_t>;
     };
 

@@ -73,18 +73,18 @@ concept projector_model =
     };
 
 // An encoder-decoder text model: embeds ids, encodes embedded rows in place (padding by
-// lengths), and decodes step by step against an explicit state (KV caches).
+// lengths or any 0/1 key mask), and decodes step by step against an explicit state (KV caches).
 template <class T>
 concept encoder_decoder =
     layers::visitable<T> && std::constructible_from<T, const typename T::config_type&> &&
     requires(const T& m, const typename T::config_type& c, typename T::state_type& s, const std::int32_t* ids,
-             float* x, std::size_t n, std::span<const std::size_t> lens, core::workspace& ws, core::sequential& e,
+             float* x, std::size_t n, const layers::key_mask& keys, core::workspace& ws, core::sequential& e,
              const layers::trace& tr) {
         { c.d_model } -> std::convertible_to<std::size_t>;
         { c.vocab } -> std::convertible_to<std::size_t>;
         m.embed(ids, n, x);
-        m.encode(x, n, n, lens, ws, e, tr);
-        { m.start(x, n, n, lens, n, e) } -> std::same_as<typename T::state_type>;
+        m.encode(x, n, n, keys, ws, e, tr);
+        { m.start(x, n, n, keys, n, e) } -> std::same_as<typename T::state_type>;
         m.step(ids, n, s, x, ws, e, tr);
         { m.workspace_floats(n, n, n) } -> std::convertible_to<std::size_t>;
     };

@@ -111,7 +111,7 @@ public:
         self_.forward_step(h, batch, tq, in.self, x, ws, exec, in.pos_bias, true, tr.child("self_attn"));
         tr("self_attn_out", x, {rows, w});
         norm2_.forward(x, w, rows, h, w);
-        cross_.forward_cached_cross(h, batch, tq, in.cross, x, ws, exec, in.memory_lens, true, tr.child("cross_attn"));
+        cross_.forward_cached_cross(h, batch, tq, in.cross, x, ws, exec, in.memory_keys, true, tr.child("cross_attn"));
         tr("cross_attn_out", x, {rows, w});
         norm3_.forward(x, w, rows, h, w);
         mlp_.forward(h, rows, x, ws, exec, true, tr.child("mlp"));
@@ -136,7 +136,7 @@ public:
         self_.forward_train(h.data(), batch, t, h.data(), t, x, s.self, exec, self_inputs(pos_bias), true);
         s.x1.assign(x, x + rows * w);
         norm2_.forward(x, w, rows, h.data(), w);
-        cross_.forward_train(h.data(), batch, t, mem.memory, mem.length, x, s.cross, exec, {{}, mem.lens, nullptr}, true);
+        cross_.forward_train(h.data(), batch, t, mem.memory, mem.length, x, s.cross, exec, {{}, mem.keys, nullptr}, true);
         s.x2.assign(x, x + rows * w);
         norm3_.forward(x, w, rows, h.data(), w);
         mlp_.forward_train(h.data(), rows, x, s.mlp, exec, true);
@@ -167,7 +167,7 @@ public:
         norm2_.forward(s.x1.data(), w, rows, h.data(), w);
         std::fill(dh.begin(), dh.end(), 0.f);
         cross_.backward(h.data(), batch, t, mem.memory, mem.length, s.cross, dx, dh.data(), d_memory, g, exec,
-                        {{}, mem.lens, nullptr}, /*accumulate=*/true);
+                        {{}, mem.keys, nullptr}, /*accumulate=*/true);
         norm2_.backward(s.x1.data(), w, rows, dh.data(), w, dx, w, g, true);
         norm1_.forward(s.x0.data(), w, rows, h.data(), w);
         self_.backward(h.data(), batch, t, h.data(), t, s.self, dx, dh.data(), dh.data(), g, exec, self_inputs(pos_bias));
@@ -197,12 +197,16 @@ private:
     Ffn mlp_;
 };
 
-// Per-sequence decoding state: one self-attention cache and one cross-attention cache per layer.
+// Per-sequence decoding state: one self-attention cache and one cross-attention cache per layer,
+// and which encoder rows each sequence's cross-attention sees (copies, so the state owns them).
 struct t5_decoder_state {
     std::vector<layers::kv_cache> self, cross;
-    std::vector<std::size_t> memory_lens;
+    std::vector<std::size_t> memory_lens;   // valid memory length per sequence
+    std::vector<std::uint8_t> memory_keep;  // (batch, memory length) 0/1; empty: all rows within the length
     std::size_t batch = 0;
     std::size_t length() const { return self.empty() ? 0 : self.front().length(); }
+    std::size_t memory_length() const { return cross.empty() ? 0 : cross.front().length(); }
+    layers::key_mask memory_keys() const { return {memory_lens, memory_keep}; }
 
     // The state whose row b is row src[b] of this one (beam search).
     t5_decoder_state gather(std::span<const std::size_t> src) const {
@@ -210,7 +214,13 @@ struct t5_decoder_state {
         out.batch = src.size();
         for (const auto& c : self) out.self.push_back(c.gather(src));
         for (const auto& c : cross) out.cross.push_back(c.gather(src));
-        for (const auto b : src) out.memory_lens.push_back(memory_lens.at(b));
+        const std::size_t tm = memory_length();
+        for (const auto b : src) {
+            out.memory_lens.push_back(memory_lens.at(b));
+            if (!memory_keep.empty())
+                out.memory_keep.insert(out.memory_keep.end(), memory_keep.begin() + static_cast<std::ptrdiff_t>(b * tm),
+                                       memory_keep.begin() + static_cast<std::ptrdiff_t>((b + 1) * tm));
+        }
         return out;
     }
 };
@@ -268,21 +278,27 @@ public:
     // Embeds ids (n) into out (n, d_model).
     void embed(const std::int32_t* ids, std::size_t n, float* out) const { shared_.forward(ids, n, out); }
 
-    // Encoder over already-embedded inputs x (batch*t, d_model), in place; lens = valid lengths.
+    // Encoder over already-embedded inputs x (batch*t, d_model), in place. `keys`: which input
+    // rows are real, as valid lengths (right padding) and/or HF's 0/1 attention_mask (batch, t),
+    // any pattern; a hidden row is seen by no query (its own output is computed, as in HF).
     template <core::executor E = core::sequential>
-    void encode(float* x, std::size_t batch, std::size_t t, std::span<const std::size_t> lens, core::workspace& ws,
+    void encode(float* x, std::size_t batch, std::size_t t, const layers::key_mask& keys, core::workspace& ws,
                 E&& exec = E{}, const layers::trace& tr = {}) const {
-        encoder_.forward(x, batch, t, ws, exec, {.key_lens = lens}, tr.child("encoder"));
+        keys.check(batch, t, "t5_model::encode mask");
+        encoder_.forward(x, batch, t, ws, exec, {.keys = keys}, tr.child("encoder"));
     }
 
-    // Prepares decoding against memory (batch*t, d_model): cross K/V computed once per layer.
+    // Prepares decoding against memory (batch*t, d_model): cross K/V computed once per layer;
+    // the state keeps a copy of `keys` (the memory rows cross-attention sees).
     template <core::executor E = core::sequential>
-    t5_decoder_state start(const float* memory, std::size_t batch, std::size_t t, std::span<const std::size_t> lens,
+    t5_decoder_state start(const float* memory, std::size_t batch, std::size_t t, const layers::key_mask& keys,
                            std::size_t max_len, E&& exec = E{}) const {
+        keys.check(batch, t, "t5_model::start mask");
         t5_decoder_state s;
         s.batch = batch;
-        s.memory_lens.assign(lens.begin(), lens.end());
+        s.memory_lens.assign(keys.lens.begin(), keys.lens.end());
         if (s.memory_lens.empty()) s.memory_lens.assign(batch, t);
+        s.memory_keep.assign(keys.keep.begin(), keys.keep.end());
         const std::size_t inner = cfg_.heads * cfg_.d_kv;
         for (std::size_t i = 0; i < decoder_.depth(); ++i) {
             s.self.emplace_back(batch, max_len, inner);
@@ -300,7 +316,7 @@ public:
         core::workspace::scope scope(ws);
         float* x = ws.alloc(rows * w).data();  // (rows, d_model)
         shared_.forward(ids, rows, x);
-        decoder_.step(x, s.batch, tq, s.self, s.cross, s.memory_lens, ws, exec, tr.child("decoder"));
+        decoder_.step(x, s.batch, tq, s.self, s.cross, s.memory_keys(), ws, exec, tr.child("decoder"));
         if (lm_head_) {
             lm_head_->forward(x, w, rows, logits, cfg_.vocab, exec);
         } else {  // tied (v1.0): shared^T, with the d_model^-0.5 rescale
@@ -313,12 +329,13 @@ public:
 
     // ---- training (docs/training.md) ---------------------------------------------------------
     // A teacher-forced batch: encoder inputs (already embedded, so PaLI-3 can put image tokens
-    // first) with valid lengths, decoder input ids and target ids (batch * dec_len each; a
-    // target of -100 is ignored, as in HF).
+    // first) with which rows are real (valid lengths and/or a 0/1 mask), decoder input ids and
+    // target ids (batch * dec_len each; a target of -100 is ignored, as in HF).
     struct saved {
         core::buffer memory;        // encoder output (batch*enc_len, d_model)
         core::buffer decoder_out;   // decoder output after the final norm (batch*dec_len, d_model)
         std::vector<std::size_t> lens;
+        std::vector<std::uint8_t> keep;
         typename layers::stack<EncoderBlock>::saved encoder;
         typename layers::stack<DecoderBlock>::saved decoder;
     };
@@ -335,18 +352,19 @@ public:
     // encoder inputs (added to it). Returns the loss and the number of counted targets.
     template <layers::gradient_sink G, core::executor E = core::sequential>
     std::pair<double, std::size_t> loss_and_grad(const float* inputs, std::size_t batch, std::size_t enc_len,
-                                                 std::span<const std::size_t> lens, const std::int32_t* decoder_ids,
+                                                 const layers::key_mask& keys, const std::int32_t* decoder_ids,
                                                  std::size_t dec_len, const std::int32_t* targets, G* g, float* d_inputs,
                                                  E&& exec = E{}, const loss_options& opt = {}) const {
         const std::size_t w = cfg_.d_model, rows = batch * dec_len;
+        keys.check(batch, enc_len, "t5_model::loss_and_grad mask");
         saved s;
-        s.lens.assign(lens.begin(), lens.end());
+        s.lens.assign(keys.lens.begin(), keys.lens.end());
         if (s.lens.empty()) s.lens.assign(batch, enc_len);
-        if (s.lens.size() != batch)
-            throw shape_error(core::describe("one encoder length per sequence", "t5_model::loss_and_grad", batch, s.lens.size()));
+        s.keep.assign(keys.keep.begin(), keys.keep.end());
+        const layers::key_mask own{s.lens, s.keep};
         s.memory.assign(inputs, inputs + batch * enc_len * w);
-        encoder_.forward_train(s.memory.data(), batch, enc_len, s.encoder, exec, {.key_lens = s.lens}, opt.recompute);
-        const layers::memory_inputs mem{s.memory.data(), enc_len, s.lens};
+        encoder_.forward_train(s.memory.data(), batch, enc_len, s.encoder, exec, {.keys = own}, opt.recompute);
+        const layers::memory_inputs mem{s.memory.data(), enc_len, own};
         s.decoder_out.resize(rows * w);
         shared_.forward(decoder_ids, rows, s.decoder_out.data());
         decoder_.forward_train(s.decoder_out.data(), batch, dec_len, mem, s.decoder, exec, opt.recompute);
@@ -381,7 +399,7 @@ public:
         core::buffer d_memory(batch * enc_len * w, 0.f);
         decoder_.backward(dx.data(), d_memory.data(), batch, dec_len, mem, s.decoder, *g, exec);
         shared_.backward(decoder_ids, rows, dx.data(), *g);
-        encoder_.backward(d_memory.data(), batch, enc_len, s.encoder, *g, exec, {.key_lens = s.lens});
+        encoder_.backward(d_memory.data(), batch, enc_len, s.encoder, *g, exec, {.keys = own});
         if (d_inputs) kernels::add(d_inputs, d_memory.data(), d_inputs, d_memory.size());
         return {ce.loss_sum * inv, ce.count};
     }
@@ -390,13 +408,13 @@ public:
     // the inputs' gradient to the embedding.
     template <layers::gradient_sink G, core::executor E = core::sequential>
     std::pair<double, std::size_t> loss_and_grad(const std::int32_t* encoder_ids, std::size_t batch, std::size_t enc_len,
-                                                 std::span<const std::size_t> lens, const std::int32_t* decoder_ids,
+                                                 const layers::key_mask& keys, const std::int32_t* decoder_ids,
                                                  std::size_t dec_len, const std::int32_t* targets, G* g, E&& exec = E{},
                                                  const loss_options& opt = {}) const {
         const std::size_t n = batch * enc_len;
         core::buffer x(n * cfg_.d_model), dx(g ? x.size() : 0, 0.f);
         shared_.forward(encoder_ids, n, x.data());
-        auto r = loss_and_grad(x.data(), batch, enc_len, lens, decoder_ids, dec_len, targets, g, g ? dx.data() : nullptr,
+        auto r = loss_and_grad(x.data(), batch, enc_len, keys, decoder_ids, dec_len, targets, g, g ? dx.data() : nullptr,
                                exec, opt);
         if (g) shared_.backward(encoder_ids, n, dx.data(), *g);
         return r;

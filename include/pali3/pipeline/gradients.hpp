@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -76,7 +77,7 @@ inline array2d<float> read_pixels_npy(const std::string& path, std::size_t size)
 // What a gradient is taken on; which fields are needed depends on the model kind.
 struct grad_inputs {
     array2d<std::int32_t> encoder_ids;   // T5: (batch, enc_len); PaLI-3: the prompt ids
-    array2d<std::int32_t> encoder_mask;  // optional, HF attention_mask: 1 then 0 (right padding)
+    array2d<std::int32_t> encoder_mask;  // optional, HF attention_mask 0/1 (T5: any pattern; PaLI-3: 1s then 0s)
     array2d<std::int32_t> decoder_ids;   // (batch, dec_len), start token first
     array2d<std::int32_t> targets;       // (batch, dec_len), -100 ignored
     array2d<float> pixels;               // PaLI-3, SigLIP: (batch, 3, S, S) in [-1, 1]
@@ -97,22 +98,44 @@ inline void require_rows(const array2d<std::int32_t>& a, std::size_t batch, cons
         throw shape_error(core::describe("batch size", flag, batch, shape_string(a.shape)));
 }
 
-// Valid lengths from an HF attention mask (each row: ones, then zeros).
-inline std::vector<std::size_t> lengths_from_mask(const array2d<std::int32_t>& mask, std::size_t batch, std::size_t len) {
-    if (mask.values.empty()) return std::vector<std::size_t>(batch, len);
+// HF's attention_mask (batch, len) of 0/1, any pattern, as key-mask bytes (empty when no mask
+// was given: every position is real). Each row keeps at least one position.
+inline std::vector<std::uint8_t> keep_from_mask(const array2d<std::int32_t>& mask, std::size_t batch, std::size_t len,
+                                                std::string_view flag = "--encoder-mask") {
+    if (mask.values.empty()) return {};
     if (mask.rows() != batch || mask.cols() != len)
-        throw shape_error(core::describe("encoder mask shape", "--encoder-mask",
+        throw shape_error(core::describe("encoder mask shape", flag,
                                          "(" + std::to_string(batch) + ", " + std::to_string(len) + ")", shape_string(mask.shape)));
+    std::vector<std::uint8_t> keep(batch * len);
+    for (std::size_t b = 0; b < batch; ++b) {
+        bool any = false;
+        for (std::size_t j = 0; j < len; ++j) {
+            const std::int32_t v = mask.values[b * len + j];
+            if (v != 0 && v != 1)
+                throw value_error(core::describe("encoder mask", std::string(flag) + " row " + std::to_string(b), "0 or 1",
+                                                 "value " + std::to_string(v) + " at position " + std::to_string(j)));
+            keep[b * len + j] = static_cast<std::uint8_t>(v);
+            any = any || v == 1;
+        }
+        if (!any) throw value_error(core::describe("encoder mask", std::string(flag) + " row " + std::to_string(b), "at least one 1", "none"));
+    }
+    return keep;
+}
+
+// Valid lengths from an HF attention mask whose rows are ones, then zeros (right padding): what
+// a PaLI-3 prompt batch can say (each prompt follows its image tokens).
+inline std::vector<std::size_t> lengths_from_mask(const array2d<std::int32_t>& mask, std::size_t batch, std::size_t len) {
+    const auto keep = keep_from_mask(mask, batch, len);
+    if (keep.empty()) return std::vector<std::size_t>(batch, len);
     std::vector<std::size_t> lens(batch);
     for (std::size_t b = 0; b < batch; ++b) {
         std::size_t n = 0;
-        while (n < len && mask.values[b * len + n] == 1) ++n;
+        while (n < len && keep[b * len + n] == 1) ++n;
         for (std::size_t j = n; j < len; ++j)
-            if (mask.values[b * len + j] != 0)
+            if (keep[b * len + j] != 0)
                 throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b),
-                                                 "1s then 0s (right padding)", "value " + std::to_string(mask.values[b * len + j]) +
-                                                                                   " at position " + std::to_string(j)));
-        if (n == 0) throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b), "at least one 1", "none"));
+                                                 "1s then 0s (PaLI-3 prompts are right padded after the image tokens)",
+                                                 "a 1 at position " + std::to_string(j) + " after a 0"));
         lens[b] = n;
     }
     return lens;
@@ -138,11 +161,11 @@ std::pair<double, std::size_t> run_loss(const Model& model, const Config& cfg, c
             if (id != -100 && (id < 0 || static_cast<std::size_t>(id) >= text->vocab))
                 throw value_error(core::describe("target id out of range", "--targets", "-100 or < vocab " + std::to_string(text->vocab), id));
         const std::size_t enc = in.encoder_ids.cols();
-        const auto lens = lengths_from_mask(in.encoder_mask, batch, enc);
         for (const auto id : in.encoder_ids.values)
             if (static_cast<std::size_t>(id) >= text->vocab)
                 throw value_error(core::describe("encoder id out of range", "--encoder-ids", "< vocab " + std::to_string(text->vocab), id));
         if constexpr (requires { typename Model::projector_type; }) {
+            const auto lens = lengths_from_mask(in.encoder_mask, batch, enc);
             typename Model::text_type::loss_options opt;
             if (in.pixels.rows() != batch)
                 throw shape_error(core::describe("pixels batch", "--pixels", batch, shape_string(in.pixels.shape)));
@@ -156,7 +179,8 @@ std::pair<double, std::size_t> run_loss(const Model& model, const Config& cfg, c
         } else {
             typename Model::loss_options opt;
             opt.label_smoothing = in.label_smoothing;
-            return model.loss_and_grad(in.encoder_ids.values.data(), batch, enc, lens, in.decoder_ids.values.data(), dec,
+            const auto keep = keep_from_mask(in.encoder_mask, batch, enc);
+            return model.loss_and_grad(in.encoder_ids.values.data(), batch, enc, layers::key_mask({}, keep), in.decoder_ids.values.data(), dec,
                                        in.targets.values.data(), &ps, pool, opt);
         }
     } else if constexpr (requires { model.vision(); model.text(); typename Model::loss_options; }) {  // SigLIP pair
