@@ -203,7 +203,12 @@ inline void print_times(const pipeline::pali3_pipeline& p, const pipeline::answe
     print_timings(all);
 }
 
-// Token ids: "1,2,3" or an integer .npy file.
-std::vector<std::int32_t> parse_ids(const std::string& spec, const std::string& flag);
+// Rows of token ids: "1,2,3", rows of one length joined by ';' ("1,2;3,4"), or an integer .npy
+// of (rows, length) or (length).
+struct id_rows {
+    std::vector<std::int32_t> ids;  // row-major
+    std::size_t rows = 1;
+};
+id_rows parse_id_rows(const std::string& spec, const std::string& flag);
 
 }  // namespace pali3::cli

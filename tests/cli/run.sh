@@ -20,6 +20,22 @@ expect() {
   ok "$* -> $code /$pattern/"
 }
 
+# npy_values FILE FIRST COUNT: COUNT float32 values of an .npy from element FIRST, one per line.
+npy_values() {
+  local hl; hl=$(od -A n -t u2 -j 8 -N 2 "$1" | tr -d ' ')
+  od -A n -v -t f4 -j $((10 + hl + 4 * $2)) -N $((4 * $3)) "$1" | tr -s ' ' '\n' | sed '/^$/d'
+}
+# npy_count FILE: the number of float32 values in an .npy.
+npy_count() { local hl; hl=$(od -A n -t u2 -j 8 -N 2 "$1" | tr -d ' '); echo $(( ($(stat -c %s "$1") - 10 - hl) / 4 )); }
+# close A B [TOL]: two equally long lists of values agree to TOL (1e-5) of the largest magnitude.
+close() {
+  [[ $(wc -l <<<"$1") -eq $(wc -l <<<"$2") ]] || return 1
+  paste <(echo "$1") <(echo "$2") | awk -v tol="${3:-1e-5}" '{d=$1-$2; if(d<0)d=-d; m=($1<0?-$1:$1); if(m>mx)mx=m; if(d>dm)dm=d; n++}
+    END{exit !(n>0 && dm<=tol*(mx>1?mx:1))}'
+}
+# printed_values LINE: the numbers of an "image embedding (...): v v v ..." line, one per line.
+printed_values() { sed 's/^[^:]*://; s/\.\.\.//' <<<"$1" | tr -s ' ' '\n' | sed '/^$/d'; }
+
 D=$W/demo
 F=(--weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model")
 expect 0 "RANDOM weights" -- "$P" make-demo "$D"
@@ -32,6 +48,24 @@ expect 0 "overlay: " -- "$P" detect "$IMG" "house ; tree" "${F[@]}" --max-new-to
 expect 0 "overlay: " -- "$P" segment "$IMG" house "${F[@]}" --vqvae "$D/vae.npz" --max-new-tokens 12 --out "$W/segment.png"
 expect 0 "ids:" -- "$P" generate "$IMG" "caption en" "${F[@]}" --max-new-tokens 4
 expect 0 "wrote [0-9]+ activations" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --tokenizer "$D/tokenizer.model" --out "$W/act"
+# PaLI-3 batches: two images with prompts of different lengths (the mask pads the shorter one);
+# each row's logits at every step are the ones its image and prompt give alone.
+S2=$SRC/examples/data/shapes/000001.png
+expect 0 "wrote" -- "$P" dump "$IMG" --weights "$D/model.safetensors" --encoder-ids 5,6 --decoder-ids 0,5,6 --out "$W/pa1"
+expect 0 "wrote" -- "$P" dump "$S2" "$IMG" --weights "$D/model.safetensors" --encoder-ids "5,6,7;5,6,0" --encoder-mask "1,1,1;1,1,0" \
+  --decoder-ids 0,5,6 --out "$W/pab"
+nv=$(npy_count "$W/pa1/step0.text.logits.npy"); same=1
+for s in 0 1 2; do
+  close "$(npy_values "$W/pab/step$s.text.logits.npy" "$nv" "$nv")" "$(npy_values "$W/pa1/step$s.text.logits.npy" 0 "$nv")" || same=0
+done
+if [[ $same == 1 ]]; then ok "PaLI-3 dump of 2 images, padded prompts: each row as alone"; else bad "PaLI-3 batch differs from alone"; fi
+c1=$("$P" caption "$IMG" "${F[@]}" --max-new-tokens 6 2>/dev/null | grep "^output")
+c2=$("$P" caption "$S2" "${F[@]}" --max-new-tokens 6 2>/dev/null | grep "^output")
+cb=$("$P" caption "$S2" "$IMG" "${F[@]}" --max-new-tokens 6 2>/dev/null | grep "^output")
+if [[ -n $c1 && $cb == "$c2"$'\n'"$c1" ]]; then ok "caption of 2 images in one batch: each as alone"; else bad "batched caption: '$cb' vs '$c2' '$c1'"; fi
+expect 0 '^\{"command":"caption".*"image":".*000001.png"\}$' -- "$P" caption "$S2" "$IMG" "${F[@]}" --max-new-tokens 2 --json
+expect 1 "1s then 0s \(PaLI-3 prompts follow the image tokens\)" -- "$P" dump "$S2" "$IMG" --weights "$D/model.safetensors" \
+  --encoder-ids "5,6,7;5,6,7" --encoder-mask "1,1,0;1,0,1" --out "$W/x"
 expect 0 "decode step" -- "$P" bench --weights "$D/model.safetensors" --steps 2 --dtype f32
 expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16 --prepack
@@ -51,6 +85,23 @@ if diff -rq "$W/dv_ours" "$W/dv_hf" >/dev/null; then ok "vision activations iden
 cp "$W/dv_ours/pixels.npy" "$W/pixels.npy"
 expect 0 "wrote" -- "$P" dump --pixels "$W/pixels.npy" --weights "$W/hfv/model.safetensors" --out "$W/dv_npy"
 if cmp -s "$W/dv_npy/pooled.npy" "$W/dv_hf/pooled.npy"; then ok "preprocessed .npy input gives the same embedding"; else bad "pixels.npy path differs"; fi
+# A batch of images (files and an (n, 3, S, S) .npy): each row is what the image gives alone.
+expect 0 "wrote" -- "$P" dump "$S2" --weights "$W/vit.safetensors" --out "$W/dv_s2"
+expect 0 "wrote" -- "$P" dump "$S2" "$IMG" --pixels "$W/pixels.npy" --weights "$W/vit.safetensors" --out "$W/dv_batch"
+wv=$(npy_count "$W/dv_ours/pooled.npy")  # the width: one pooled row
+if close "$(npy_values "$W/dv_batch/pooled.npy" 0 "$wv")" "$(npy_values "$W/dv_s2/pooled.npy" 0 "$wv")" &&
+   close "$(npy_values "$W/dv_batch/pooled.npy" "$wv" "$wv")" "$(npy_values "$W/dv_ours/pooled.npy" 0 "$wv")" &&
+   close "$(npy_values "$W/dv_batch/pooled.npy" $((2 * wv)) "$wv")" "$(npy_values "$W/dv_ours/pooled.npy" 0 "$wv")" &&
+   ! close "$(npy_values "$W/dv_batch/pooled.npy" 0 "$wv")" "$(npy_values "$W/dv_ours/pooled.npy" 0 "$wv")"; then
+  ok "dump of 3 images in one batch: each row as alone"; else bad "batched vision dump differs from alone"; fi
+e1=$("$P" embed "$S2" --weights "$W/vit.safetensors" | grep "^image embedding")
+e2=$("$P" embed "$IMG" --weights "$W/vit.safetensors" | grep "^image embedding")
+eb=$("$P" embed "$S2" "$IMG" --weights "$W/vit.safetensors" | grep "^image embedding")
+if [[ -n $e1 && $(wc -l <<<"$eb") -eq 2 ]] && close "$(printed_values "$(sed -n 1p <<<"$eb")")" "$(printed_values "$e1")" 3e-5 &&
+   close "$(printed_values "$(sed -n 2p <<<"$eb")")" "$(printed_values "$e2")" 3e-5; then
+  ok "embed of 2 images: each as alone"; else bad "batched embed: '$eb' vs '$e1' '$e2'"; fi
+expect 0 '"images":\[\{"image":".*000001.png","embedding":.*\},\{"image":".*pixels.npy","embedding":' -- "$P" embed "$S2" --pixels "$W/pixels.npy" --weights "$W/vit.safetensors" --json
+expect 1 "preprocessed pixels .*expected <f4 \(n, 3, 48, 48\)" -- "$P" embed --pixels "$W/dv_ours/pooled.npy" --weights "$W/vit.safetensors"
 expect 0 "untraced runs: 3, median [0-9.]+ ms, best [0-9.]+ ms, 1 thread\(s\), f32, prepacked" -- "$P" dump --pixels "$W/pixels.npy" \
   --weights "$W/vit.safetensors" --out "$W/dv_time" --threads 1 --prepack --time 3
 expect 0 "image embedding" -- "$P" embed "$IMG" --weights "$W/hfv/model.safetensors"
@@ -98,6 +149,22 @@ for v in "" 10; do
   expect 0 "wrote" -- "$P" dump --weights "$W/hft$v/model.safetensors" --encoder-ids 5,6,7,8,9 --decoder-ids 0,3,4 --out "$W/dt_hf$v"
   if diff -rq "$W/dt_ours$v" "$W/dt_hf$v" >/dev/null && [[ -f "$W/dt_hf$v/logits.npy" ]]; then ok "T5$v activations identical"; else bad "T5$v activations differ"; fi
 done
+# HF's attention_mask, any pattern: a left-padded row and a right-padded row each give the logits
+# of the 5 ids alone (3 steps x vocab 101); a row of 7 real ids does not.
+expect 0 "wrote" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "1,1,5,6,7,8,9;5,6,7,8,9,2,2;5,6,7,8,9,9,9" \
+  --encoder-mask "0,0,1,1,1,1,1;1,1,1,1,1,0,0;1,1,1,1,1,1,1" --decoder-ids 0,3,4 --out "$W/dt_mask"
+alone=$(npy_values "$W/dt_ours/logits.npy" 0 303)
+if close "$(npy_values "$W/dt_mask/logits.npy" 0 303)" "$alone" && close "$(npy_values "$W/dt_mask/logits.npy" 303 303)" "$alone" &&
+   ! close "$(npy_values "$W/dt_mask/logits.npy" 606 303)" "$alone"; then
+  ok "T5 dump with --encoder-mask: left and right padded rows as alone"; else bad "T5 masked batch differs from alone"; fi
+expect 0 "wrote" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6,7,8,9;1,5,6,7,8" --encoder-mask "1,1,1,1,1;0,1,1,1,1" \
+  --decoder-ids "0,3,4;0,3,4" --out "$W/dt_mask2"
+if close "$(npy_values "$W/dt_mask2/logits.npy" 0 303)" "$alone"; then ok "per-row decoder ids"; else bad "per-row decoder ids"; fi
+expect 1 "encoder mask shape" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6,7" --encoder-mask "1,1" --out "$W/x"
+expect 1 "encoder mask value .*0 or 1" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6,7" --encoder-mask "1,2,1" --out "$W/x"
+expect 1 "hides every key.*row 1" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6;7,8" --encoder-mask "1,1;0,0" --out "$W/x"
+expect 1 "token id rows of one length" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6;7" --out "$W/x"
+expect 1 "one id row per item, or one for all" -- "$P" dump --weights "$W/t5.safetensors" --encoder-ids "5,6;7,8;9,9" --decoder-ids "0;0" --out "$W/x"
 
 # A SigLIP pair (both towers, t', b): zero-shot scores from our file and from its HF export agree.
 cat > "$W/siglip.json" <<'JSON'
@@ -164,7 +231,8 @@ npy_i4 "$W/enc.npy" "(2, 4)" 5 6 7 8 9 10 11 1
 npy_i4 "$W/mask.npy" "(2, 4)" 1 1 1 1 1 1 0 0
 npy_i4 "$W/dec.npy" "(2, 3)" 0 3 4 0 12 13
 npy_i4 "$W/tgt.npy" "(2, 3)" 3 4 1 12 -100 1
-npy_i4 "$W/badmask.npy" "(2, 4)" 1 0 1 1 1 1 1 1
+npy_i4 "$W/badmask.npy" "(2, 4)" 1 2 1 1 1 1 1 1
+npy_i4 "$W/holemask.npy" "(2, 4)" 1 0 1 1 0 0 1 1
 G=(--encoder-ids "$W/enc.npy" --encoder-mask "$W/mask.npy" --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy")
 for v in "" 10; do
   expect 0 "loss [0-9.]+ over 5 targets" -- "$P" grad --weights "$W/t5$v.safetensors" "${G[@]}" --out "$W/g_ours$v"
@@ -184,7 +252,10 @@ expect 0 "missing from the checkpoint: 0" -- "$P" inspect "$W/siglip_back.safete
 npy_i4 "$W/text.npy" "(1, 16)" 5 6 7 1 0 0 0 0 0 0 0 0 0 0 0 0
 expect 0 "loss [0-9.]+ over 1 pairs" -- "$P" grad --weights "$W/hfs/model.safetensors" --pixels "$W/ds/vision.pixels.npy" --text-ids "$W/text.npy" --out "$W/g_sig"
 if [[ -s "$W/g_sig/logit_bias.npy" && -s "$W/g_sig/vision_model.embeddings.patch_embedding.weight.npy" ]]; then ok "SigLIP gradients in HF names"; else bad "SigLIP gradient names"; ls "$W/g_sig" | head; fi
-expect 1 "1s then 0s" -- "$P" grad --weights "$W/t5.safetensors" --encoder-ids "$W/enc.npy" --encoder-mask "$W/badmask.npy" --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy"
+expect 1 "id out of range \(at .*badmask.npy, element 1\): expected 0..1, found 2" -- "$P" grad --weights "$W/t5.safetensors" \
+  --encoder-ids "$W/enc.npy" --encoder-mask "$W/badmask.npy" --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy"
+expect 0 "loss [0-9.]+ over 5 targets" -- "$P" grad --weights "$W/t5.safetensors" --encoder-ids "$W/enc.npy" --encoder-mask "$W/holemask.npy" \
+  --decoder-ids "$W/dec.npy" --targets "$W/tgt.npy" --out "$W/g_hole"
 expect 1 "targets shape" -- "$P" grad --weights "$W/t5.safetensors" --encoder-ids "$W/enc.npy" --decoder-ids "$W/dec.npy" --targets "$W/enc.npy"
 expect 1 "no loss for this model kind" -- "$P" grad --weights "$W/vit.safetensors" --pixels "$W/pixels.npy"
 

@@ -21,13 +21,25 @@
 
 namespace pali3::pipeline {
 
-// What the model is run on; which fields are needed depends on the model.
+// What the model is run on; which fields are needed depends on the model. A batch of N items
+// runs as one batch (the traces then have N rows), each item giving the result it gives alone.
 struct model_inputs {
-    std::string image;                         // vision towers, PaLI-3: an image file or (1, 3, S, S) .npy pixels
-    std::vector<std::int32_t> encoder_ids;     // T5: encoder input; PaLI-3: the prompt's ids
-    std::vector<std::int32_t> decoder_ids{0};  // T5 / PaLI-3: decoder input (teacher forced), start token first
-    preprocessing_request preprocessing;       // else preprocessor_config.json beside the checkpoint, else big_vision's
-    std::string checkpoint;                    // where preprocessor_config.json is looked for (run_traced sets it)
+    // Vision towers, PaLI-3, SigLIP pairs: image files, or .npy pixels (n, 3, S, S) already
+    // preprocessed; all of them together are the batch of images.
+    std::vector<std::string> images;
+    // T5: encoder input; PaLI-3: prompt ids; SigLIP pair: text ids padded to max_len. Row-major
+    // (encoder_rows, length): one row per item (one row with several images: the same prompt for each).
+    std::vector<std::int32_t> encoder_ids;
+    std::size_t encoder_rows = 1;
+    // HF's attention_mask for encoder_ids (same shape), 0/1. T5: any pattern (left padding,
+    // holes); PaLI-3: 1s then 0s (each prompt follows its image tokens). Empty: all ids real.
+    std::vector<std::uint8_t> encoder_mask;
+    // T5 / PaLI-3: decoder input (teacher forced), start token first; (decoder_rows, steps),
+    // one row for every item or one per item.
+    std::vector<std::int32_t> decoder_ids{0};
+    std::size_t decoder_rows = 1;
+    preprocessing_request preprocessing;  // else preprocessor_config.json beside the checkpoint, else big_vision's
+    std::string checkpoint;               // where preprocessor_config.json is looked for (run_traced sets it)
 };
 
 // Writes each traced tensor as dir/<name>.npy.
@@ -51,62 +63,131 @@ inline void check_ids(const std::vector<std::int32_t>& ids, std::size_t vocab, s
         if (id < 0 || static_cast<std::size_t>(id) >= vocab)
             throw value_error(core::describe(std::string(what) + " id out of range", flag, "< vocab " + std::to_string(vocab), id));
 }
-inline void require_image(const model_inputs& in) {
-    if (in.image.empty()) throw value_error(core::describe("no image", "pali3 dump", "IMAGE or --pixels X.npy", "neither"));
+
+// The images of a batch, preprocessed: (n, 3, S, S). Each spec is an image file or an .npy of
+// (k, 3, S, S) preprocessed pixels.
+inline std::vector<float> load_pixel_batch(const model_inputs& in, const vision::preprocess_options& o, std::size_t& n) {
+    if (in.images.empty()) throw value_error(core::describe("no image", "pali3 dump", "IMAGE... or --pixels X.npy", "neither"));
+    std::vector<float> px;
+    for (const auto& spec : in.images) {
+        const auto one = load_pixels(spec, o, /*batch=*/true);
+        px.insert(px.end(), one.begin(), one.end());
+    }
+    n = px.size() / (3 * o.size * o.size);
+    return px;
+}
+
+// Rows of a row-major id matrix: `rows` of equal length; one row may serve `batch` items.
+template <class T>
+std::vector<T> rows_for_batch(const std::vector<T>& ids, std::size_t rows, std::size_t batch, std::string_view flag) {
+    if (rows == 0 || ids.size() % rows != 0)
+        throw shape_error(core::describe("id rows of one length", flag, "a multiple of " + std::to_string(rows) + " ids", ids.size()));
+    if (rows == batch) return ids;
+    if (rows != 1)
+        throw shape_error(core::describe("one id row per item, or one for all", flag, "1 or " + std::to_string(batch) + " rows", rows));
+    std::vector<T> out;
+    out.reserve(ids.size() * batch);
+    for (std::size_t b = 0; b < batch; ++b) out.insert(out.end(), ids.begin(), ids.end());
+    return out;
+}
+
+// The encoder mask against encoder ids of `rows` rows: same size, 0/1 (a row of zeros is
+// refused by the model's key_mask check, naming the row).
+inline void check_mask(const model_inputs& in) {
+    if (in.encoder_mask.empty()) return;
+    if (in.encoder_mask.size() != in.encoder_ids.size())
+        throw shape_error(core::describe("encoder mask size", "--encoder-mask", "one 0/1 per encoder id: " + std::to_string(in.encoder_ids.size()),
+                                         in.encoder_mask.size()));
+    for (std::size_t i = 0; i < in.encoder_mask.size(); ++i)
+        if (in.encoder_mask[i] > 1)
+            throw value_error(core::describe("encoder mask value", "--encoder-mask", "0 or 1",
+                                             "value " + std::to_string(in.encoder_mask[i]) + " at index " + std::to_string(i)));
 }
 
 template <class Model, class Config>
 void run_model(const Model& model, const Config& cfg, const model_inputs& in, core::thread_pool& pool, const layers::trace& tr) {
+    check_mask(in);
     if constexpr (requires { typename Model::projector_type; }) {  // PaLI-3
-        require_image(in);
         if (in.encoder_ids.empty())
             throw value_error(core::describe("no prompt ids", "pali3 dump", "--tokenizer T [--prompt P] or --encoder-ids", "neither"));
         check_ids(in.encoder_ids, cfg.text.vocab, "encoder", "--encoder-ids");
         check_ids(in.decoder_ids, cfg.text.vocab, "decoder", "--decoder-ids");
-        const auto px = load_pixels(in.image, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.vision.image));
-        const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model, steps = in.decoder_ids.size();
-        core::workspace ws(model.workspace_floats(1, in.encoder_ids.size(), steps));
-        std::vector<float> memory((n + in.encoder_ids.size()) * d), logits(cfg.text.vocab);
-        const std::vector<std::vector<std::int32_t>> prompts{in.encoder_ids};
+        std::size_t batch = 0;
+        const auto px = load_pixel_batch(in, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.vision.image), batch);
+        const auto ids = rows_for_batch(in.encoder_ids, in.encoder_rows, batch, "--encoder-ids");
+        const auto dec = rows_for_batch(in.decoder_ids, in.decoder_rows, batch, "--decoder-ids");
+        const auto mask = in.encoder_mask.empty() ? in.encoder_mask
+                                                  : rows_for_batch(in.encoder_mask, in.encoder_rows, batch, "--encoder-mask");
+        const std::size_t t = ids.size() / batch, steps = dec.size() / batch;
+        // Each prompt: its ids up to the mask's first 0 (1s then 0s: the image tokens come first).
+        std::vector<std::vector<std::int32_t>> prompts(batch);
+        for (std::size_t b = 0; b < batch; ++b) {
+            std::size_t len = t;
+            if (!mask.empty()) {
+                len = 0;
+                while (len < t && mask[b * t + len]) ++len;
+                for (std::size_t j = len; j < t; ++j)
+                    if (mask[b * t + j])
+                        throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b),
+                                                         "1s then 0s (PaLI-3 prompts follow the image tokens)",
+                                                         "a 1 at position " + std::to_string(j) + " after a 0"));
+                if (len == 0) throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b), "at least one 1", "none"));
+            }
+            prompts[b].assign(ids.begin() + static_cast<std::ptrdiff_t>(b * t), ids.begin() + static_cast<std::ptrdiff_t>(b * t + len));
+        }
+        const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model;
+        core::workspace ws(model.workspace_floats(batch, t, steps));
+        std::vector<float> memory(batch * (n + t) * d), logits(batch * cfg.text.vocab);
         const auto lens = model.encode(px.data(), prompts, memory.data(), ws, pool, tr);
-        auto state = model.start(memory.data(), 1, lens, steps, pool);
-        for (std::size_t s = 0; s < steps; ++s)
-            model.step(&in.decoder_ids[s], state, logits.data(), ws, pool, tr.child("step" + std::to_string(s)));
+        auto state = model.start(memory.data(), batch, lens, steps, pool);
+        std::vector<std::int32_t> step_ids(batch);
+        for (std::size_t s = 0; s < steps; ++s) {
+            for (std::size_t b = 0; b < batch; ++b) step_ids[b] = dec[b * steps + s];
+            model.step(step_ids.data(), state, logits.data(), ws, pool, tr.child("step" + std::to_string(s)));
+        }
     } else if constexpr (models::encoder_decoder<Model>) {  // T5 / UL2: teacher forced
         if (in.encoder_ids.empty())
             throw value_error(core::describe("no encoder ids", "pali3 dump", "--encoder-ids 1,2,3 or X.npy", "none"));
         check_ids(in.encoder_ids, cfg.vocab, "encoder", "--encoder-ids");
         check_ids(in.decoder_ids, cfg.vocab, "decoder", "--decoder-ids");
-        const std::size_t t = in.encoder_ids.size(), steps = in.decoder_ids.size();
-        std::vector<float> memory(t * cfg.d_model), logits(steps * cfg.vocab);
-        const std::vector<std::size_t> lens{t};
-        core::workspace ws(model.workspace_floats(1, t, steps));
-        model.embed(in.encoder_ids.data(), t, memory.data());
-        model.encode(memory.data(), 1, t, lens, ws, pool, tr);
-        auto state = model.start(memory.data(), 1, t, lens, steps, pool);
-        model.step(in.decoder_ids.data(), steps, state, logits.data(), ws, pool, tr);
+        const std::size_t batch = in.encoder_rows;
+        const auto& ids = in.encoder_ids;
+        const auto dec = rows_for_batch(in.decoder_ids, in.decoder_rows, batch, "--decoder-ids");
+        (void)rows_for_batch(ids, batch, batch, "--encoder-ids");
+        const std::size_t t = ids.size() / batch, steps = dec.size() / batch;
+        std::vector<float> memory(batch * t * cfg.d_model), logits(batch * steps * cfg.vocab);
+        const layers::key_mask keys({}, in.encoder_mask);
+        core::workspace ws(model.workspace_floats(batch, t, steps));
+        model.embed(ids.data(), ids.size(), memory.data());
+        model.encode(memory.data(), batch, t, keys, ws, pool, tr);
+        auto state = model.start(memory.data(), batch, t, keys, steps, pool);
+        model.step(dec.data(), steps, state, logits.data(), ws, pool, tr);
     } else if constexpr (models::vision_model<Model>) {  // a SigLIP vision tower
-        require_image(in);
-        const auto px = load_pixels(in.image, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.image));
-        tr("pixels", px.data(), {1, 3, cfg.image, cfg.image});
-        std::vector<float> tokens(cfg.tokens() * cfg.width), pooled(cfg.width);
-        core::workspace ws(model.workspace_floats(1));
-        model.forward(px.data(), 1, layers::image_layout::nchw, tokens.data(), ws, pool, tr);
+        std::size_t batch = 0;
+        const auto px = load_pixel_batch(in, resolve_preprocessing(in.preprocessing, in.checkpoint, cfg.image), batch);
+        tr("pixels", px.data(), {batch, 3, cfg.image, cfg.image});
+        std::vector<float> tokens(batch * cfg.tokens() * cfg.width), pooled(batch * cfg.width);
+        core::workspace ws(model.workspace_floats(batch));
+        model.forward(px.data(), batch, layers::image_layout::nchw, tokens.data(), ws, pool, tr);
         if (cfg.map_head) {
-            model.pool(tokens.data(), 1, pooled.data(), ws, pool);
-            tr("pooled", pooled.data(), {1, cfg.width});
+            model.pool(tokens.data(), batch, pooled.data(), ws, pool);
+            tr("pooled", pooled.data(), {batch, cfg.width});
         }
     } else if constexpr (requires { model.vision(); model.text(); }) {  // a SigLIP pair: both towers
         run_model(model.vision(), cfg.vision, in, pool, tr.child("vision"));
         if (!in.encoder_ids.empty()) {
-            const std::size_t len = cfg.text.max_len;
-            if (in.encoder_ids.size() != len)
-                throw value_error(core::describe("SigLIP text ids", "--encoder-ids", std::to_string(len) + " ids (padded as SigLIP pads)",
-                                                 in.encoder_ids.size()));
+            const std::size_t len = cfg.text.max_len, batch = in.encoder_rows;
+            if (batch == 0 || in.encoder_ids.size() != batch * len)
+                throw value_error(core::describe("SigLIP text ids", "--encoder-ids",
+                                                 "rows of " + std::to_string(len) + " ids (padded as SigLIP pads)",
+                                                 std::to_string(in.encoder_ids.size()) + " ids in " + std::to_string(batch) + " row(s)"));
+            if (!in.encoder_mask.empty())
+                throw value_error(core::describe("SigLIP text tower and --encoder-mask", "--encoder-mask",
+                                                 "no mask (SigLIP's text tower sees its padding, as trained)", "a mask"));
             check_ids(in.encoder_ids, cfg.text.vocab, "encoder", "--encoder-ids");
-            std::vector<float> out(cfg.text.out_dim());
-            core::workspace ws(model.text().workspace_floats(1));
-            model.text().forward(in.encoder_ids.data(), 1, out.data(), ws, pool, tr.child("text"));
+            std::vector<float> out(batch * cfg.text.out_dim());
+            core::workspace ws(model.text().workspace_floats(batch));
+            model.text().forward(in.encoder_ids.data(), batch, out.data(), ws, pool, tr.child("text"));
         }
     } else {
         throw config_error(core::describe("no activations to dump for this model kind", "pali3 dump", "vit, t5, pali3 or siglip", "siglip_text"));
@@ -138,8 +219,9 @@ run_result run_traced(const models::any_config& config, const weights::checkpoin
     models::run_request req;
     req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
     req.prepack = o.prepack;
-    req.prompt_tokens = std::max<std::size_t>(in.encoder_ids.size(), 1);
-    req.new_tokens = in.decoder_ids.size();
+    req.batch = std::max<std::size_t>({in.images.size(), in.encoder_rows, 1});
+    req.prompt_tokens = std::max<std::size_t>(in.encoder_ids.size() / std::max<std::size_t>(in.encoder_rows, 1), 1);
+    req.new_tokens = in.decoder_ids.size() / std::max<std::size_t>(in.decoder_rows, 1);
     models::require_memory(models::estimate_memory(config, req), o.max_memory, ckpt.path());
     run_result r;
     stopwatch sw;

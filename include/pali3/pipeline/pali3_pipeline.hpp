@@ -8,10 +8,12 @@
 //     auto a = p.caption("photo.jpg");       // a.text, a.best.tokens, a.objects, a.times
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -129,32 +131,57 @@ public:
 
     // Any prompt; the answer's text is the decoded output.
     answer generate(const std::string& image_path, const std::string& prompt) {
-        answer a;
-        a.prompt = prompt;
+        return std::move(generate_batch({image_path}, {prompt}).front());
+    }
+
+    // One batch: image i with prompt i (one prompt: the same for every image). The vision tower,
+    // the encoder and each decoder step run once for all; prompts of different lengths are
+    // padded and masked, and each answer is the one its image and prompt give alone (the
+    // timings are the batch's, in every answer).
+    std::vector<answer> generate_batch(const std::vector<std::string>& image_paths, const std::vector<std::string>& prompts) {
+        const std::size_t batch = image_paths.size();
+        if (batch == 0) throw value_error(core::describe("no image", "pali3_pipeline::generate_batch", "at least one", "none"));
+        if (prompts.size() != batch && prompts.size() != 1)
+            throw value_error(core::describe("prompts per image", "pali3_pipeline::generate_batch",
+                                             "1 or " + std::to_string(batch), prompts.size()));
+        std::vector<answer> out(batch);
+        std::vector<std::vector<std::int32_t>> ids(batch);
         stopwatch sw;
-        const auto ids = tok_->encode(prompt);
-        if (ids.size() > opts_.max_prompt_tokens)
-            throw value_error(core::describe("prompt too long", "\"" + prompt.substr(0, 40) + "\"",
-                                             "<= " + std::to_string(opts_.max_prompt_tokens) + " tokens (--max-prompt-tokens)", ids.size()));
-        a.prompt_tokens = ids.size();
-        a.times.add("encode prompt", sw.ms());
+        for (std::size_t b = 0; b < batch; ++b) {
+            const std::string& prompt = prompts[prompts.size() == 1 ? 0 : b];
+            out[b].prompt = prompt;
+            ids[b] = tok_->encode(prompt);
+            if (ids[b].size() > opts_.max_prompt_tokens)
+                throw value_error(core::describe("prompt too long", "\"" + prompt.substr(0, 40) + "\"",
+                                                 "<= " + std::to_string(opts_.max_prompt_tokens) + " tokens (--max-prompt-tokens)", ids[b].size()));
+            out[b].prompt_tokens = ids[b].size();
+        }
+        timings shared;
+        shared.add("encode prompt", sw.ms());
         sw.reset();
-        a.image = io::load_image(image_path);
-        const auto pixels = vision::preprocess(a.image, pre_);
-        a.times.add("load + preprocess image", sw.ms());
+        std::vector<float> pixels;
+        for (std::size_t b = 0; b < batch; ++b) {
+            out[b].image = io::load_image(image_paths[b]);
+            const auto px = vision::preprocess(out[b].image, pre_);
+            pixels.insert(pixels.end(), px.begin(), px.end());
+        }
+        shared.add(batch > 1 ? "load + preprocess images" : "load + preprocess image", sw.ms());
         generation::options g;
         g.max_new_tokens = opts_.max_new_tokens;
         g.beam = opts_.beam;
         g.length_penalty = opts_.length_penalty;
         g.eos_id = tok_->eos_id();
         g.start_id = tok_->decoder_start_id();
-        engine_->run(pixels, ids, g, *pool_, a);
-        std::vector<std::int32_t> valid;
-        for (const auto id : a.best.tokens)
-            if (id >= 0 && static_cast<std::size_t>(id) < tok_->vocab_size()) valid.push_back(id);
-        a.dropped_ids = a.best.tokens.size() - valid.size();
-        a.text = tok_->decode(valid);
-        return a;
+        engine_->run(pixels, ids, g, *pool_, shared, out);
+        for (auto& a : out) {
+            a.times = shared;
+            std::vector<std::int32_t> valid;
+            for (const auto id : a.best.tokens)
+                if (id >= 0 && static_cast<std::size_t>(id) < tok_->vocab_size()) valid.push_back(id);
+            a.dropped_ids = a.best.tokens.size() - valid.size();
+            a.text = tok_->decode(valid);
+        }
+        return out;
     }
 
     answer caption(const std::string& image, const std::string& lang = "en") { return generate(image, generation::caption_prompt(lang)); }
@@ -185,8 +212,8 @@ private:
     struct engine {
         virtual ~engine() = default;
         virtual std::size_t prepack() = 0;
-        virtual void run(const std::vector<float>& pixels, const std::vector<std::int32_t>& ids, const generation::options& g,
-                         core::thread_pool& pool, answer& a) = 0;
+        virtual void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
+                         const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) = 0;
     };
     template <class Model>
     struct engine_for final : engine {
@@ -194,13 +221,14 @@ private:
         template <class Config, class Source>
         engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
         std::size_t prepack() override { return layers::prepack(model); }
-        void run(const std::vector<float>& pixels, const std::vector<std::int32_t>& ids, const generation::options& g,
-                 core::thread_pool& pool, answer& a) override {
+        void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
+                 const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) override {
             const auto& cfg = model.config();
-            const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model;
-            core::workspace ws(model.workspace_floats(std::max<std::size_t>(g.beam, 1), ids.size(), g.max_new_tokens));
-            std::vector<float> memory((n + ids.size()) * d);
-            const std::vector<std::vector<std::int32_t>> prompts{ids};
+            const std::size_t batch = prompts.size(), n = cfg.vision.tokens(), d = cfg.text.d_model;
+            std::size_t t_max = 0;
+            for (const auto& p : prompts) t_max = std::max(t_max, p.size());
+            core::workspace ws(model.workspace_floats(batch * std::max<std::size_t>(g.beam, 1), t_max, g.max_new_tokens));
+            std::vector<float> memory(batch * (n + t_max) * d);
             double t_vision = 0;
             stopwatch sw;
             const layers::trace marks([&](const std::string& name, std::span<const float> x, const shape_t&) {
@@ -210,24 +238,30 @@ private:
             });
             const auto lens = model.encode(pixels.data(), prompts, memory.data(), ws, pool, marks);
             const double t_enc = sw.ms();
-            core::require_finite(std::span<const float>(memory.data(), lens[0] * d), d, "text encoder output");
-            a.times.add("vision tower + projector (" + std::to_string(n) + " tok)", t_vision);
-            a.times.add("text encoder (" + std::to_string(lens[0]) + " tok)", t_enc - t_vision);
+            for (std::size_t b = 0; b < batch; ++b)
+                core::require_finite(std::span<const float>(memory.data() + b * (n + t_max) * d, lens[b] * d), d, "text encoder output");
+            const std::string per = batch > 1 ? std::to_string(batch) + " x " : "";
+            times.add("vision tower + projector (" + per + std::to_string(n) + " tok)", t_vision);
+            times.add("text encoder (" + per + std::to_string(n + t_max) + " tok)", t_enc - t_vision);
             sw.reset();
-            auto state = model.start(memory.data(), 1, lens, g.max_new_tokens, pool);
-            a.times.add("cross-attention K/V", sw.ms());
+            auto state = model.start(memory.data(), batch, lens, g.max_new_tokens, pool);
+            times.add("cross-attention K/V", sw.ms());
             sw.reset();
-            const auto out = generation::generate(
+            std::size_t steps = 0;
+            const auto best = generation::generate(
                 [&](const std::int32_t* step_ids, models::t5_decoder_state& s, float* logits) {
-                    ++a.steps;
+                    ++steps;
                     model.step(step_ids, s, logits, ws, pool);
                 },
                 std::move(state), cfg.text.vocab, g);
             const double t_dec = sw.ms();
-            a.decode_ms = t_dec;
-            a.times.add("decode (" + std::to_string(a.steps) + " steps, beam " + std::to_string(g.beam) + ")", t_dec);
-            a.times.add("  per step", a.steps ? t_dec / static_cast<double>(a.steps) : 0.0);
-            a.best = out.at(0);
+            times.add("decode (" + std::to_string(steps) + " steps, beam " + std::to_string(g.beam) + ")", t_dec);
+            times.add("  per step", steps ? t_dec / static_cast<double>(steps) : 0.0);
+            for (std::size_t b = 0; b < batch; ++b) {
+                out[b].steps = steps;
+                out[b].decode_ms = t_dec;
+                out[b].best = best.at(b);
+            }
         }
     };
 

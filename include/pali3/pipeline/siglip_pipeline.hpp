@@ -3,7 +3,7 @@
 // in any naming, with per-stage timings.
 //
 //     pali3::pipeline::siglip_pipeline p({.weights = "siglip/model.safetensors", .tokenizer = "spiece.model"});
-//     auto img = p.embed_image("photo.jpg");
+//     auto img = p.embed_image("photo.jpg");                 // or embed_images({...}): (n, dim), one batch
 //     auto txt = p.embed_texts({"a cat", "a dog"});
 //     auto probs = p.scores(img, txt, 2);
 #pragma once
@@ -38,17 +38,20 @@ struct siglip_options {
 
 // Preprocessed pixels for a tower of side o.size: an image file preprocessed by `o`, or a float32
 // .npy of shape (1, 3, size, size) already preprocessed (to feed exactly what another
-// implementation saw).
-inline std::vector<float> load_pixels(const std::string& spec, const vision::preprocess_options& o) {
+// implementation saw); with `batch`, an .npy of (n, 3, size, size) gives n images.
+inline std::vector<float> load_pixels(const std::string& spec, const vision::preprocess_options& o, bool batch = false) {
     const std::size_t size = o.size;
     if (spec.size() > 4 && spec.compare(spec.size() - 4, 4, ".npy") == 0) {
         const auto bytes = weights::map_file(spec);
         const auto arr = weights::parse_npy(bytes.data, bytes.size, spec);
-        if (arr.descr != "<f4" || arr.shape != shape_t{1, 3, size, size})
+        const bool fits = arr.descr == "<f4" && arr.shape.size() == 4 && arr.shape[0] >= 1 && (batch || arr.shape[0] == 1) &&
+                          arr.shape[1] == 3 && arr.shape[2] == size && arr.shape[3] == size;
+        if (!fits)
             throw shape_error(core::describe("preprocessed pixels", spec,
-                                             "<f4 (1, 3, " + std::to_string(size) + ", " + std::to_string(size) + ")",
+                                             std::string("<f4 (") + (batch ? "n" : "1") + ", 3, " + std::to_string(size) + ", " +
+                                                 std::to_string(size) + ")",
                                              arr.descr + " " + shape_string(arr.shape)));
-        std::vector<float> px(3 * size * size);
+        std::vector<float> px(arr.shape[0] * 3 * size * size);
         std::memcpy(px.data(), arr.data, px.size() * 4);
         return px;
     }
@@ -71,8 +74,8 @@ public:
         if (!found_->config.vision.map_head)
             throw config_error(core::describe("embed needs the MAP head", o.weights, "vision_use_head / map_head true", "no head"));
         pre_ = resolve_preprocessing(o.preprocessing, o.weights, found_->config.vision.image, &pre_source_);
-        models::run_request req;  // f32 weights; one image, or texts_batch texts at a time
-        req.batch = kind == models::model_kind::siglip ? text_batch : 1;
+        models::run_request req;  // f32 weights; image_batch images or text_batch texts at a time
+        req.batch = kind == models::model_kind::siglip ? text_batch : image_batch;
         models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
         stopwatch sw;
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), models::kind_name(kind)));
@@ -95,11 +98,37 @@ public:
 
     // (embed_dim) from an image file or a preprocessed .npy.
     std::vector<float> embed_image(const std::string& image) {
-        const auto px = load_pixels(image, pre_);
+        std::vector<std::size_t> counts;
+        auto out = embed_images({image}, &counts);
+        if (counts[0] != 1)
+            throw shape_error(core::describe("one image", image, "an image file or (1, 3, S, S) pixels", std::to_string(counts[0]) + " images"));
+        return out;
+    }
+
+    // (n, embed_dim) for image files and preprocessed .npy files ((k, 3, S, S) each: k images;
+    // `counts`, when given, receives each file's k), run through the tower `image_batch` images at
+    // a time (each row the same as alone: the tower has no cross-image state).
+    std::vector<float> embed_images(const std::vector<std::string>& images, std::vector<std::size_t>* counts = nullptr) {
+        if (images.empty()) throw value_error(core::describe("no image", "siglip_pipeline::embed_images", "at least one", "none"));
+        const std::size_t per = 3 * pre_.size * pre_.size;
+        std::vector<float> px;
+        if (counts) counts->clear();
+        for (const auto& spec : images) {
+            const auto one = load_pixels(spec, pre_, /*batch=*/true);
+            px.insert(px.end(), one.begin(), one.end());
+            if (counts) counts->push_back(one.size() / per);
+        }
+        const std::size_t n = px.size() / per;
         stopwatch sw;
-        auto out = engine_->embed_image(px, pool_);
-        core::require_finite(out, out.size(), "SigLIP image embedding");
-        times_.add("vision forward", sw.ms());
+        std::vector<float> out;
+        out.reserve(n * embed_dim());
+        for (std::size_t first = 0; first < n; first += image_batch) {
+            const std::size_t k = std::min(image_batch, n - first);
+            const auto e = engine_->embed_images(px.data() + first * per, k, pool_);
+            out.insert(out.end(), e.begin(), e.end());
+        }
+        core::require_finite(out, embed_dim(), n > 1 ? "SigLIP image embeddings (row = image)" : "SigLIP image embedding");
+        times_.add(n > 1 ? "vision forward (" + std::to_string(n) + " images)" : std::string("vision forward"), sw.ms());
         return out;
     }
 
@@ -141,13 +170,13 @@ public:
         return out;
     }
 
-    // sigmoid(t <img, txt_j> + b) for each text.
+    // sigmoid(t <img_i, txt_j> + b): (images, n_texts), images = image.size() / embed_dim().
     std::vector<float> scores(const std::vector<float>& image, const std::vector<float>& texts, std::size_t n_texts) const {
         if (!has_text()) throw config_error(core::describe("scores need both SigLIP towers", opts_.weights, "a SiglipModel checkpoint", "a vision tower"));
-        return models::contrastive_scores(image.data(), 1, texts.data(), n_texts, embed_dim(), log_t(), bias());
+        return models::contrastive_scores(image.data(), image.size() / embed_dim(), texts.data(), n_texts, embed_dim(), log_t(), bias());
     }
 
-    static constexpr std::size_t max_texts = 65536, text_batch = 64;
+    static constexpr std::size_t max_texts = 65536, text_batch = 64, image_batch = 8;
 
 private:
     struct engine {
@@ -156,7 +185,7 @@ private:
         virtual std::size_t embed_dim() const = 0;
         virtual float log_t() const = 0;
         virtual float bias() const = 0;
-        virtual std::vector<float> embed_image(const std::vector<float>& px, core::thread_pool& pool) const = 0;
+        virtual std::vector<float> embed_images(const float* px, std::size_t n, core::thread_pool& pool) const = 0;
         virtual std::vector<float> embed_texts(const std::vector<std::int32_t>& ids, std::size_t n, core::thread_pool& pool) const = 0;
     };
     // A vision tower alone (M pools) or a pair (M has vision() and text()).
@@ -180,12 +209,12 @@ private:
             if constexpr (pair) return model.bias();
             else return 0.f;
         }
-        std::vector<float> embed_image(const std::vector<float>& px, core::thread_pool& pool) const override {
+        std::vector<float> embed_images(const float* px, std::size_t n, core::thread_pool& pool) const override {
             const auto& cfg = tower().config();
-            core::workspace ws(cfg.tokens() * cfg.width + tower().workspace_floats(1));
-            std::vector<float> tokens(cfg.tokens() * cfg.width), pooled(embed_dim());
-            tower().forward(px.data(), 1, layers::image_layout::nchw, tokens.data(), ws, pool);
-            tower().pool(tokens.data(), 1, pooled.data(), ws, pool);
+            core::workspace ws(n * cfg.tokens() * cfg.width + tower().workspace_floats(n));
+            std::vector<float> tokens(n * cfg.tokens() * cfg.width), pooled(n * embed_dim());
+            tower().forward(px, n, layers::image_layout::nchw, tokens.data(), ws, pool);
+            tower().pool(tokens.data(), n, pooled.data(), ws, pool);
             return pooled;
         }
         std::vector<float> embed_texts(const std::vector<std::int32_t>& ids, std::size_t n, core::thread_pool& pool) const override {
