@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -188,18 +189,24 @@ void bm_softmax(benchmark::State& state) {
 }
 
 // One attention layer's heads (tokens, heads x dh interleaved as the layers store them), 1 thread:
-// f32 products, or bf16 products (AMX where available) as bf16 models run them.
-template <bool BF16>
+// f32 products, or bf16 products (AMX where available) as bf16 models run them. Masked: an HF-style
+// 0/1 key mask (16 keys of left padding, then every 8th key hidden); FLOPs counted as unmasked
+// (every score is still computed), so the ratio to the unmasked run is the mask's cost.
+template <bool BF16, bool Masked = false>
 void bm_attention_heads(benchmark::State& state) {
     const std::size_t t = state.range(0), heads = state.range(1), dh = state.range(2), inner = heads * dh;
     const auto q = random_floats(t * inner, 5), k = random_floats(t * inner, 6), v = random_floats(t * inner, 7);
     std::vector<float> out(t * inner);
     attention_tiling tiling;
     tiling.bf16_products = BF16;
+    std::vector<std::uint8_t> keep(t);
+    for (std::size_t j = 0; j < t; ++j) keep[j] = j >= 16 && j % 8 != 3;
+    attention_mask mask;
+    if (Masked) mask.keep = keep.data();
     for (auto _ : state) {
         for (std::size_t h = 0; h < heads; ++h)
             attention(t, t, dh, q.data() + h * dh, inner, k.data() + h * dh, inner, v.data() + h * dh, inner,
-                      out.data() + h * dh, inner, 0.125f, {}, {}, tiling);
+                      out.data() + h * dh, inner, 0.125f, mask, {}, tiling);
         benchmark::DoNotOptimize(out.data());
     }
     if (BF16)
@@ -306,6 +313,7 @@ BENCHMARK(bm_openblas_sgemv)->Name("openblas_sgemv")->Args({1, 2048, 5120, 1})->
 BENCHMARK(bm_softmax)->Name("softmax")->Arg(256)->Arg(3364)->Arg(5776);
 BENCHMARK(bm_attention_heads<false>)->Name("attention_f32")->Args({196, 12, 64})->Args({256, 16, 96})->Args({1024, 16, 96})->UseRealTime();
 BENCHMARK(bm_attention_heads<true>)->Name("attention_bf16")->Args({196, 12, 64})->Args({256, 16, 96})->Args({1024, 16, 96})->UseRealTime();
+BENCHMARK(bm_attention_heads<false, true>)->Name("attention_f32_masked")->Args({196, 12, 64})->Args({1024, 16, 96})->UseRealTime();
 BENCHMARK(bm_layer_norm)->Name("layer_norm")->Args({256, 768})->Args({257, 1536});
 BENCHMARK(bm_rms_norm)->Name("rms_norm")->Args({64, 2048});
 BENCHMARK(bm_activation<act::gelu_tanh>)->Name("gelu_tanh")->Arg(256 * 3072);

@@ -66,7 +66,7 @@ void add_dump(CLI::App& app) {
     c->add_option("--out", a->out, "directory for the .npy files")->capture_default_str();
     c->add_option("--encoder-ids", a->enc, "T5 encoder ids / PaLI-3 prompt ids: 1,2,3, rows 1,2;3,4, or an integer .npy (rows, T)");
     c->add_option("--encoder-mask", a->mask,
-                  "HF attention_mask for --encoder-ids (same shape, 0/1): T5 any pattern, PaLI-3 1s then 0s");
+                  "HF attention_mask for --encoder-ids (same shape, 0/1, any pattern; PaLI-3: over the prompt ids)");
     c->add_option("--decoder-ids", a->dec, "decoder ids, start token first: 0,5, one row per item, or an integer .npy")->capture_default_str();
     c->add_option("--tokenizer", a->tokenizer, "PaLI-3: sentencepiece model to encode --prompt");
     c->add_option("--prompt", a->prompt, "PaLI-3: prompt text (with --tokenizer)")->capture_default_str();

@@ -23,7 +23,7 @@ void add_grad(CLI::App& app) {
     add_nonfinite_flag(c);
     c->add_option("--out", a->out, "directory for the .npy files")->capture_default_str();
     c->add_option("--encoder-ids", a->enc, "T5: encoder ids; PaLI-3: prompt ids (batch, length) integer .npy");
-    c->add_option("--encoder-mask", a->mask, "HF attention_mask for --encoder-ids: 1s then 0s per row (.npy)");
+    c->add_option("--encoder-mask", a->mask, "HF attention_mask for --encoder-ids: 0/1 per id, any pattern (.npy)");
     c->add_option("--decoder-ids", a->dec, "decoder input ids (batch, length), start token first (.npy)");
     c->add_option("--targets", a->targets, "target ids (batch, length), -100 ignored (.npy)");
     c->add_option("--pixels", a->pixels, "PaLI-3, SigLIP: (batch, 3, S, S) float32 .npy in [-1, 1]");

@@ -64,8 +64,8 @@ c2=$("$P" caption "$S2" "${F[@]}" --max-new-tokens 6 2>/dev/null | grep "^output
 cb=$("$P" caption "$S2" "$IMG" "${F[@]}" --max-new-tokens 6 2>/dev/null | grep "^output")
 if [[ -n $c1 && $cb == "$c2"$'\n'"$c1" ]]; then ok "caption of 2 images in one batch: each as alone"; else bad "batched caption: '$cb' vs '$c2' '$c1'"; fi
 expect 0 '^\{"command":"caption".*"image":".*000001.png"\}$' -- "$P" caption "$S2" "$IMG" "${F[@]}" --max-new-tokens 2 --json
-expect 1 "1s then 0s \(PaLI-3 prompts follow the image tokens\)" -- "$P" dump "$S2" "$IMG" --weights "$D/model.safetensors" \
-  --encoder-ids "5,6,7;5,6,7" --encoder-mask "1,1,0;1,0,1" --out "$W/x"
+expect 0 "wrote" -- "$P" dump "$S2" "$IMG" --weights "$D/model.safetensors" --encoder-ids "5,6,7;5,6,7" --encoder-mask "0,1,1;1,0,1" --out "$W/pa_holes"
+expect 1 "encoder mask value .*0 or 1" -- "$P" dump "$S2" "$IMG" --weights "$D/model.safetensors" --encoder-ids "5,6,7;5,6,7" --encoder-mask "1,1,1;1,3,1" --out "$W/x"
 expect 0 "decode step" -- "$P" bench --weights "$D/model.safetensors" --steps 2 --dtype f32
 expect 0 "decode step" -- "$P" bench --preset pali3_tiny --steps 2
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype bf16 --prepack

@@ -14,6 +14,7 @@
 
 #include "pali3/models/config_io.hpp"
 #include "pali3/models/dispatch.hpp"
+#include "pali3/vision/preprocess.hpp"
 #include "pali3/pipeline/convert.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
@@ -251,4 +252,29 @@ TEST_CASE("docs/models.md lists every HF config key pali3 accounts for", "[model
             INFO("key " << k.key);
             CHECK(doc.find("`" + std::string(k.key) + "`") != std::string::npos);
         }
+}
+
+TEST_CASE("name tables: each name and value appears once, round-trips, and errors list every name", "[models][config]") {
+    auto check_table = [](const auto& table, auto from_name) {
+        for (const auto& [value, name] : table) {
+            CHECK(core::name_in(table, value) == name);  // the first entry of this value is this one
+            CHECK(core::value_in(table, name) == value);
+            CHECK(from_name(name) == value);
+        }
+        const std::string all = core::names_list(table);
+        try {
+            from_name("no-such-name");
+            FAIL("accepted an unknown name");
+        } catch (const error& e) {
+            const std::string what = e.what();
+            INFO(what);
+            CHECK(what.find(all) != std::string::npos);
+            for (const auto& entry : table) CHECK(all.find(entry.second) != std::string::npos);
+        }
+    };
+    check_table(models::model_kinds, [](std::string_view n) { return models::kind_from_name(n, "t"); });
+    check_table(kernels::activation_names, [](std::string_view n) { return kernels::activation_from_name(n, "t"); });
+    check_table(vision::resize_methods, [](std::string_view n) { return vision::resize_from_name(n, "t"); });
+    CHECK(core::names_list(kernels::activation_names) == "relu, gelu_tanh, gelu_erf or silu");
+    CHECK(models::kind_name(static_cast<models::model_kind>(99)) == "?");
 }

@@ -1,9 +1,13 @@
+#include <algorithm>
+#include <cstdint>
+#include <span>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "pali3/models/footprint.hpp"
 #include "pali3/models/pali3.hpp"
+#include "pali3/train/parameters.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
 
@@ -69,4 +73,63 @@ TEST_CASE("PaLI-3 tiny: batched prompts of different lengths equal single runs",
     const std::vector<std::vector<std::int32_t>> bad{{1, 300}};
     std::vector<float> memory((n + 2) * d);
     CHECK_THROWS_WITH(model.encode(images.data(), bad, memory.data(), ws), Catch::Contains("token id out of range"));
+}
+
+TEST_CASE("PaLI-3 tiny: HF-style prompt masks (padding inside the rows, holes) reach encoder, decoder and training",
+          "[models][pali3][mask]") {
+    const weights::random_source src(12);
+    fixed_pali3<presets::pali3_tiny> model{weights::cursor(src)};
+    const auto& c = model.config();
+    const std::size_t d = c.text.d_model, vocab = c.text.vocab, n = c.vision.tokens(), steps = 3, t = 6;
+    const auto images = test::random_vector(2 * 3 * 32 * 32, 3, 0.5f);
+    core::workspace ws(model.workspace_floats(2, t, steps));
+    // Row 0: 3 real ids then 3 padding ids hidden by the mask (= the 3-id prompt by lengths);
+    // row 1: a hole at position 2.
+    const std::vector<std::vector<std::int32_t>> padded{{5, 99, 7, 0, 0, 0}, {42, 8, 77, 1, 9, 4}};
+    const std::vector<std::vector<std::uint8_t>> masks{{1, 1, 1, 0, 0, 0}, {1, 1, 0, 1, 1, 1}};
+    const std::vector<std::vector<std::int32_t>> by_length{{5, 99, 7}, {42, 8, 77, 1, 9, 4}};
+    const std::vector<std::int32_t> dec{0, 11, 12, 0, 13, 14}, tgt{11, 12, 1, 13, 14, 1};
+
+    auto logits_of = [&](const auto& prompts, std::span<const std::vector<std::uint8_t>> m) {
+        std::vector<float> memory(2 * (n + t) * d), logits(2 * vocab), all;
+        const auto prefix = model.encode(images.data(), prompts, m, memory.data(), ws);
+        auto state = model.start(memory.data(), 2, prefix, steps);
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::int32_t ids[2] = {dec[s], dec[steps + s]};
+            model.step(ids, state, logits.data(), ws);
+            all.insert(all.end(), logits.begin(), logits.end());
+        }
+        return all;  // (steps, 2, vocab)
+    };
+    const auto masked = logits_of(padded, masks);
+    const auto lengths = logits_of(by_length, {});
+    const auto unmasked = logits_of(padded, {});
+    for (std::size_t s = 0; s < steps; ++s) {
+        INFO("step " << s);
+        const auto row = [&](const std::vector<float>& x, std::size_t b) {
+            return std::vector<float>(x.begin() + static_cast<std::ptrdiff_t>((s * 2 + b) * vocab),
+                                      x.begin() + static_cast<std::ptrdiff_t>((s * 2 + b + 1) * vocab));
+        };
+        const auto r0 = row(lengths, 0), r1 = row(unmasked, 1);
+        // Padding hidden by the mask = padding by length.
+        CHECK(test::nmse(row(masked, 0), std::vector<double>(r0.begin(), r0.end())) < 1e-12);
+        // A hole changes the answer (the hidden id is seen by nothing).
+        CHECK(test::nmse(row(masked, 1), std::vector<double>(r1.begin(), r1.end())) > 1e-6);
+    }
+    // Training sees the same masks: the loss with the masks equals the loss by lengths for row 0.
+    const auto pair0 = [&](const auto& p) { return std::vector<std::vector<std::int32_t>>{p[0]}; };
+    const std::vector<std::vector<std::uint8_t>> mask0{masks[0]};
+    const auto l_mask = model.loss_and_grad(images.data(), pair0(padded), mask0, dec.data(), steps, tgt.data(),
+                                            static_cast<train::parameters*>(nullptr));
+    const auto l_len = model.loss_and_grad(images.data(), pair0(by_length), dec.data(), steps, tgt.data(),
+                                           static_cast<train::parameters*>(nullptr));
+    CHECK(l_mask.first == Approx(l_len.first).epsilon(1e-6));
+    CHECK(l_mask.second == l_len.second);
+    // Masks of the wrong count, length or value are refused.
+    std::vector<float> memory(2 * (n + t) * d);
+    using Catch::Matchers::Contains;
+    CHECK_THROWS_WITH(model.encode(images.data(), padded, mask0, memory.data(), ws), Contains("one prompt mask per prompt"));
+    const std::vector<std::vector<std::uint8_t>> short_mask{{1, 1}, masks[1]}, two{{1, 2, 1, 1, 1, 1}, masks[1]};
+    CHECK_THROWS_WITH(model.encode(images.data(), padded, short_mask, memory.data(), ws), Contains("prompt mask length"));
+    CHECK_THROWS_WITH(model.encode(images.data(), padded, two, memory.data(), ws), Contains("value 2 at position 1"));
 }

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/name_table.hpp"
 
 #include "pali3/kernels/simd.hpp"
 
@@ -211,15 +212,10 @@ inline constexpr std::pair<activation_id, std::string_view> activation_names[] =
     {activation_id::gelu_erf, act::gelu_erf::name},
     {activation_id::silu, act::silu::name}};
 
-inline std::string_view name_of(activation_id id) noexcept {
-    for (const auto& [a, n] : activation_names)
-        if (a == id) return n;
-    return "of_type";
-}
+inline std::string_view name_of(activation_id id) noexcept { return core::name_in(activation_names, id).value_or("of_type"); }
 inline activation_id activation_from_name(std::string_view name, std::string_view where) {
-    for (const auto& [a, n] : activation_names)
-        if (n == name) return a;
-    throw config_error(core::describe("unknown activation", where, "relu, gelu_tanh, gelu_erf or silu", name));
+    if (const auto a = core::value_in(activation_names, name)) return *a;
+    throw config_error(core::describe("unknown activation", where, core::names_list(activation_names), name));
 }
 
 // The id of a policy; of_type for a policy without one (identity, user-defined ones).

@@ -197,9 +197,13 @@ void attention(std::size_t tq, std::size_t tk, std::size_t dh, const float* q, s
                                                 static_cast<std::ptrdiff_t>(mask.q_offset + qi);
                     for (std::size_t j = 0; j < bk; ++j) sr[j] += bias.by_distance[base + static_cast<std::ptrdiff_t>(j)];
                 }
-                if (mask.causal || mask.keep)
+                if (mask.causal) {
                     for (std::size_t j = 0; j < bk; ++j)
                         if (!mask.visible(qi, k0 + j)) sr[j] = ninf;
+                } else if (mask.keep) {  // a select per score (vectorised), not visible()'s branches
+                    const std::uint8_t* kept = mask.keep + k0;
+                    for (std::size_t j = 0; j < bk; ++j) sr[j] = kept[j] ? sr[j] : ninf;
+                }
                 // Online softmax: rescale what was accumulated when the running max grows.
                 // (Vector max: a scalar std::max chain is latency-bound, ~4 cycles per score.)
                 B vmax_blk(ninf);

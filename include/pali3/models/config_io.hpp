@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/name_table.hpp"
 #include "pali3/core/json.hpp"
 #include "pali3/models/pali3.hpp"
 #include "pali3/models/siglip.hpp"
@@ -33,15 +34,10 @@ inline constexpr std::pair<model_kind, std::string_view> model_kinds[] = {
     {model_kind::vit, "vit"}, {model_kind::t5, "t5"}, {model_kind::pali3, "pali3"},
     {model_kind::siglip_text, "siglip_text"}, {model_kind::siglip, "siglip"}};
 
-inline std::string kind_name(model_kind k) {
-    for (const auto& [kind, name] : model_kinds)
-        if (kind == k) return std::string(name);
-    return "?";
-}
+inline std::string kind_name(model_kind k) { return std::string(core::name_in(model_kinds, k).value_or("?")); }
 inline model_kind kind_from_name(std::string_view name, std::string_view where) {
-    for (const auto& [kind, n] : model_kinds)
-        if (n == name) return kind;
-    throw config_error(core::describe("unknown model kind", where, "vit, t5, pali3, siglip or siglip_text", name));
+    if (const auto k = core::value_in(model_kinds, name)) return *k;
+    throw config_error(core::describe("unknown model kind", where, core::names_list(model_kinds), name));
 }
 
 struct any_config {

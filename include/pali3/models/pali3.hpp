@@ -7,9 +7,12 @@
 // naming the parts and sizes).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -198,12 +201,29 @@ public:
     template <core::executor E = core::sequential>
     std::vector<std::size_t> encode(const float* images, std::span<const std::vector<std::int32_t>> prompts,
                                     float* memory, core::workspace& ws, E&& exec = E{}, const layers::trace& tr = {}) const {
+        return encode(images, prompts, {}, memory, ws, exec, tr).lens;
+    }
+
+    // Which encoder rows of a batch are real: lens[b] = N + prompt b's length, and with prompt
+    // masks a (batch, N + T) 0/1 matrix (image tokens 1, each prompt's mask, padding 0).
+    struct prefix_mask {
+        std::vector<std::size_t> lens;
+        std::vector<std::uint8_t> keep;  // empty without prompt masks
+        layers::key_mask keys() const { return {lens, keep}; }
+    };
+
+    // The same with HF's attention_mask over each prompt (prompt_masks[b]: one 0/1 per id of
+    // prompts[b], any pattern: left padding, holes; empty span: every id real). A hidden prompt
+    // position is seen by no query, in the encoder and, through start(memory, batch, prefix, ...),
+    // in the decoder's cross-attention; the image tokens are always seen.
+    template <core::executor E = core::sequential>
+    prefix_mask encode(const float* images, std::span<const std::vector<std::int32_t>> prompts,
+                       std::span<const std::vector<std::uint8_t>> prompt_masks, float* memory, core::workspace& ws,
+                       E&& exec = E{}, const layers::trace& tr = {}) const {
         const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), d = cfg_.text.d_model;
         const std::size_t vw = cfg_.vision.width;
-        std::size_t t_max = 0;
-        for (const auto& p : prompts) t_max = std::max(t_max, p.size());
-        const std::size_t len = n + t_max;
-        std::vector<std::size_t> lens(batch);
+        const std::size_t t_max = longest(prompts), len = n + t_max;
+        prefix_mask out = prefix_of(prompts, prompt_masks, "pali3_model::encode");
         {
             core::workspace::scope scope(ws);
             float* tokens = ws.alloc(batch * n * vw).data();  // (batch*N, D_vit)
@@ -216,10 +236,9 @@ public:
             const auto& p = prompts[b];
             text_.embed(p.data(), p.size(), memory + (b * len + n) * d);
             std::fill(memory + (b * len + n + p.size()) * d, memory + (b + 1) * len * d, 0.f);
-            lens[b] = n + p.size();
         }
-        text_.encode(memory, batch, len, lens, ws, exec, tr.child("text"));
-        return lens;
+        text_.encode(memory, batch, len, out.keys(), ws, exec, tr.child("text"));
+        return out;
     }
 
     template <core::executor E = core::sequential>
@@ -228,6 +247,14 @@ public:
         std::size_t len = 0;
         for (auto l : lens) len = std::max(len, l);
         return text_.start(memory, batch, len, lens, max_decode, exec);
+    }
+    // Decoding against an encode() with prompt masks: cross-attention hides the same rows.
+    template <core::executor E = core::sequential>
+    state_type start(const float* memory, std::size_t batch, const prefix_mask& prefix, std::size_t max_decode,
+                     E&& exec = E{}) const {
+        std::size_t len = 0;
+        for (auto l : prefix.lens) len = std::max(len, l);
+        return text_.start(memory, batch, len, prefix.keys(), max_decode, exec);
     }
 
     template <core::executor E = core::sequential>
@@ -247,23 +274,29 @@ public:
                                                  const std::int32_t* decoder_ids, std::size_t dec_len,
                                                  const std::int32_t* targets, G* g, E&& exec = E{},
                                                  const typename T::loss_options& opt = {}) const {
+        return loss_and_grad(images, prompts, {}, decoder_ids, dec_len, targets, g, exec, opt);
+    }
+    // The same with HF's attention_mask over each prompt (as encode(images, prompts, prompt_masks, ...)).
+    template <layers::gradient_sink G, core::executor E = core::sequential, class T = Text>
+    std::pair<double, std::size_t> loss_and_grad(const float* images, std::span<const std::vector<std::int32_t>> prompts,
+                                                 std::span<const std::vector<std::uint8_t>> prompt_masks,
+                                                 const std::int32_t* decoder_ids, std::size_t dec_len,
+                                                 const std::int32_t* targets, G* g, E&& exec = E{},
+                                                 const typename T::loss_options& opt = {}) const {
         const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), d = cfg_.text.d_model;
         const std::size_t vw = cfg_.vision.width;
-        std::size_t t_max = 0;
-        for (const auto& p : prompts) t_max = std::max(t_max, p.size());
-        const std::size_t len = n + t_max;
+        const std::size_t len = n + longest(prompts);
+        const prefix_mask prefix = prefix_of(prompts, prompt_masks, "pali3_model::loss_and_grad");
         core::buffer tokens(batch * n * vw), memory(batch * len * d, 0.f);
         typename vision_type::saved vs;
         img_.forward_train(images, batch, layers::image_layout::nchw, tokens.data(), vs, exec, opt.recompute);
         core::workspace ws(projector_.workspace_floats(n));
-        std::vector<std::size_t> lens(batch);
         for (std::size_t b = 0; b < batch; ++b) {
             projector_.forward(tokens.data() + b * n * vw, n, memory.data() + b * len * d, d, ws, exec);
             text_.embed(prompts[b].data(), prompts[b].size(), memory.data() + (b * len + n) * d);
-            lens[b] = n + prompts[b].size();
         }
         core::buffer d_memory(g ? memory.size() : 0, 0.f);
-        const auto r = text_.loss_and_grad(memory.data(), batch, len, lens, decoder_ids, dec_len, targets, g,
+        const auto r = text_.loss_and_grad(memory.data(), batch, len, prefix.keys(), decoder_ids, dec_len, targets, g,
                                            g ? d_memory.data() : nullptr, exec, opt);
         if (!g || r.second == 0) return r;
         core::buffer d_tokens(tokens.size());
@@ -277,6 +310,37 @@ public:
     }
 
 private:
+    static std::size_t longest(std::span<const std::vector<std::int32_t>> prompts) {
+        std::size_t t = 0;
+        for (const auto& p : prompts) t = std::max(t, p.size());
+        return t;
+    }
+    // lens (N + each prompt) and, with prompt masks, the (batch, N + T) keep matrix.
+    prefix_mask prefix_of(std::span<const std::vector<std::int32_t>> prompts,
+                          std::span<const std::vector<std::uint8_t>> masks, std::string_view where) const {
+        const std::size_t batch = prompts.size(), n = cfg_.vision.tokens(), len = n + longest(prompts);
+        prefix_mask out;
+        out.lens.resize(batch);
+        for (std::size_t b = 0; b < batch; ++b) out.lens[b] = n + prompts[b].size();
+        if (masks.empty()) return out;
+        if (masks.size() != batch)
+            throw shape_error(core::describe("one prompt mask per prompt", where, batch, masks.size()));
+        out.keep.assign(batch * len, 0);
+        for (std::size_t b = 0; b < batch; ++b) {
+            if (masks[b].size() != prompts[b].size())
+                throw shape_error(core::describe("prompt mask length", std::string(where) + " prompt " + std::to_string(b),
+                                                 prompts[b].size(), masks[b].size()));
+            std::fill_n(out.keep.begin() + static_cast<std::ptrdiff_t>(b * len), n, std::uint8_t{1});
+            for (std::size_t j = 0; j < masks[b].size(); ++j) {
+                if (masks[b][j] > 1)
+                    throw value_error(core::describe("prompt mask value", std::string(where) + " prompt " + std::to_string(b),
+                                                     "0 or 1", "value " + std::to_string(masks[b][j]) + " at position " + std::to_string(j)));
+                out.keep[b * len + n + j] = masks[b][j];
+            }
+        }
+        return out;
+    }
+
     config_type cfg_;
     vision_type img_;
     Projector projector_;

@@ -31,8 +31,8 @@ struct model_inputs {
     // (encoder_rows, length): one row per item (one row with several images: the same prompt for each).
     std::vector<std::int32_t> encoder_ids;
     std::size_t encoder_rows = 1;
-    // HF's attention_mask for encoder_ids (same shape), 0/1. T5: any pattern (left padding,
-    // holes); PaLI-3: 1s then 0s (each prompt follows its image tokens). Empty: all ids real.
+    // HF's attention_mask for encoder_ids (same shape), 0/1, any pattern (left padding, holes);
+    // PaLI-3: over the prompt ids (its image tokens are always seen). Empty: all ids real.
     std::vector<std::uint8_t> encoder_mask;
     // T5 / PaLI-3: decoder input (teacher forced), start token first; (decoder_rows, steps),
     // one row for every item or one per item.
@@ -119,27 +119,19 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
         const auto mask = in.encoder_mask.empty() ? in.encoder_mask
                                                   : rows_for_batch(in.encoder_mask, in.encoder_rows, batch, "--encoder-mask");
         const std::size_t t = ids.size() / batch, steps = dec.size() / batch;
-        // Each prompt: its ids up to the mask's first 0 (1s then 0s: the image tokens come first).
+        // Each prompt is its row; with a mask, the row's 0/1 (any pattern) hides ids from every query.
         std::vector<std::vector<std::int32_t>> prompts(batch);
+        std::vector<std::vector<std::uint8_t>> masks(mask.empty() ? 0 : batch);
         for (std::size_t b = 0; b < batch; ++b) {
-            std::size_t len = t;
-            if (!mask.empty()) {
-                len = 0;
-                while (len < t && mask[b * t + len]) ++len;
-                for (std::size_t j = len; j < t; ++j)
-                    if (mask[b * t + j])
-                        throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b),
-                                                         "1s then 0s (PaLI-3 prompts follow the image tokens)",
-                                                         "a 1 at position " + std::to_string(j) + " after a 0"));
-                if (len == 0) throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b), "at least one 1", "none"));
-            }
-            prompts[b].assign(ids.begin() + static_cast<std::ptrdiff_t>(b * t), ids.begin() + static_cast<std::ptrdiff_t>(b * t + len));
+            prompts[b].assign(ids.begin() + static_cast<std::ptrdiff_t>(b * t), ids.begin() + static_cast<std::ptrdiff_t>((b + 1) * t));
+            if (!mask.empty())
+                masks[b].assign(mask.begin() + static_cast<std::ptrdiff_t>(b * t), mask.begin() + static_cast<std::ptrdiff_t>((b + 1) * t));
         }
         const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model;
         core::workspace ws(model.workspace_floats(batch, t, steps));
         std::vector<float> memory(batch * (n + t) * d), logits(batch * cfg.text.vocab);
-        const auto lens = model.encode(px.data(), prompts, memory.data(), ws, pool, tr);
-        auto state = model.start(memory.data(), batch, lens, steps, pool);
+        const auto prefix = model.encode(px.data(), prompts, masks, memory.data(), ws, pool, tr);
+        auto state = model.start(memory.data(), batch, prefix, steps, pool);
         std::vector<std::int32_t> step_ids(batch);
         for (std::size_t s = 0; s < steps; ++s) {
             for (std::size_t b = 0; b < batch; ++b) step_ids[b] = dec[b * steps + s];

@@ -133,6 +133,16 @@ inline std::function<void(const std::string&)>& config_notes() {
     return sink;
 }
 
+// One note listing keys a file holds that pali3 did not use ("<what>: k1, k2 (<where_listed>)"),
+// printable and cut at 20 names: the names come from the file.
+inline void note_unused_keys(std::string_view what, const std::vector<std::string>& unknown, std::string_view where_listed) {
+    if (unknown.empty() || !config_notes()) return;
+    std::string keys;
+    for (std::size_t i = 0; i < unknown.size() && i < 20; ++i) keys += (i ? ", " : "") + core::printable(unknown[i], 200);
+    if (unknown.size() > 20) keys += " and " + std::to_string(unknown.size() - 20) + " more";
+    config_notes()(std::string(what) + ": " + keys + " (" + std::string(where_listed) + ")");
+}
+
 // The config: the preset, else the file, else the checkpoint's "pali3.config" metadata, else a
 // config.json beside it (HF). nullopt when none is found.
 inline std::optional<found_config> find_config(const config_request& r, const weights::checkpoint* ckpt) {
@@ -166,13 +176,7 @@ inline std::optional<found_config> find_config(const config_request& r, const we
     // A config that describes a bigger model than the file holds (depth 10^7 in a 2 MB file) is
     // refused here, before any caller allocates what it implies.
     if (out && ckpt) models::require_weights_fit(out->config, checkpoint_elements(*ckpt), out->source, ckpt->path());
-    if (out && !out->config.unknown_keys.empty() && config_notes()) {
-        std::string keys;  // printable and cut: the names come from the file
-        const auto& unknown = out->config.unknown_keys;
-        for (std::size_t i = 0; i < unknown.size() && i < 20; ++i) keys += (i ? ", " : "") + core::printable(unknown[i], 200);
-        if (unknown.size() > 20) keys += " and " + std::to_string(unknown.size() - 20) + " more";
-        config_notes()("config keys pali3 does not know, not used: " + keys + " (docs/models.md lists the keys it reads)");
-    }
+    if (out) note_unused_keys("config keys pali3 does not know, not used", out->config.unknown_keys, "docs/models.md lists the keys it reads");
     return out;
 }
 

@@ -77,7 +77,7 @@ inline array2d<float> read_pixels_npy(const std::string& path, std::size_t size)
 // What a gradient is taken on; which fields are needed depends on the model kind.
 struct grad_inputs {
     array2d<std::int32_t> encoder_ids;   // T5: (batch, enc_len); PaLI-3: the prompt ids
-    array2d<std::int32_t> encoder_mask;  // optional, HF attention_mask 0/1 (T5: any pattern; PaLI-3: 1s then 0s)
+    array2d<std::int32_t> encoder_mask;  // optional, HF attention_mask 0/1, any pattern (PaLI-3: over the prompt ids)
     array2d<std::int32_t> decoder_ids;   // (batch, dec_len), start token first
     array2d<std::int32_t> targets;       // (batch, dec_len), -100 ignored
     array2d<float> pixels;               // PaLI-3, SigLIP: (batch, 3, S, S) in [-1, 1]
@@ -122,25 +122,6 @@ inline std::vector<std::uint8_t> keep_from_mask(const array2d<std::int32_t>& mas
     return keep;
 }
 
-// Valid lengths from an HF attention mask whose rows are ones, then zeros (right padding): what
-// a PaLI-3 prompt batch can say (each prompt follows its image tokens).
-inline std::vector<std::size_t> lengths_from_mask(const array2d<std::int32_t>& mask, std::size_t batch, std::size_t len) {
-    const auto keep = keep_from_mask(mask, batch, len);
-    if (keep.empty()) return std::vector<std::size_t>(batch, len);
-    std::vector<std::size_t> lens(batch);
-    for (std::size_t b = 0; b < batch; ++b) {
-        std::size_t n = 0;
-        while (n < len && keep[b * len + n] == 1) ++n;
-        for (std::size_t j = n; j < len; ++j)
-            if (keep[b * len + j] != 0)
-                throw value_error(core::describe("encoder mask", "--encoder-mask row " + std::to_string(b),
-                                                 "1s then 0s (PaLI-3 prompts are right padded after the image tokens)",
-                                                 "a 1 at position " + std::to_string(j) + " after a 0"));
-        lens[b] = n;
-    }
-    return lens;
-}
-
 template <class Model, class Config>
 std::pair<double, std::size_t> run_loss(const Model& model, const Config& cfg, const grad_inputs& in, train::parameters& ps,
                                         core::thread_pool& pool) {
@@ -165,16 +146,20 @@ std::pair<double, std::size_t> run_loss(const Model& model, const Config& cfg, c
             if (static_cast<std::size_t>(id) >= text->vocab)
                 throw value_error(core::describe("encoder id out of range", "--encoder-ids", "< vocab " + std::to_string(text->vocab), id));
         if constexpr (requires { typename Model::projector_type; }) {
-            const auto lens = lengths_from_mask(in.encoder_mask, batch, enc);
+            const auto keep = keep_from_mask(in.encoder_mask, batch, enc);
             typename Model::text_type::loss_options opt;
             if (in.pixels.rows() != batch)
                 throw shape_error(core::describe("pixels batch", "--pixels", batch, shape_string(in.pixels.shape)));
             std::vector<std::vector<std::int32_t>> prompts(batch);
-            for (std::size_t b = 0; b < batch; ++b)
+            std::vector<std::vector<std::uint8_t>> masks(keep.empty() ? 0 : batch);
+            for (std::size_t b = 0; b < batch; ++b) {
                 prompts[b].assign(in.encoder_ids.values.begin() + static_cast<std::ptrdiff_t>(b * enc),
-                                  in.encoder_ids.values.begin() + static_cast<std::ptrdiff_t>(b * enc + lens[b]));
+                                  in.encoder_ids.values.begin() + static_cast<std::ptrdiff_t>((b + 1) * enc));
+                if (!keep.empty())
+                    masks[b].assign(keep.begin() + static_cast<std::ptrdiff_t>(b * enc), keep.begin() + static_cast<std::ptrdiff_t>((b + 1) * enc));
+            }
             opt.label_smoothing = in.label_smoothing;
-            return model.loss_and_grad(in.pixels.values.data(), prompts, in.decoder_ids.values.data(), dec,
+            return model.loss_and_grad(in.pixels.values.data(), prompts, masks, in.decoder_ids.values.data(), dec,
                                        in.targets.values.data(), &ps, pool, opt);
         } else {
             typename Model::loss_options opt;

@@ -138,11 +138,7 @@ inline vision::preprocess_options resolve_preprocessing(const preprocessing_requ
             o = preprocessing_from_hf(json::parse(read_text_file(json_path.string()), json_path.string()), size, json_path.string(),
                                       &unknown);
             from = json_path.string();
-            if (!unknown.empty() && config_notes()) {
-                std::string keys;
-                for (std::size_t i = 0; i < unknown.size() && i < 20; ++i) keys += (i ? ", " : "") + core::printable(unknown[i], 200);
-                config_notes()("preprocessor keys not used: " + keys + " (docs/pipeline.md lists the keys pali3 reads)");
-            }
+            note_unused_keys("preprocessor keys not used", unknown, "docs/pipeline.md lists the keys pali3 reads");
         }
     }
     if (r.resize) o.resize = *r.resize;

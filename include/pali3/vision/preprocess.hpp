@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "pali3/core/error.hpp"
+#include "pali3/core/name_table.hpp"
 #include "pali3/io/image.hpp"
 #include "pali3/vision/pil_resize.hpp"
 
@@ -71,15 +72,11 @@ enum class resize_method { tf_bilinear, pil_bilinear, pil_bicubic };
 inline constexpr std::pair<resize_method, std::string_view> resize_methods[] = {
     {resize_method::tf_bilinear, "bilinear"}, {resize_method::pil_bilinear, "pil-bilinear"}, {resize_method::pil_bicubic, "bicubic"}};
 
-inline std::string_view resize_name(resize_method m) {
-    for (const auto& [k, n] : resize_methods)
-        if (k == m) return n;
-    return "?";
-}
+inline std::string_view resize_name(resize_method m) { return core::name_in(resize_methods, m).value_or("?"); }
 inline resize_method resize_from_name(std::string_view name, std::string_view where) {
-    for (const auto& [k, n] : resize_methods)
-        if (n == name) return k;
-    throw value_error(core::describe("unknown resize", where, "bilinear (tf, big_vision), pil-bilinear or bicubic (Pillow, HF)", name));
+    if (const auto k = core::value_in(resize_methods, name)) return *k;
+    throw value_error(core::describe("unknown resize", where,
+                                     core::names_list(resize_methods) + " (bilinear: tf, big_vision's; the others: Pillow's, HF's)", name));
 }
 
 struct preprocess_options {
