@@ -146,6 +146,37 @@ void bm_gemv(benchmark::State& state) {
     set_gflops(state, 2.0 * m * n * k);
 }
 
+// int8 weights (kernels/int8.hpp): the same shapes and rotation of copies as bm_gemv (each
+// iteration reads a matrix that is not in cache). Bytes: the int8 values and the scales.
+// Arg 4: scale group along k (0: one per row).
+void bm_gemv_int8(benchmark::State& state) {
+    const std::size_t m = state.range(0), k = state.range(1), n = state.range(2), group = state.range(4);
+    static const std::vector<std::int8_t> q = [] {
+        std::vector<std::int8_t> v(rotation_bytes);
+        for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<std::int8_t>(static_cast<int>((i * 2654435761u) % 255) - 127);
+        return v;
+    }();
+    const std::size_t copies = q.size() / (n * k);
+    if (copies < 2) {
+        state.SkipWithError("matrix larger than half the rotation buffer");
+        return;
+    }
+    const std::size_t groups = int8_groups(k, group);
+    const auto scales = random_floats(copies * n * groups, 4);
+    const auto a = random_floats(m * k, 3);
+    std::vector<float> c(m * n);
+    core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
+    std::size_t next = 0;
+    for (auto _ : state) {
+        const int8_matrix w{q.data() + next * n * k, n, k, k, scales.data() + next * n * groups, group};
+        gemv_int8(m, a.data(), k, w, c.data(), n, epilogue<>{}, pool);
+        benchmark::DoNotOptimize(c.data());
+        next = (next + 1) % copies;
+    }
+    set_gbytes(state, static_cast<double>(n * k + n * groups * sizeof(float)));
+    set_gflops(state, 2.0 * m * n * k);
+}
+
 void bm_openblas_sgemv(benchmark::State& state) {
     const std::size_t k = state.range(1), n = state.range(2);
     const auto& w = rotation_buffer<float>();
@@ -307,6 +338,13 @@ BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->App
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();
+BENCHMARK(bm_gemv_int8)->Name("gemv_int8")->Apply([](benchmark::internal::Benchmark* b) {
+    for (std::int64_t t : {1, 2})
+        for (std::int64_t m : {1, 4}) {
+            b->Args({m, 2048, 5120, t, 0});   // one scale per row
+            b->Args({m, 2048, 5120, t, 32});  // per 32 values (Q8_0's blocks)
+        }
+})->UseRealTime();
 BENCHMARK(bm_gemv<bf16, weight_layout::kn>)->Name("gemv_bf16_kn")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float, weight_layout::kn>)->Name("gemv_f32_kn")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemv)->Name("openblas_sgemv")->Args({1, 2048, 5120, 1})->Args({1, 5120, 2048, 1})->Args({1, 2048, 5120, 2})->UseRealTime();

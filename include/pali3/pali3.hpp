@@ -23,6 +23,7 @@
 #include "pali3/kernels/gemm.hpp"
 #include "pali3/kernels/gemm_blocks.hpp"
 #include "pali3/kernels/gemv.hpp"
+#include "pali3/kernels/int8.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/norm.hpp"
 #include "pali3/kernels/reference.hpp"

@@ -1,0 +1,170 @@
+// int8 weights (kernels/int8.hpp): the quantiser's bounds, and gemv_int8 against a double
+// reference on the dequantised weights (the products of the stored values are exact), for odd
+// shapes, 1..4 rows of A, per-row and per-group scales, strides, epilogues and both thread counts.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "pali3/kernels/activation.hpp"
+#include "pali3/kernels/gemm.hpp"
+#include "pali3/kernels/int8.hpp"
+#include "../common.hpp"
+
+using namespace pali3;
+using namespace pali3::kernels;
+
+TEST_CASE("quantize_int8: symmetric, within half a step, the largest value at +-127, zero groups at scale 0", "[kernels][int8]") {
+    const std::size_t n = 9, k = 77, ldw = 80;
+    auto w = test::random_vector(n * ldw, 61, 2.f);
+    for (std::size_t i = 0; i < k; ++i) w[3 * ldw + i] = 0.f;  // an all-zero row
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}}) {
+        const std::size_t groups = int8_groups(k, group), g = group ? group : k;
+        std::vector<std::int8_t> q(n * k);
+        std::vector<float> s(n * groups);
+        quantize_int8(w.data(), n, k, ldw, group, q.data(), k, s.data());
+        const int8_matrix m{q.data(), n, k, k, s.data(), group};
+        for (std::size_t j = 0; j < n; ++j)
+            for (std::size_t gi = 0; gi < groups; ++gi) {
+                int qmax = 0;
+                for (std::size_t i = gi * g; i < std::min(k, (gi + 1) * g); ++i) {
+                    const int v = q[j * k + i];
+                    REQUIRE(v >= -127);
+                    REQUIRE(v <= 127);
+                    qmax = std::max(qmax, std::abs(v));
+                    const double err = std::fabs(double(w[j * ldw + i]) - double(m.scale(j, i)) * v);
+                    REQUIRE(err <= 0.5 * m.scale(j, i) * (1 + 1e-6));
+                }
+                if (j == 3) {
+                    CHECK(s[j * groups + gi] == 0.f);
+                    CHECK(qmax == 0);
+                } else {
+                    CHECK(qmax == 127);
+                }
+            }
+    }
+    std::vector<std::int8_t> q(n * k);
+    std::vector<float> s(n * 3);
+    w[5 * ldw + 7] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_WITH(quantize_int8(w.data(), n, k, ldw, 32, q.data(), k, s.data()),
+                      Catch::Contains("non-finite weight") && Catch::Contains("row 5, column 7"));
+    CHECK_THROWS_WITH(quantize_int8(w.data(), n, k, ldw, 48, q.data(), k, s.data()), Catch::Contains("multiple of 32"));
+}
+
+namespace {
+// Double reference: act(alpha * sum_i a[r][i] * scale(j, i) * q[j][i] + bias[j]) [+ c].
+template <class Act>
+std::vector<double> reference(std::size_t m, const std::vector<float>& a, std::size_t lda, const int8_matrix& w,
+                              const epilogue<Act>& ep, const std::vector<float>& c0, std::size_t ldc) {
+    std::vector<double> out(m * ldc);
+    for (std::size_t r = 0; r < m; ++r)
+        for (std::size_t j = 0; j < w.n; ++j) {
+            double s = 0;
+            for (std::size_t i = 0; i < w.k; ++i) s += double(a[r * lda + i]) * w.scale(j, i) * w.q[j * w.ld + i];
+            double v = ep.alpha * s + (ep.bias ? ep.bias[j] : 0.0);
+            v = Act::apply(static_cast<float>(v));  // the activation in float, as the kernel applies it
+            if (ep.accumulate) v += c0[r * ldc + j];
+            out[r * ldc + j] = v;
+        }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("gemv_int8 equals the double reference on the dequantised weights; threads change no bit", "[kernels][int8]") {
+    struct shape {
+        std::size_t n, k, ld, lda, group;
+    };
+    for (const shape sh : {shape{37, 129, 129, 129, 0}, shape{37, 129, 131, 140, 32}, shape{130, 1000, 1000, 1000, 32},
+                           shape{65, 4099, 4100, 4099, 128}, shape{3, 7, 7, 7, 0}, shape{200, 64, 64, 64, 64}}) {
+        const auto wf = test::random_vector(sh.n * sh.ld, 71);
+        std::vector<std::int8_t> q(sh.n * sh.ld, 0);
+        std::vector<float> s(sh.n * int8_groups(sh.k, sh.group));
+        quantize_int8(wf.data(), sh.n, sh.k, sh.ld, sh.group, q.data(), sh.ld, s.data());
+        const int8_matrix w{q.data(), sh.n, sh.k, sh.ld, s.data(), sh.group};
+        const auto bias = test::random_vector(sh.n, 72);
+        for (std::size_t m = 1; m <= gemv_max_rows; ++m) {
+            const auto a = test::random_vector(m * sh.lda, 73 + static_cast<std::uint32_t>(m));
+            const std::size_t ldc = sh.n + 3;
+            const auto c0 = test::random_vector(m * ldc, 80);
+            INFO("n " << sh.n << " k " << sh.k << " group " << sh.group << " m " << m);
+            {
+                const epilogue<> ep{};
+                const auto expect = reference(m, a, sh.lda, w, ep, c0, ldc);
+                std::vector<float> c1(c0), c2(c0);
+                gemv_int8(m, a.data(), sh.lda, w, c1.data(), ldc, ep);
+                core::thread_pool pool(2);
+                gemv_int8(m, a.data(), sh.lda, w, c2.data(), ldc, ep, pool);
+                CHECK(c1 == c2);
+                // Each output's error against the sum of its terms' magnitudes (what f32 summation
+                // bounds), and the NMSE over all outputs.
+                double worst = 0;
+                std::vector<float> got;
+                std::vector<double> want;
+                for (std::size_t r = 0; r < m; ++r)
+                    for (std::size_t j = 0; j < sh.n; ++j) {
+                        double mag = 0;
+                        for (std::size_t i = 0; i < sh.k; ++i) mag += std::fabs(double(a[r * sh.lda + i]) * w.scale(j, i) * w.q[j * w.ld + i]);
+                        const double e = expect[r * ldc + j];
+                        worst = std::max(worst, std::fabs(c1[r * ldc + j] - e) / (mag + 1e-30));
+                        got.push_back(c1[r * ldc + j]);
+                        want.push_back(e);
+                    }
+                const double e = test::nmse(got, want);
+                INFO("worst error / sum |terms| " << worst << ", nmse " << e);
+                CHECK(worst < 1e-6);
+                CHECK(e < 1e-11);
+            }
+            {  // epilogue: alpha, bias, a fused GELU, accumulate
+                const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
+                const auto expect = reference(m, a, sh.lda, w, ep, c0, ldc);
+                std::vector<float> c1(c0);
+                gemv_int8(m, a.data(), sh.lda, w, c1.data(), ldc, ep);
+                std::vector<float> got, want_f;
+                std::vector<double> want;
+                for (std::size_t r = 0; r < m; ++r)
+                    for (std::size_t j = 0; j < sh.n; ++j) {
+                        got.push_back(c1[r * ldc + j]);
+                        want.push_back(expect[r * ldc + j]);
+                    }
+                CHECK(test::nmse(got, want) < 1e-10);
+                for (std::size_t r = 0; r < m; ++r)  // the padding between rows of C is untouched
+                    for (std::size_t j = sh.n; j < ldc; ++j) REQUIRE(c1[r * ldc + j] == c0[r * ldc + j]);
+            }
+        }
+    }
+}
+
+TEST_CASE("gemv_int8: what int8 costs against the f32 weights it came from; bad operands refused", "[kernels][int8]") {
+    const std::size_t n = 512, k = 2048;
+    const auto wf = test::random_vector(n * k, 91), a = test::random_vector(k, 92);
+    std::vector<float> exact(n);
+    gemv(1, a.data(), k, weight_nk(wf.data(), n, k), exact.data(), n);
+    const std::vector<double> ref(exact.begin(), exact.end());
+    double e_row = 0, e_g32 = 0;
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}}) {
+        std::vector<std::int8_t> q(n * k);
+        std::vector<float> s(n * int8_groups(k, group)), y(n);
+        quantize_int8(wf.data(), n, k, k, group, q.data(), k, s.data());
+        gemv_int8(1, a.data(), k, int8_matrix{q.data(), n, k, k, s.data(), group}, y.data(), n);
+        (group ? e_g32 : e_row) = test::nmse(y, ref);
+    }
+    // Normal weights: a step of max|w| / 127 gives an error variance of step^2 / 12 per weight;
+    // max|w| ~ 3.5 sigma over a row of 2048, ~2.0 sigma over 32, so the predicted NMSE is
+    // (3.5 / 127)^2 / 12 = 6.3e-5 per row and (2.0 / 127)^2 / 12 = 2.1e-5 per 32.
+    std::printf("  int8 GEMV vs f32 weights (n %zu, k %zu, normal weights): NMSE per row %.2e, per 32 %.2e\n", n, k, e_row, e_g32);
+    CHECK(e_row < 1e-4);
+    CHECK(e_g32 < 4e-5);
+
+    std::vector<std::int8_t> q(4);
+    std::vector<float> s(1), c(1), x(4);
+    CHECK_THROWS_WITH(gemv_int8(5, x.data(), 4, int8_matrix{q.data(), 1, 4, 4, s.data(), 0}, c.data(), 1),
+                      Catch::Contains("too many rows"));
+    CHECK_THROWS_WITH(gemv_int8(1, x.data(), 4, int8_matrix{q.data(), 1, 4, 3, s.data(), 0}, c.data(), 1),
+                      Catch::Contains("row stride"));
+    CHECK_THROWS_WITH(gemv_int8(1, x.data(), 2, int8_matrix{q.data(), 1, 4, 4, s.data(), 0}, c.data(), 1),
+                      Catch::Contains("lda >= k = 4"));
+    CHECK_THROWS_WITH(gemv_int8(1, x.data(), 4, int8_matrix{nullptr, 1, 4, 4, s.data(), 0}, c.data(), 1),
+                      Catch::Contains("int8 matrix"));
+}
