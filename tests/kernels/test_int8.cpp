@@ -1,6 +1,8 @@
-// int8 weights (kernels/int8.hpp): the quantiser's bounds, and gemv_int8 against a double
-// reference on the dequantised weights (the products of the stored values are exact), for odd
-// shapes, 1..4 rows of A, per-row and per-group scales, strides, epilogues and both thread counts.
+// int8 weights (kernels/int8.hpp): the quantisers' bounds, and gemv_int8 against a double
+// reference of its integer products (int8 weights x int16 A, exact) and scales, for odd shapes,
+// 1..4 rows of A, per-row and per-group scales, strides, epilogues, both thread counts, the
+// AVX2 and the portable path, the largest sums, and against the f32 weights and A it came from.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -53,31 +55,66 @@ TEST_CASE("quantize_int8: symmetric, within half a step, the largest value at +-
     CHECK_THROWS_WITH(quantize_int8(w.data(), n, k, ldw, 48, q.data(), k, s.data()), Catch::Contains("multiple of 32"));
 }
 
+TEST_CASE("quantize_int16: within half a step (and the rounding of a / scale), the largest value at +-32767, zero rows at scale 0, non-finite rows NaN", "[kernels][int8]") {
+    const std::size_t k = 301;
+    auto a = test::random_vector(k, 51, 3.f);
+    float amax = 0.f;
+    for (const float v : a) amax = std::max(amax, std::fabs(v));
+    a[17] = -(amax + 1.f);  // the largest magnitude, negative
+    std::vector<std::int16_t> q(k);
+    const float s = quantize_int16(a.data(), k, q.data());
+    CHECK(s == (amax + 1.f) / 32767.f);
+    CHECK(q[17] == -32767);
+    // Half a step, plus the f32 rounding of a / scale (up to 32767 x 2^-24 of a step).
+    for (std::size_t i = 0; i < k; ++i) REQUIRE(std::fabs(double(a[i]) - double(s) * q[i]) <= (0.5 + 2.5e-3) * s);
+    std::vector<float> zero(k, 0.f);
+    CHECK(quantize_int16(zero.data(), k, q.data()) == 0.f);
+    CHECK(std::all_of(q.begin(), q.end(), [](std::int16_t v) { return v == 0; }));
+    a[200] = std::numeric_limits<float>::infinity();
+    CHECK(std::isnan(quantize_int16(a.data(), k, q.data())));
+    a[200] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(quantize_int16(a.data(), k, q.data())));
+}
+
 namespace {
-// Double reference: act(alpha * sum_i a[r][i] * scale(j, i) * q[j][i] + bias[j]) [+ c].
+// The path without AVX2 (any arch tag that is not x86's: the integer loop).
+struct portable_arch {};
+
+// Double reference of the integer products: act(alpha * sa_r * sum_groups scale(j, g) * sum_i qa[r][i] q[j][i] + bias[j]) [+ c]
+// with A in its int16 form (quantize_int16); mag[r][j] = the sum of the terms' magnitudes.
 template <class Act>
 std::vector<double> reference(std::size_t m, const std::vector<float>& a, std::size_t lda, const int8_matrix& w,
-                              const epilogue<Act>& ep, const std::vector<float>& c0, std::size_t ldc) {
+                              const epilogue<Act>& ep, const std::vector<float>& c0, std::size_t ldc, std::vector<double>* mag = nullptr) {
     std::vector<double> out(m * ldc);
-    for (std::size_t r = 0; r < m; ++r)
+    if (mag) mag->assign(m * ldc, 0.0);
+    std::vector<std::int16_t> qa(w.k);
+    for (std::size_t r = 0; r < m; ++r) {
+        const double sa = quantize_int16(a.data() + r * lda, w.k, qa.data());
         for (std::size_t j = 0; j < w.n; ++j) {
-            double s = 0;
-            for (std::size_t i = 0; i < w.k; ++i) s += double(a[r * lda + i]) * w.scale(j, i) * w.q[j * w.ld + i];
+            double s = 0, t = 0;
+            for (std::size_t i = 0; i < w.k; ++i) {
+                const double term = sa * w.scale(j, i) * double(qa[i]) * w.q[j * w.ld + i];
+                s += term;
+                t += std::fabs(term);
+            }
             double v = ep.alpha * s + (ep.bias ? ep.bias[j] : 0.0);
             v = Act::apply(static_cast<float>(v));  // the activation in float, as the kernel applies it
             if (ep.accumulate) v += c0[r * ldc + j];
             out[r * ldc + j] = v;
+            if (mag) (*mag)[r * ldc + j] = t;
         }
+    }
     return out;
 }
 }  // namespace
 
-TEST_CASE("gemv_int8 equals the double reference on the dequantised weights; threads change no bit", "[kernels][int8]") {
+TEST_CASE("gemv_int8 equals the double reference of its integer products; threads change no bit", "[kernels][int8]") {
     struct shape {
         std::size_t n, k, ld, lda, group;
     };
     for (const shape sh : {shape{37, 129, 129, 129, 0}, shape{37, 129, 131, 140, 32}, shape{130, 1000, 1000, 1000, 32},
-                           shape{65, 4099, 4100, 4099, 128}, shape{3, 7, 7, 7, 0}, shape{200, 64, 64, 64, 64}}) {
+                           shape{65, 4099, 4100, 4099, 128}, shape{3, 7, 7, 7, 0}, shape{200, 64, 64, 64, 64},
+                           shape{19, 9001, 9001, 9003, 0}, shape{9, 9001, 9008, 9001, 4608}}) {
         const auto wf = test::random_vector(sh.n * sh.ld, 71);
         std::vector<std::int8_t> q(sh.n * sh.ld, 0);
         std::vector<float> s(sh.n * int8_groups(sh.k, sh.group));
@@ -91,30 +128,33 @@ TEST_CASE("gemv_int8 equals the double reference on the dequantised weights; thr
             INFO("n " << sh.n << " k " << sh.k << " group " << sh.group << " m " << m);
             {
                 const epilogue<> ep{};
-                const auto expect = reference(m, a, sh.lda, w, ep, c0, ldc);
-                std::vector<float> c1(c0), c2(c0);
+                std::vector<double> mag;
+                const auto expect = reference(m, a, sh.lda, w, ep, c0, ldc, &mag);
+                std::vector<float> c1(c0), c2(c0), c3(c0);
                 gemv_int8(m, a.data(), sh.lda, w, c1.data(), ldc, ep);
                 core::thread_pool pool(2);
                 gemv_int8(m, a.data(), sh.lda, w, c2.data(), ldc, ep, pool);
                 CHECK(c1 == c2);
-                // Each output's error against the sum of its terms' magnitudes (what f32 summation
-                // bounds), and the NMSE over all outputs.
-                double worst = 0;
-                std::vector<float> got;
-                std::vector<double> want;
-                for (std::size_t r = 0; r < m; ++r)
-                    for (std::size_t j = 0; j < sh.n; ++j) {
-                        double mag = 0;
-                        for (std::size_t i = 0; i < sh.k; ++i) mag += std::fabs(double(a[r * sh.lda + i]) * w.scale(j, i) * w.q[j * w.ld + i]);
-                        const double e = expect[r * ldc + j];
-                        worst = std::max(worst, std::fabs(c1[r * ldc + j] - e) / (mag + 1e-30));
-                        got.push_back(c1[r * ldc + j]);
-                        want.push_back(e);
-                    }
-                const double e = test::nmse(got, want);
-                INFO("worst error / sum |terms| " << worst << ", nmse " << e);
-                CHECK(worst < 1e-6);
-                CHECK(e < 1e-11);
+                gemv_int8<portable_arch>(m, a.data(), sh.lda, w, c3.data(), ldc, ep);
+                if (sh.group == 0) CHECK(c1 == c3);  // exact integer sums, the same scaling: the same bits
+                // Each output's error against the sum of its terms' magnitudes (the integer sums are
+                // exact; the scaling rounds), and the NMSE over all outputs; both paths.
+                for (const auto* c : {&c1, &c3}) {
+                    double worst = 0;
+                    std::vector<float> got;
+                    std::vector<double> want;
+                    for (std::size_t r = 0; r < m; ++r)
+                        for (std::size_t j = 0; j < sh.n; ++j) {
+                            const double e = expect[r * ldc + j];
+                            worst = std::max(worst, std::fabs((*c)[r * ldc + j] - e) / (mag[r * ldc + j] + 1e-30));
+                            got.push_back((*c)[r * ldc + j]);
+                            want.push_back(e);
+                        }
+                    const double e = test::nmse(got, want);
+                    INFO((c == &c1 ? "default path" : "portable path") << ": worst error / sum |terms| " << worst << ", nmse " << e);
+                    CHECK(worst < 1e-6);
+                    CHECK(e < 1e-11);
+                }
             }
             {  // epilogue: alpha, bias, a fused GELU, accumulate
                 const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
@@ -136,6 +176,40 @@ TEST_CASE("gemv_int8 equals the double reference on the dequantised weights; thr
     }
 }
 
+TEST_CASE("gemv_int8: the largest integer sums do not overflow; NaN or Inf in a row of A gives NaN", "[kernels][int8]") {
+    // Every product at its largest (127 x 32767) over 9001 values: 3.7e10, past int32 eight times over.
+    const std::size_t n = 21, k = 9001;
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}, std::size_t{8192}}) {
+        std::vector<float> wf(n * k, 1.f), a(2 * k, 1.f), c(2 * n);
+        for (std::size_t i = 0; i < k; ++i) a[k + i] = -1.f;
+        std::vector<std::int8_t> q(n * k);
+        std::vector<float> s(n * int8_groups(k, group));
+        quantize_int8(wf.data(), n, k, k, group, q.data(), k, s.data());
+        for (const bool portable : {false, true}) {
+            const int8_matrix w{q.data(), n, k, k, s.data(), group};
+            if (portable) gemv_int8<portable_arch>(2, a.data(), k, w, c.data(), n);
+            else gemv_int8(2, a.data(), k, w, c.data(), n);
+            INFO("group " << group << (portable ? " portable" : ""));
+            for (std::size_t j = 0; j < n; ++j) {
+                REQUIRE(std::fabs(c[j] - double(k)) <= 1e-5 * k);
+                REQUIRE(std::fabs(c[n + j] + double(k)) <= 1e-5 * k);
+            }
+        }
+    }
+    const std::size_t kk = 40;
+    const auto wf = test::random_vector(n * kk, 93);
+    std::vector<std::int8_t> q(n * kk);
+    std::vector<float> s(n), c(2 * n);
+    quantize_int8(wf.data(), n, kk, kk, 0, q.data(), kk, s.data());
+    auto a = test::random_vector(2 * kk, 94);
+    a[kk + 5] = std::numeric_limits<float>::infinity();
+    gemv_int8(2, a.data(), kk, int8_matrix{q.data(), n, kk, kk, s.data(), 0}, c.data(), n);
+    for (std::size_t j = 0; j < n; ++j) {
+        REQUIRE(std::isfinite(c[j]));
+        REQUIRE(std::isnan(c[n + j]));
+    }
+}
+
 TEST_CASE("gemv_int8: what int8 costs against the f32 weights it came from; bad operands refused", "[kernels][int8]") {
     const std::size_t n = 512, k = 2048;
     const auto wf = test::random_vector(n * k, 91), a = test::random_vector(k, 92);
@@ -147,8 +221,24 @@ TEST_CASE("gemv_int8: what int8 costs against the f32 weights it came from; bad 
         std::vector<std::int8_t> q(n * k);
         std::vector<float> s(n * int8_groups(k, group)), y(n);
         quantize_int8(wf.data(), n, k, k, group, q.data(), k, s.data());
-        gemv_int8(1, a.data(), k, int8_matrix{q.data(), n, k, k, s.data(), group}, y.data(), n);
+        const int8_matrix w{q.data(), n, k, k, s.data(), group};
+        gemv_int8(1, a.data(), k, w, y.data(), n);
         (group ? e_g32 : e_row) = test::nmse(y, ref);
+        // What A's int16 form costs: against the f32 A on the same int8 weights, each output within
+        // half a step of A times sum |w| (the bound of the rounding), plus the scaling's rounding.
+        std::vector<std::int16_t> qa(k);
+        const double sa = quantize_int16(a.data(), k, qa.data());
+        double worst = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+            double exact_a = 0, wsum = 0;
+            for (std::size_t i = 0; i < k; ++i) {
+                exact_a += double(a[i]) * w.scale(j, i) * q[j * k + i];
+                wsum += std::fabs(double(w.scale(j, i)) * q[j * k + i]);
+            }
+            worst = std::max(worst, std::fabs(y[j] - exact_a) / (0.5 * sa * wsum + 1e-6 * std::fabs(exact_a) + 1e-30));
+        }
+        INFO("group " << group << ": worst error from A's int16 form / its bound " << worst);
+        CHECK(worst <= 1.0);
     }
     // Normal weights: a step of max|w| / 127 gives an error variance of step^2 / 12 per weight;
     // max|w| ~ 3.5 sigma over a row of 2048, ~2.0 sigma over 32, so the predicted NMSE is

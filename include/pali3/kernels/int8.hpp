@@ -1,9 +1,11 @@
-// int8 weights for decoding (issue 25, first part): symmetric quantisation with one f32 scale per
-// output row, or per group of `group` values along k (llama.cpp's Q8_0 is group 32), and the
-// matrix-vector product C (m, n) = A (m, k) . W^T for m <= gemv_max_rows rows of f32 A, reading
-// the int8 W exactly once. Half the bytes of bf16, a quarter of f32: a GEMV is bound by memory,
-// so the int8 values are widened to f32 in registers and multiplied there (exact products of the
-// stored values; the f32 sums differ from a double reference only by rounding).
+// int8 weights for decoding (issue 25): symmetric quantisation with one f32 scale per output row,
+// or per group of `group` values along k (llama.cpp's Q8_0 is group 32), and the matrix-vector
+// product C (m, n) = A (m, k) . W^T for m <= gemv_max_rows rows of f32 A, reading the int8 W
+// exactly once. Half the bytes of bf16, a quarter of f32. Each row of A is quantised per call to
+// int16 with one scale (quantize_int16: at most half a step of 1/32767 of the row's largest
+// value), and the products are integers: int8 x int16 summed exactly (vpmaddwd on AVX2, a plain
+// loop elsewhere), then multiplied by the scales. So an output is the exact dot product of the
+// stored integers, scaled: the f32 rounding of the scaling is the only other error.
 //
 //     std::vector<std::int8_t> q(n * k);  std::vector<float> s(n * int8_groups(k, 32));
 //     kernels::quantize_int8(w.data(), n, k, k, 32, q.data(), k, s.data());
@@ -19,6 +21,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <limits>
+#include <vector>
 
 #include "pali3/core/error.hpp"
 #include "pali3/core/threading.hpp"
@@ -84,9 +88,34 @@ inline void quantize_int8(const float* w, std::size_t n, std::size_t k, std::siz
         }
 }
 
+// The form gemv_int8 multiplies a row of A in: q = round(a / scale) in [-32767, 32767] with
+// scale = max|a| / 32767 (0 for an all-zero row). Returns the scale; a row holding NaN or Inf
+// returns NaN (its outputs are then NaN, as the f32 products would be). The error per value is at
+// most half a step: relative to the row's largest value, 1.5e-5, so an output's error from A is
+// ~1e-5 of the output's scale at worst and far below the int8 weights' own (~4e-3 per weight).
+inline float quantize_int16(const float* a, std::size_t k, std::int16_t* q) noexcept {
+    float amax = 0.f;
+    bool finite = true;
+    for (std::size_t i = 0; i < k; ++i) {
+        const float v = std::fabs(a[i]);
+        finite = finite && v <= std::numeric_limits<float>::max();
+        amax = v > amax ? v : amax;
+    }
+    if (!finite) {
+        std::fill(q, q + k, std::int16_t{0});
+        return std::numeric_limits<float>::quiet_NaN();
+    }
+    const float scale = amax / 32767.f, inv = amax > 0.f ? 32767.f / amax : 0.f;
+    for (std::size_t i = 0; i < k; ++i)
+        q[i] = static_cast<std::int16_t>(std::clamp(std::nearbyint(a[i] * inv), -32767.f, 32767.f));
+    return scale;
+}
+
 namespace detail {
 
-inline void prefetch_line(const void* p) noexcept {
+// Always inlined: as an ordinary inline function g++ 12 found it free of side effects (pure-const)
+// and deleted the calls before inlining them, so no prefetch was ever issued.
+[[gnu::always_inline]] inline void prefetch_line(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
     __builtin_prefetch(p, 0, 3);
 #else
@@ -94,129 +123,179 @@ inline void prefetch_line(const void* p) noexcept {
 #endif
 }
 
-// fbatch<Arch>::size int8 values widened to f32.
-template <class Arch>
-inline fbatch<Arch> load_int8_as_float(const std::int8_t* p) noexcept {
-#if defined(__AVX512F__)
-    if constexpr (is_avx512<Arch>) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-        return fbatch<Arch>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)));
-    } else
-#endif
-#if defined(__AVX2__)
-    if constexpr (is_avx2<Arch> && fbatch<Arch>::size == 8) {
-        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-        return fbatch<Arch>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)));
-    } else
-#endif
-    {
-        alignas(64) std::array<float, fbatch<Arch>::size> tmp;
-        for (std::size_t i = 0; i < tmp.size(); ++i) tmp[i] = static_cast<float>(p[i]);
-        return fbatch<Arch>::load_aligned(tmp.data());
+// Integer products are summed exactly in int32 for at most this many values, then flushed: one
+// product is at most 127 * 32767 < 2^22, a 32-bit lane of vpmaddwd gathers two per step, so a lane
+// stays below 2^31 for 256 steps of 16 values.
+inline constexpr std::size_t int8_flush_values = 4096;
+
+// The exact integer dot product of qa and row q over [i0, i1), any length (the portable path and
+// the tails of the vector one).
+inline std::int64_t int_dot(const std::int16_t* qa, const std::int8_t* q, std::size_t i0, std::size_t i1) noexcept {
+    std::int64_t s = 0;
+    for (std::size_t i = i0; i < i1; ++i) s += std::int32_t{qa[i]} * std::int32_t{q[i]};
+    return s;
+}
+
+// Outputs [j0, j1) of the integer GEMV, portable: per row of W and of A, the exact integer sum of
+// each scale group (int64), times the group's scale, summed over groups in f32 (std::fma), times
+// A's scale. One scale per row: the exact sum over the row times both scales in double.
+template <std::size_t M, class Act>
+void gemv_int8_scalar(const std::int16_t* qa, std::size_t ldq, const float* sa, const int8_matrix& w, float* c,
+                      std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+    const std::size_t g = w.group_size(), groups = w.groups(), k = w.k;
+    for (std::size_t j = j0; j < j1; ++j) {
+        const std::int8_t* row = w.q + j * w.ld;
+        for (std::size_t i = 0; i < M; ++i) {
+            float dot;
+            if (groups == 1) {
+                dot = static_cast<float>(static_cast<double>(int_dot(qa + i * ldq, row, 0, k)) * w.scales[j] * sa[i]);
+            } else {
+                float acc = 0.f;
+                for (std::size_t gi = 0; gi < groups; ++gi)
+                    acc = std::fma(static_cast<float>(int_dot(qa + i * ldq, row, gi * g, std::min(k, gi * g + g))),
+                                   w.scales[j * groups + gi], acc);
+                dot = acc * sa[i];
+            }
+            finish(dot, j, c + i * ldc, ep);
+        }
     }
 }
 
-// Rows of W per step. One scale per row: R x M accumulators, M vectors of A and one W vector in
-// registers, the scale applied once at the end. Per group: R x M accumulators and R x M group
-// partials.
-template <std::size_t M, class Arch, bool Grouped>
-inline constexpr std::size_t int8_group_rows =
-    Grouped ? std::clamp<std::size_t>(((is_avx512<Arch> ? 32 : 16) - M - 1) / (2 * M), 1, 4)
-            : std::clamp<std::size_t>(((is_avx512<Arch> ? 32 : 16) - M - 2) / M, 1, 8);
+#if defined(__AVX2__)
+// Exact sum of the eight int32 lanes.
+[[gnu::always_inline]] inline std::int64_t hsum_epi32(__m256i v) noexcept {
+    const __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+    const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
+    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+}
 
-// Outputs [j0, j1): for each row step and scale group, the partial dot products of the group's
-// values (vectors, then the group's tail scalar, std::fma so g++'s contraction cannot differ
-// between paths) times the group's scale, summed over groups in order. One scale per row is one
-// group whose scale multiplies the finished dot product.
-template <std::size_t M, class Arch, bool Grouped, class Act>
-[[gnu::noinline]] void gemv_int8_range(const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
-                                       const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
-    using B = fbatch<Arch>;
-    constexpr std::size_t W = B::size;
+// Rows of W per step. One scale per row: R x M int32 accumulators, M vectors of A and one of W
+// in the 16 registers. Per group: R x M int32 and R x M f32 accumulators, at most 4 rows (6 fit
+// for one row of A but ran 1.2-1.6x slower: speed log 24).
+template <std::size_t M, bool Grouped>
+inline constexpr std::size_t int8_step_rows =
+    Grouped ? std::clamp<std::size_t>((16 - M - 2) / (2 * M), 1, 4) : std::clamp<std::size_t>((16 - M - 1) / M, 1, 8);
+
+// Outputs [j0, j1) with AVX2 integer products: 16 int8 weights widened in-lane to int16
+// (vpmovsxbw) and multiplied by 16 int16 values of A with vpmaddwd (pairs summed into 8 int32
+// lanes): three instructions per 16 weights and row of A where the f32 path takes six. Per row
+// scale: lanes flushed into int64 every int8_flush_values (exact), the total times both scales
+// in double, as the portable path. Per group: each group's lanes converted to f32 and multiplied
+// by the group's scale into f32 lanes (exact for groups of 32: a lane's sum is below 2^24).
+template <std::size_t M, bool Grouped, class Act>
+[[gnu::noinline]] void gemv_int8_avx2(const std::int16_t* qa, std::size_t ldq, const float* sa, const int8_matrix& w,
+                                      float* c, std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+    constexpr std::size_t R = int8_step_rows<M, Grouped>;
+    constexpr std::size_t lines = (R * 16 + 63) / 64;  // cache lines of W one step reads
     const std::size_t g = w.group_size(), groups = w.groups(), k = w.k;
-    // sum[r][i] += A row i . W row j + r over [i0, i1), whole vectors; returns where they stop.
-    auto vectors = [&]<std::size_t R>(std::size_t j, std::size_t i0, std::size_t i1, B (&sum)[R][M])
+    // acc[r][i] += qa row i . W row j + r over [p, i1) in whole steps of 16; returns where they stop.
+    auto steps = [&]<std::size_t RR>(std::size_t j, std::size_t p, std::size_t i1, __m256i (&acc)[RR][M])
         __attribute__((always_inline)) {
-        std::size_t p = i0;
-        for (; p + W <= i1; p += W) {
-            // One cache line of the next R rows per step (row (p / W) % R, line (p / W) / R): by
-            // the end of these rows the next ones are in cache. Rows of 2-8 KB are short streams
-            // for the hardware prefetcher.
-            {
-                const std::size_t line = p / W, rn = j + R + line % R, off = line / R * 64;
+        for (; p + 16 <= i1; p += 16) {
+            // The next RR rows, `lines` cache lines per step, so that they are in cache when their
+            // turn comes (rows of a few KB are short streams for the hardware prefetcher).
+            for (std::size_t t = 0; t < lines; ++t) {
+                const std::size_t idx = p / 16 * lines + t, rn = j + RR + idx % RR, off = idx / RR * 64;
                 if (rn < w.n && off < k) prefetch_line(w.q + rn * w.ld + off);
             }
-            B av[M];
-            static_for<M>([&](auto i) {
-                av[i] = B::load_unaligned(a + i * lda + p);
-                keep_in_register(av[i]);
-            });
-            static_for<R>([&](auto r) {
-                B wv = load_int8_as_float<Arch>(w.q + (j + r) * w.ld + p);
-                keep_in_register(wv);
-                static_for<M>([&](auto i) { sum[r][i] = xsimd::fma(av[i], wv, sum[r][i]); });
+            __m256i av[M];
+            static_for<M>([&](auto i) { av[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + i * ldq + p)); });
+            static_for<RR>([&](auto r) {
+                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.q + (j + r) * w.ld + p)));
+                asm("" : "+x"(wv));  // keep the widened W in a register (not folded into each vpmaddwd)
+                static_for<M>([&](auto i) { acc[r][i] = _mm256_add_epi32(acc[r][i], _mm256_madd_epi16(av[i], wv)); });
             });
         }
         return p;
     };
-    auto scalars = [&]<std::size_t R>(std::size_t j, std::size_t p, std::size_t i1, float (&tail)[R][M]) __attribute__((always_inline)) {
-        for (; p < i1; ++p)
-            static_for<R>([&](auto r) {
-                const float wq = static_cast<float>(w.q[(j + r) * w.ld + p]);
-                static_for<M>([&](auto i) { tail[r][i] = std::fma(a[i * lda + p], wq, tail[r][i]); });
-            });
-    };
-    auto rows = [&]<std::size_t R>(std::size_t j, std::integral_constant<std::size_t, R>) __attribute__((always_inline)) {
-        B acc[R][M];
-        static_for<R>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = B(0.f); }); });
+    auto rows = [&]<std::size_t RR>(std::size_t j, std::integral_constant<std::size_t, RR>) __attribute__((always_inline)) {
+        __m256i acc[RR][M];
+        auto zero = [&] { static_for<RR>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = _mm256_setzero_si256(); }); }); };
+        zero();
         if constexpr (!Grouped) {
-            float tail[R][M] = {};
-            scalars(j, vectors(j, 0, k, acc), k, tail);
-            static_for<R>([&](auto r) {
-                static_for<M>([&](auto i) { finish((hsum<Arch>(acc[r][i]) + tail[r][i]) * w.scales[j + r], j + r, c + i * ldc, ep); });
-            });
-        } else {
-            float tail_acc[R][M] = {};
-            for (std::size_t gi = 0; gi < groups; ++gi) {
-                const std::size_t i0 = gi * g, i1 = std::min(k, i0 + g);
-                B part[R][M];
-                static_for<R>([&](auto r) { static_for<M>([&](auto i) { part[r][i] = B(0.f); }); });
-                float tail[R][M] = {};
-                scalars(j, vectors(j, i0, i1, part), i1, tail);
-                static_for<R>([&](auto r) {
-                    const float s = w.scales[(j + r) * groups + gi];
+            std::int64_t total[RR][M] = {};
+            for (std::size_t b0 = 0; b0 < k; b0 += int8_flush_values) {
+                const std::size_t b1 = std::min(k, b0 + int8_flush_values);
+                const std::size_t p = steps(j, b0, b1, acc);
+                static_for<RR>([&](auto r) {
                     static_for<M>([&](auto i) {
-                        acc[r][i] = xsimd::fma(part[r][i], B(s), acc[r][i]);
-                        tail_acc[r][i] = std::fma(tail[r][i], s, tail_acc[r][i]);
+                        total[r][i] += hsum_epi32(acc[r][i]) + int_dot(qa + i * ldq, w.q + (j + r) * w.ld, p, b1);
                     });
                 });
+                zero();
             }
-            static_for<R>([&](auto r) {
-                static_for<M>([&](auto i) { finish(hsum<Arch>(acc[r][i]) + tail_acc[r][i], j + r, c + i * ldc, ep); });
+            static_for<RR>([&](auto r) {
+                static_for<M>([&](auto i) {
+                    finish(static_cast<float>(static_cast<double>(total[r][i]) * w.scales[j + r] * sa[i]), j + r, c + i * ldc, ep);
+                });
+            });
+        } else {
+            __m256 facc[RR][M];
+            float tail[RR][M] = {};
+            static_for<RR>([&](auto r) { static_for<M>([&](auto i) { facc[r][i] = _mm256_setzero_ps(); }); });
+            for (std::size_t gi = 0; gi < groups; ++gi) {
+                const std::size_t i0 = gi * g, i1 = std::min(k, i0 + g);
+                for (std::size_t b0 = i0; b0 < i1; b0 += int8_flush_values) {
+                    const std::size_t b1 = std::min(i1, b0 + int8_flush_values);
+                    const std::size_t p = steps(j, b0, b1, acc);
+                    static_for<RR>([&](auto r) {
+                        const __m256 sv = _mm256_set1_ps(w.scales[(j + r) * groups + gi]);
+                        static_for<M>([&](auto i) { facc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][i]), sv, facc[r][i]); });
+                    });
+                    if (p < b1)  // the last group's values past the last whole step
+                        static_for<RR>([&](auto r) {
+                            const float s = w.scales[(j + r) * groups + gi];
+                            static_for<M>([&](auto i) {
+                                tail[r][i] = std::fma(static_cast<float>(int_dot(qa + i * ldq, w.q + (j + r) * w.ld, p, b1)), s, tail[r][i]);
+                            });
+                        });
+                    zero();
+                }
+            }
+            static_for<RR>([&](auto r) {
+                static_for<M>([&](auto i) {
+                    finish((hsum<xsimd::avx2>(fbatch<xsimd::avx2>(facc[r][i])) + tail[r][i]) * sa[i], j + r, c + i * ldc, ep);
+                });
             });
         }
     };
-    constexpr std::size_t R = int8_group_rows<M, Arch, Grouped>;
     std::size_t j = j0;
     for (; j + R <= j1; j += R) rows(j, std::integral_constant<std::size_t, R>{});
     for (; j < j1; ++j) rows(j, std::integral_constant<std::size_t, 1>{});
 }
+#endif
 
 template <std::size_t M, class Arch, class Act, class E>
 void gemv_int8_rows(const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                     const epilogue<Act>& ep, E& exec) {
+    // A quantised once per call (M x k int16, reused buffer of the calling thread), shared by the
+    // workers.
+    const std::size_t ldq = (w.k + 15) / 16 * 16;
+    thread_local std::vector<std::int16_t> buffer;
+    if (buffer.size() < M * ldq) buffer.resize(M * ldq);
+    std::int16_t* qa = buffer.data();
+    float sa[M];
+    for (std::size_t i = 0; i < M; ++i) sa[i] = quantize_int16(a + i * lda, w.k, qa + i * ldq);
     constexpr std::size_t grain = 64;  // chunks aligned to 64 outputs: the same path for any thread count
     const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
     exec.run(parts, [&](std::size_t t) {
         const core::range r = core::split(w.n, parts, t, grain);
-        if (w.groups() > 1) gemv_int8_range<M, Arch, true>(a, lda, w, c, ldc, ep, r.begin, r.end);
-        else gemv_int8_range<M, Arch, false>(a, lda, w, c, ldc, ep, r.begin, r.end);
+#if defined(__AVX2__)
+        if constexpr (is_avx2<Arch> || is_avx512<Arch>) {
+            if (w.groups() > 1) gemv_int8_avx2<M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            else gemv_int8_avx2<M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            return;
+        }
+#endif
+        gemv_int8_scalar<M>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
     });
 }
 
 }  // namespace detail
 
-// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, 1 <= m <= gemv_max_rows.
+// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, 1 <= m <= gemv_max_rows; A is
+// multiplied in its int16 form (quantize_int16), a row holding NaN or Inf gives NaN outputs.
 template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
 void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep = {}, E&& exec = E{}) {
