@@ -20,7 +20,7 @@ void add_bench(CLI::App& app) {
     add_nonfinite_flag(c);
     add_config_flags(c, a->config);
     add_memory_flag(c, a->o.max_memory);
-    c->add_option("--dtype", a->o.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+    add_dtype_flags(c, a->o.dtype, a->o.int8_group);
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     c->add_option("--steps", a->o.steps, "decode steps")->check(CLI::Range(std::size_t{1}, max_new_tokens_limit))->capture_default_str();
     c->add_option("--prompt-tokens", a->o.prompt_tokens, "prompt length")->check(CLI::Range(std::size_t{1}, max_prompt_limit))->capture_default_str();

@@ -110,12 +110,22 @@ inline void add_preprocessing_flags(CLI::App* c, pipeline::preprocessing_request
         "per-channel std, one number or three, > 0 (default: the preprocessor config's, else 0.5)");
 }
 
+// --dtype and --int8-group (pipeline/weight_dtype.hpp).
+inline void add_dtype_flags(CLI::App* c, std::string& dtype, std::size_t& int8_group) {
+    c->add_option("--dtype", dtype, "weights in memory: f32, bf16, or int8 (bf16 with every linear layer's matrix quantised on load)")
+        ->check(CLI::IsMember({"f32", "bf16", "int8"}))
+        ->capture_default_str();
+    c->add_option("--int8-group", int8_group, "with --dtype int8: a scale per row (0) or per this many values along the input (a multiple of 32)")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))
+        ->capture_default_str();  // a multiple of 32: checked with the other flags before loading
+}
+
 // Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--weights", o.weights, "checkpoint: safetensors file, directory or shard index, or .npz (any naming)");
     c->add_option("--tokenizer", o.tokenizer, "sentencepiece model (PaLI's <loc>/<seg> tokens are added)");
     add_config_flags(c, o.config);
-    c->add_option("--dtype", o.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+    add_dtype_flags(c, o.dtype, o.int8_group);
     c->add_flag("--prepack", o.prepack, "keep weights in the GEMM's layout too (faster, 2x weight memory)");
     c->add_option("--threads", o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     add_preprocessing_flags(c, o.preprocessing);

@@ -70,7 +70,7 @@ void add_dump(CLI::App& app) {
     c->add_option("--decoder-ids", a->dec, "decoder ids, start token first: 0,5, one row per item, or an integer .npy")->capture_default_str();
     c->add_option("--tokenizer", a->tokenizer, "PaLI-3: sentencepiece model to encode --prompt");
     c->add_option("--prompt", a->prompt, "PaLI-3: prompt text (with --tokenizer)")->capture_default_str();
-    c->add_option("--dtype", a->run.dtype, "weight storage")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+    add_dtype_flags(c, a->run.dtype, a->run.int8_group);
     c->add_option("--threads", a->run.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
     c->add_flag("--prepack", a->run.prepack, "keep weights in the GEMM's layout too (faster, 2x weight memory)");
     c->add_option("--time", a->run.repeat, "then run N more times untraced and print the median and best (peer timings)")

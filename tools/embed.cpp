@@ -22,6 +22,7 @@ void add_embed(CLI::App& app) {
     c->add_option("--texts", a->texts, "labels joined by '|', e.g. \"a cat|a dog\"");
     c->add_option("--tokenizer", a->o.tokenizer, "the text tower's sentencepiece model (with --texts)");
     c->add_option("--threads", a->o.threads, "worker threads")->check(CLI::Range(std::size_t{1}, max_threads))->capture_default_str();
+    add_dtype_flags(c, a->o.dtype, a->o.int8_group);
     add_preprocessing_flags(c, a->o.preprocessing);
     add_config_flags(c, a->o.config);
     add_memory_flag(c, a->o.max_memory);

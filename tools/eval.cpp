@@ -61,6 +61,8 @@ void eval_siglip(const pipeline::options& po, const std::string& dir, const std:
     so.config = po.config;
     so.threads = po.threads;
     so.preprocessing = po.preprocessing;
+    so.dtype = po.dtype;
+    so.int8_group = po.int8_group;
     const auto p = open_siglip(so);
     if (!p->has_text())
         throw config_error(core::describe("eval needs both SigLIP towers", po.weights, "a two-tower checkpoint", "a vision tower alone"));

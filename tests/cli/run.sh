@@ -303,6 +303,26 @@ acc=$("$P" eval --scenes "$W/fresh" --weights "$S/siglip.safetensors" --tokenize
 if awk -v a="$acc" 'BEGIN { exit !(a >= 0.97) }'; then ok "shipped SigLIP zero-shot $acc >= 0.97"; else bad "shipped SigLIP zero-shot: '$acc'"; fi
 out=$("$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model" --json 2>/dev/null)
 if [[ $out == '{"command":"eval","scenes":4,"zero_shot":{"accuracy":'*'}' ]]; then ok "eval --json of a SigLIP pair"; else bad "eval --json SigLIP: $out"; fi
+# int8 weights (--dtype int8: every linear layer quantised on load): the shipped SigLIP keeps its
+# target; the demo PaLI-3's second-step logits stay within cosine 0.99 of f32 (measured 0.9966 per
+# row, 0.9983 per 32, where bf16 gives 0.9996: random weights, every error compounding); a bad
+# group is named before loading.
+acc8=$("$P" eval --scenes "$W/fresh" --weights "$S/siglip.safetensors" --tokenizer "$S/tokenizer.model" --dtype int8 --json | sed -n 's/.*"zero_shot":{"accuracy":\([0-9.e-]*\).*/\1/p')
+if awk -v a="$acc8" 'BEGIN { exit !(a >= 0.97) }'; then ok "shipped SigLIP, int8: zero-shot $acc8 >= 0.97"; else bad "shipped SigLIP int8 zero-shot: '$acc8'"; fi
+expect 1 "int8 group size \(at --int8-group\): expected 0 \(a scale per row\) or a multiple of 32, found 48" -- \
+  "$P" eval --scenes "$W/fresh" --weights "$S/siglip.safetensors" --tokenizer "$S/tokenizer.model" --dtype int8 --int8-group 48
+for g in 0 32; do
+  expect 0 "int8 \(50 layers" -- "$P" dump "$IMG" "${F[@]}" --prompt "caption en" --decoder-ids 0,5 --dtype int8 --int8-group $g --threads 1 --out "$W/act8_$g"
+done
+"$P" dump "$IMG" "${F[@]}" --prompt "caption en" --decoder-ids 0,5 --threads 1 --out "$W/act32" >/dev/null
+nl=$(npy_count "$W/act32/step1.text.logits.npy")
+for g in 0 32; do
+  cos=$(paste <(npy_values "$W/act32/step1.text.logits.npy" 0 "$nl") <(npy_values "$W/act8_$g/step1.text.logits.npy" 0 "$nl") |
+    awk '{ab+=$1*$2; aa+=$1*$1; bb+=$2*$2} END{printf "%.6f", ab/sqrt(aa*bb)}')
+  if awk -v c="$cos" 'BEGIN { exit !(c >= 0.99 && c < 1) }'; then ok "PaLI-3 int8 (group $g) logits: cosine $cos to f32"; else bad "PaLI-3 int8 logits cosine: '$cos'"; fi
+done
+expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype int8 --threads 1
+expect 0 "int8 \(50 layers, .*, per 64\)" -- "$P" bench --preset pali3_tiny --steps 2 --dtype int8 --int8-group 64 --threads 1
 
 # Errors: exit 1 with a message that names the problem.
 printf 'garbage' > "$W/bad.safetensors"

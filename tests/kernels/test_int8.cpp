@@ -37,7 +37,7 @@ TEST_CASE("quantize_int8: symmetric, within half a step, the largest value at +-
                     REQUIRE(v <= 127);
                     qmax = std::max(qmax, std::abs(v));
                     const double err = std::fabs(double(w[j * ldw + i]) - double(m.scale(j, i)) * v);
-                    REQUIRE(err <= 0.5 * m.scale(j, i) * (1 + 1e-6));
+                    REQUIRE(err <= 0.5 * m.scale(j, i) * (1 + 1e-4));  // + the f32 rounding of w / scale
                 }
                 if (j == 3) {
                     CHECK(s[j * groups + gi] == 0.f);

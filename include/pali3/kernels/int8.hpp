@@ -26,6 +26,7 @@
 
 #include "pali3/core/error.hpp"
 #include "pali3/core/threading.hpp"
+#include "pali3/kernels/gemm.hpp"
 #include "pali3/kernels/gemv.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/simd.hpp"
@@ -109,6 +110,19 @@ inline float quantize_int16(const float* a, std::size_t k, std::int16_t* q) noex
     for (std::size_t i = 0; i < k; ++i)
         q[i] = static_cast<std::int16_t>(std::clamp(std::nearbyint(a[i] * inv), -32767.f, 32767.f));
     return scale;
+}
+
+// W rows [j0, j1) back to f32: out[(j - j0) * ldo + i] = scale(j, i) * q[j][i].
+inline void dequantize_int8(const int8_matrix& w, std::size_t j0, std::size_t j1, float* out, std::size_t ldo) noexcept {
+    const std::size_t g = w.group_size(), groups = w.groups();
+    for (std::size_t j = j0; j < j1; ++j) {
+        const std::int8_t* q = w.q + j * w.ld;
+        float* o = out + (j - j0) * ldo;
+        for (std::size_t gi = 0; gi < groups; ++gi) {
+            const float s = w.scales[j * groups + gi];
+            for (std::size_t i = gi * g, e = std::min(w.k, gi * g + g); i < e; ++i) o[i] = s * static_cast<float>(q[i]);
+        }
+    }
 }
 
 namespace detail {
@@ -312,6 +326,36 @@ void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix
         case 2: return detail::gemv_int8_rows<2, Arch>(a, lda, w, c, ldc, ep, exec);
         case 3: return detail::gemv_int8_rows<3, Arch>(a, lda, w, c, ldc, ep, exec);
         default: return detail::gemv_int8_rows<4, Arch>(a, lda, w, c, ldc, ep, exec);
+    }
+}
+
+// C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, any m. Up to gemv_max_rows rows
+// read the int8 W once (gemv_int8: A in int16, integer products). More rows dequantise W in slabs
+// of rows (~4 MB of f32, the threads sharing each slab) and run the f32 GEMM on them: n x k
+// conversions against m x n x k multiply-adds, so the int8 form saves memory here, not time (the
+// products are the f32 GEMM's; integer products on VNNI are the next step of issue 25).
+template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
+void gemm_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
+               const epilogue<Act>& ep = {}, E&& exec = E{}) {
+    w.check("gemm_int8");
+    if (m <= gemv_max_rows) return gemv_int8<Arch>(m, a, lda, w, c, ldc, ep, exec);
+    if (!a || !c || lda < w.k || ldc < w.n)
+        throw shape_error(core::describe("gemm_int8 operands", "gemm_int8",
+                                         "A and C, lda >= k = " + std::to_string(w.k) + ", ldc >= n = " + std::to_string(w.n),
+                                         "lda=" + std::to_string(lda) + ", ldc=" + std::to_string(ldc)));
+    const std::size_t slab = std::min(w.n, std::max<std::size_t>(16, (std::size_t{1} << 20) / w.k / 16 * 16));
+    thread_local std::vector<float> buffer;
+    if (buffer.size() < slab * w.k) buffer.resize(slab * w.k);
+    float* wf = buffer.data();
+    for (std::size_t j0 = 0; j0 < w.n; j0 += slab) {
+        const std::size_t nb = std::min(slab, w.n - j0);
+        const std::size_t parts = std::min<std::size_t>(exec.size(), (nb + 15) / 16);
+        exec.run(parts, [&](std::size_t t) {
+            const core::range r = core::split(nb, parts, t);
+            dequantize_int8(w, j0 + r.begin, j0 + r.end, wf + r.begin * w.k, w.k);
+        });
+        const epilogue<Act> part{ep.bias ? ep.bias + j0 : nullptr, ep.alpha, ep.accumulate};
+        gemm<Arch>(m, a, lda, weight_nk(static_cast<const float*>(wf), nb, w.k), c + j0, ldc, part, exec);
     }
 }
 

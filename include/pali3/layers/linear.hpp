@@ -1,15 +1,18 @@
 // Linear layer (y = x W^T + b) and token embedding. The matrix is held in `Storage` (f32, bf16,
-// f16) as (out, in); vectors (bias) are f32. Forward runs the GEMM with a fused epilogue.
+// f16) as (out, in); vectors (bias) are f32. Forward runs the GEMM with a fused epilogue. For
+// inference a linear layer can swap its matrix for an int8 form (quantize_int8).
 #pragma once
 
 #include <cstddef>
 #include <memory>
+#include <vector>
 #include <string>
 #include <type_traits>
 
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/backward.hpp"
 #include "pali3/kernels/gemm.hpp"
+#include "pali3/kernels/int8.hpp"
 #include "pali3/layers/module.hpp"
 
 namespace pali3::layers {
@@ -57,6 +60,7 @@ public:
     // keeps reading the original.
     std::size_t prepack() {
         require_loaded();
+        if (int8_active()) return 0;
         const auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
         std::size_t bytes = 0;
         if constexpr (std::is_same_v<Storage, bf16>) {
@@ -73,12 +77,52 @@ public:
     }
     const float* bias() const { return cfg_.bias ? bias_.data : nullptr; }
 
+    // Replaces the matrix by its int8 form, for inference (kernels/int8.hpp: symmetric, one f32
+    // scale per output row, or per `group` values along the input, a multiple of 32). forward()
+    // then runs gemm_int8: up to 4 rows read one byte per weight with integer products; more rows
+    // dequantise slabs of W for the f32 GEMM. The f32/bf16 matrix is released (its memory freed
+    // when nothing else holds it); backward() refuses the layer. Returns the bytes of the int8
+    // form (values and scales). Loading weights again brings the f32/bf16 matrix back in use.
+    std::size_t quantize_int8(std::size_t group = 0) {
+        require_loaded();
+        if (int8_active()) {
+            if (int8_->group != group)
+                throw value_error(core::describe("quantising an int8 layer again with another group", "linear::quantize_int8",
+                                                 int8_->group, group));
+            return int8_->bytes();
+        }
+        auto q = std::make_shared<int8_form>();
+        q->n = cfg_.out;
+        q->k = cfg_.in;
+        q->group = group;
+        q->values.resize(q->n * q->k);
+        q->scales.resize(q->n * kernels::int8_groups(q->k, group));
+        q->view = kernels::int8_matrix{q->values.data(), q->n, q->k, q->k, q->scales.data(), group};
+        q->view.check("linear::quantize_int8");
+        constexpr std::size_t rows = 64;  // converted to f32 a few rows at a time: no f32 copy of the matrix
+        std::vector<float> wf(rows * q->k);
+        const std::size_t groups = kernels::int8_groups(q->k, group);
+        for (std::size_t j0 = 0; j0 < q->n; j0 += rows) {
+            const std::size_t nb = std::min(rows, q->n - j0);
+            for (std::size_t j = 0; j < nb; ++j) kernels::convert(weight_.data + (j0 + j) * q->k, wf.data() + j * q->k, q->k);
+            kernels::quantize_int8(wf.data(), nb, q->k, q->k, group, q->values.data() + j0 * q->k, q->k,
+                                   q->scales.data() + j0 * groups);
+        }
+        int8_ = std::move(q);
+        release_prepacked();
+        weight_ = {};
+        return int8_->bytes();
+    }
+    // The int8 form in use (null when the layer runs its f32/bf16 matrix).
+    const kernels::int8_matrix* int8_weight() const { return int8_active() ? &int8_->view : nullptr; }
+
     // y (rows, out) = Act(x (rows, in) W^T + b) [+ y when accumulate]. Rows are ldx / ldy apart.
     template <kernels::activation Act = kernels::act::identity, core::executor E = core::sequential>
     void forward(const float* x, std::size_t ldx, std::size_t rows, float* y, std::size_t ldy, E&& exec = E{},
                  bool accumulate = false) const {
         require_loaded();
         kernels::epilogue<Act> ep{bias(), 1.f, accumulate};
+        if (int8_active()) return kernels::gemm_int8(rows, x, ldx, int8_->view, y, ldy, ep, exec);
         kernels::gemm(rows, x, ldx, weight(), y, ldy, ep, exec);
     }
 
@@ -90,6 +134,9 @@ public:
     void backward(const float* x, std::size_t ldx, std::size_t rows, const float* dy, std::size_t lddy, float* dx,
                   std::size_t lddx, G& g, E&& exec = E{}, bool accumulate = false, bool bias_grad = true) const {
         require_loaded();
+        if (int8_active())
+            throw value_error(core::describe("training through an int8-quantised linear layer", "linear::backward",
+                                             "f32 or bf16 weights (int8 is for inference)", "int8"));
         if (float* dw = g.grad(weight_))
             kernels::weight_grad(rows, dy, lddy, cfg_.out, x, ldx, cfg_.in, dw, cfg_.in, exec);
         if (cfg_.bias && bias_grad)
@@ -114,8 +161,18 @@ public:
     }
 
 private:
+    // int8 values and scales, and the kernel's view of them.
+    struct int8_form {
+        std::vector<std::int8_t> values;
+        std::vector<float> scales;
+        std::size_t n = 0, k = 0, group = 0;
+        kernels::int8_matrix view;
+        std::size_t bytes() const { return values.size() + scales.size() * sizeof(float); }
+    };
+    bool int8_active() const { return int8_ && !weight_.data; }
+
     void require_loaded() const {
-        if (!weight_.data || (cfg_.bias && !bias_.data))
+        if ((!weight_.data && !int8_) || (cfg_.bias && !bias_.data))
             throw value_error(core::describe("linear layer used before loading", "linear", "loaded weights", "none"));
     }
 
@@ -124,6 +181,7 @@ private:
     param<float> bias_;
     std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32) or bf16_products::packed_weights (bf16)
     const void* packed_source_ = nullptr;
+    std::shared_ptr<const int8_form> int8_;  // set by quantize_int8, in use while weight_ is released
 };
 
 struct embedding_config {

@@ -130,6 +130,47 @@ std::size_t prepack(M& module) {
     return p.bytes;
 }
 
+// Swaps the matrix of every linear layer for its int8 form (linear::quantize_int8, one scale per
+// output row or per `group` values), except the layers under a name prefix in `keep` (full
+// names as in the checkpoint, e.g. "text.lm_head"). Embedding tables, the patch embedding, norms,
+// biases and position tables keep their storage. For inference: the quantised layers refuse
+// backward. Returns the layers quantised and the bytes of their int8 form.
+struct int8_quantizer {
+    std::size_t group = 0;
+    std::vector<std::string> keep;
+    std::string prefix;
+    std::size_t layers = 0, bytes = 0;
+
+    template <weight_storage T>
+    void tensor(std::string_view, param<T>&, const shape_t&) {}
+    template <class M>
+    void child(std::string_view name, M& m) {
+        const std::string full = weights::join_name(prefix, name);
+        for (const auto& k : keep)
+            if (full == k || (full.size() > k.size() && full.compare(0, k.size(), k) == 0 && full[k.size()] == '.')) return;
+        if constexpr (requires { m.quantize_int8(group); }) {
+            bytes += m.quantize_int8(group);
+            ++layers;
+        } else {
+            int8_quantizer sub{group, keep, full};
+            m.visit(sub);
+            layers += sub.layers;
+            bytes += sub.bytes;
+        }
+    }
+};
+
+struct int8_summary {
+    std::size_t layers = 0, bytes = 0;
+};
+
+template <class M>
+int8_summary quantize_int8(M& module, std::size_t group = 0, std::vector<std::string> keep = {}) {
+    int8_quantizer q{group, std::move(keep), {}};
+    module.visit(q);
+    return {q.layers, q.bytes};
+}
+
 // Where backward passes put parameter gradients (train/parameters.hpp holds one): g.grad(p)
 // is the f32 gradient buffer of parameter p (p.size() floats, accumulated into), or null when
 // p is frozen (the layer then skips that product).

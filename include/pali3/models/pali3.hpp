@@ -42,6 +42,7 @@ public:
         linear_.visit(v);
     }
     std::size_t prepack() { return linear_.prepack(); }
+    std::size_t quantize_int8(std::size_t group) { return linear_.quantize_int8(group); }
 
     const projector_config& config() const { return cfg_; }
     std::size_t workspace_floats(std::size_t) const { return 0; }

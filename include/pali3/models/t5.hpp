@@ -377,7 +377,8 @@ public:
             kernels::scale(h.data(), tied_scale, h.size());
             head_in = h.data();
         }
-        kernels::gemm(rows, head_in, w, head_weight(), logits.data(), cfg_.vocab, kernels::epilogue<>{}, exec);
+        if (lm_head_) lm_head_->forward(head_in, w, rows, logits.data(), cfg_.vocab, exec);
+        else kernels::gemm(rows, head_in, w, head_weight(), logits.data(), cfg_.vocab, kernels::epilogue<>{}, exec);
         std::size_t counted = 0;
         for (std::size_t i = 0; i < rows; ++i) counted += targets[i] != -100;
         if (counted == 0) return {0.0, 0};

@@ -16,6 +16,7 @@
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
 #include "pali3/pipeline/siglip_pipeline.hpp"
+#include "pali3/pipeline/weight_dtype.hpp"
 #include "pali3/weights/checkpoint.hpp"
 #include "pali3/weights/npy.hpp"
 
@@ -189,7 +190,8 @@ void run_model(const Model& model, const Config& cfg, const model_inputs& in, co
 
 // How run_traced() builds and runs the model.
 struct run_options {
-    std::string dtype = "f32";  // weight storage: f32 or bf16
+    std::string dtype = "f32";  // weights in memory: f32, bf16 or int8 (pipeline/weight_dtype.hpp)
+    std::size_t int8_group = 0;  // int8: a scale per row (0) or per this many values
     std::size_t threads = 2;
     bool prepack = false;       // also keep the weights in the GEMM's layout (layers::prepack)
     std::size_t repeat = 0;     // after the traced run, run this many more times untraced and time each
@@ -209,7 +211,8 @@ run_result run_traced(const models::any_config& config, const weights::checkpoin
                       const run_options& o, const layers::trace& tr, const Models& make_model = {}) {
     if (in.checkpoint.empty()) in.checkpoint = ckpt.path();
     models::run_request req;
-    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    check_dtype(o.dtype, o.int8_group);
+    req.weight_bytes = weight_bytes_of(o.dtype);
     req.prepack = o.prepack;
     req.batch = std::max<std::size_t>({in.images.size(), in.encoder_rows, 1});
     req.prompt_tokens = std::max<std::size_t>(in.encoder_ids.size() / std::max<std::size_t>(in.encoder_rows, 1), 1);
@@ -219,9 +222,10 @@ run_result run_traced(const models::any_config& config, const weights::checkpoin
     stopwatch sw;
     const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));
     core::thread_pool pool(o.threads ? o.threads : 1);
-    make_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+    make_model(config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
         M model(c, weights::cursor(src));
         r.times.add("load", sw.ms());
+        apply_dtype(model, o.dtype, o.int8_group, r.times);
         if (o.prepack) {
             sw.reset();
             const std::size_t extra = layers::prepack(model);

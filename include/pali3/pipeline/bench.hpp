@@ -13,13 +13,15 @@
 #include "pali3/core/threading.hpp"
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
+#include "pali3/pipeline/weight_dtype.hpp"
 #include "pali3/weights/checkpoint.hpp"
 #include "pali3/weights/random_source.hpp"
 
 namespace pali3::pipeline {
 
 struct bench_options {
-    std::string dtype = "bf16";
+    std::string dtype = "bf16";  // f32, bf16 or int8 (pipeline/weight_dtype.hpp)
+    std::size_t int8_group = 0;  // int8: a scale per row (0) or per this many values
     std::size_t threads = 2, steps = 8, prompt_tokens = 8;
     bool prepack = false;
     std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
@@ -41,13 +43,14 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
                                           models::kind_name(config.kind)));
     if (o.steps == 0 || o.threads == 0) throw value_error(core::describe("steps and threads", "pali3 bench", ">= 1", 0));
     models::run_request req;
-    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    check_dtype(o.dtype, o.int8_group);
+    req.weight_bytes = weight_bytes_of(o.dtype);
     req.prepack = o.prepack;
     req.prompt_tokens = o.prompt_tokens;
     req.new_tokens = o.steps;
     models::require_memory(models::estimate_memory(config, req), o.max_memory, "pali3 bench");
     bench_result r;
-    make_model(config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
+    make_model(config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& cfg) {
         if constexpr (requires { typename M::projector_type; }) {
             using S = typename M::text_type::storage_type;
             stopwatch sw;
@@ -60,6 +63,7 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
                 model.emplace(cfg, weights::cursor(src));
             }
             r.times.add(ckpt ? "load weights" : "random init", sw.ms());
+            apply_dtype(*model, o.dtype, o.int8_group, r.times);
             if (o.prepack) {
                 sw.reset();
                 const std::size_t extra = layers::prepack(*model);
@@ -98,7 +102,10 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
             r.steps = o.steps;
             r.step_mean_ms = total / static_cast<double>(o.steps);
             r.step_best_ms = best;
-            r.bytes_per_step = (static_cast<double>(t.decoder_layers) * (6.0 * d * d + 3.0 * d * t.d_ff) + double(t.vocab) * d) * sizeof(S);
+            // int8: a byte per weight and an f32 scale per row (negligible) or per group
+            const double per_weight = o.dtype == "int8" ? 1.0 + (o.int8_group ? 4.0 / static_cast<double>(o.int8_group) : 0.0)
+                                                        : static_cast<double>(sizeof(S));
+            r.bytes_per_step = (static_cast<double>(t.decoder_layers) * (6.0 * d * d + 3.0 * d * t.d_ff) + double(t.vocab) * d) * per_weight;
             r.times.add("decode step (mean of " + std::to_string(o.steps) + ")", r.step_mean_ms);
             r.times.add("decode step (best)", best);
         }

@@ -24,6 +24,7 @@
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
 #include "pali3/pipeline/preprocessing.hpp"
+#include "pali3/pipeline/weight_dtype.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/vision/vqvae.hpp"
@@ -34,7 +35,8 @@ namespace pali3::pipeline {
 struct options {
     std::string weights, tokenizer, vqvae;  // checkpoint (file, shard index or directory), sentencepiece, vae-oid .npz
     config_request config;                  // --preset / --config / --resolution; default: the checkpoint's
-    std::string dtype = "f32";              // weight storage: f32 or bf16
+    std::string dtype = "f32";              // weights in memory: f32, bf16 or int8 (pipeline/weight_dtype.hpp)
+    std::size_t int8_group = 0;             // int8: a scale per row (0) or per this many values
     bool prepack = false;                   // keep weights in the GEMM's layout too (2x memory)
     std::size_t threads = 2;
     preprocessing_request preprocessing;    // --resize / --mean / --std / --antialias; else preprocessor_config.json, else big_vision's
@@ -46,7 +48,7 @@ struct options {
 // The run a pipeline with these options may make, for the memory estimate (models/footprint.hpp).
 inline models::run_request run_request_of(const options& o) {
     models::run_request req;
-    req.weight_bytes = o.dtype == "bf16" ? 2 : 4;
+    req.weight_bytes = weight_bytes_of(o.dtype);
     req.prepack = o.prepack;
     req.prompt_tokens = o.max_prompt_tokens;
     req.new_tokens = o.max_new_tokens;
@@ -79,7 +81,7 @@ public:
         if (o.weights.empty()) throw value_error(core::describe("missing flag", "--weights", "a checkpoint path", "none"));
         if (o.tokenizer.empty()) throw value_error(core::describe("missing flag", "--tokenizer", "a sentencepiece model", "none"));
         if (o.threads == 0 || o.threads > 256) throw value_error(core::describe("thread count", "--threads", "1..256", o.threads));
-        if (o.dtype != "f32" && o.dtype != "bf16") throw value_error(core::describe("weight dtype", "--dtype", "f32 or bf16", o.dtype));
+        check_dtype(o.dtype, o.int8_group);
         ckpt_.emplace(weights::checkpoint::open(o.weights));
         found_ = find_config(o.config, &*ckpt_);
         if (!found_ || found_->config.kind != models::model_kind::pali3)
@@ -108,11 +110,12 @@ public:
         }
         sw.reset();
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), "pali3"));
-        make_model(found_->config, o.dtype, [&]<class M>(std::type_identity<M>, const auto& c) {
+        make_model(found_->config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
             if constexpr (requires { typename M::projector_type; })  // the PaLI-3 kinds
                 engine_ = std::make_unique<engine_for<M>>(c, src);
         });
-        load_times_.add("load weights (" + o.dtype + ")", sw.ms());
+        load_times_.add("load weights (" + std::string(storage_of(o.dtype)) + ")", sw.ms());
+        engine_->apply_dtype(o.dtype, o.int8_group, load_times_);
         if (o.prepack) {
             sw.reset();
             const std::size_t extra = engine_->prepack();
@@ -212,6 +215,7 @@ private:
     struct engine {
         virtual ~engine() = default;
         virtual std::size_t prepack() = 0;
+        virtual void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) = 0;
         virtual void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
                          const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) = 0;
     };
@@ -221,6 +225,9 @@ private:
         template <class Config, class Source>
         engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
         std::size_t prepack() override { return layers::prepack(model); }
+        void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) override {
+            pipeline::apply_dtype(model, dtype, int8_group, t);
+        }
         void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
                  const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) override {
             const auto& cfg = model.config();

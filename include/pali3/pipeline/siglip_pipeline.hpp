@@ -21,6 +21,7 @@
 #include "pali3/models/dispatch.hpp"
 #include "pali3/pipeline/config_source.hpp"
 #include "pali3/pipeline/preprocessing.hpp"
+#include "pali3/pipeline/weight_dtype.hpp"
 #include "pali3/text/tokenizer.hpp"
 #include "pali3/vision/preprocess.hpp"
 #include "pali3/weights/checkpoint.hpp"
@@ -34,6 +35,8 @@ struct siglip_options {
     std::size_t threads = 2;
     preprocessing_request preprocessing;  // else preprocessor_config.json beside the weights, else big_vision's
     std::size_t max_memory = 0;  // bytes the estimate may reach (0: the machine's memory)
+    std::string dtype = "f32";   // weights in memory: f32, bf16 or int8 (pipeline/weight_dtype.hpp)
+    std::size_t int8_group = 0;  // int8: a scale per row (0) or per this many values
 };
 
 // Preprocessed pixels for a tower of side o.size: an image file preprocessed by `o`, or a float32
@@ -74,16 +77,19 @@ public:
         if (!found_->config.vision.map_head)
             throw config_error(core::describe("embed needs the MAP head", o.weights, "vision_use_head / map_head true", "no head"));
         pre_ = resolve_preprocessing(o.preprocessing, o.weights, found_->config.vision.image, &pre_source_);
-        models::run_request req;  // f32 weights; image_batch images or text_batch texts at a time
+        check_dtype(o.dtype, o.int8_group);
+        models::run_request req;  // image_batch images or text_batch texts at a time
+        req.weight_bytes = weight_bytes_of(o.dtype);
         req.batch = kind == models::model_kind::siglip ? text_batch : image_batch;
         models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
         stopwatch sw;
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), models::kind_name(kind)));
-        make_model(found_->config, "f32", [&]<class M>(std::type_identity<M>, const auto& c) {
+        make_model(found_->config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
             if constexpr (models::pooling_vision_model<M> || requires(const M& m) { m.vision().pooled_dim(); m.log_t(); })
                 engine_ = std::make_unique<engine_for<M>>(c, src);
         });
         times_.add("load", sw.ms());
+        engine_->apply_dtype(o.dtype, o.int8_group, times_);
         if (!o.tokenizer.empty()) tok_.emplace(text::tokenizer::load(o.tokenizer));
     }
 
@@ -182,6 +188,7 @@ private:
     struct engine {
         virtual ~engine() = default;
         virtual bool has_text() const = 0;
+        virtual void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) = 0;
         virtual std::size_t embed_dim() const = 0;
         virtual float log_t() const = 0;
         virtual float bias() const = 0;
@@ -194,6 +201,9 @@ private:
         M model;
         template <class Config, class Source>
         engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
+        void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) override {
+            pipeline::apply_dtype(model, dtype, int8_group, t);
+        }
         static constexpr bool pair = !models::pooling_vision_model<M>;
         const auto& tower() const {
             if constexpr (pair) return model.vision();

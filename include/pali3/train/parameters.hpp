@@ -142,7 +142,8 @@ private:
                                                   std::string(storage_traits<T>::name)));
             } else {
                 if (!p.data)
-                    throw value_error(core::describe("training an unloaded parameter", full, "loaded weights", "none"));
+                    throw value_error(core::describe("training an unloaded parameter", full, "loaded f32 weights",
+                                                     "none (not loaded, or swapped for int8 by quantize_int8)"));
                 const void* old = p.data;
                 if (const auto it = self->seen_.find(old); it != self->seen_.end()) {
                     parameter& e = self->list_[it->second];

@@ -1,0 +1,46 @@
+// --dtype, the weights' form in memory: "f32" or "bf16" storage, or "int8": bf16 storage whose
+// linear layers swap their matrices for int8 right after loading (layers::quantize_int8: one
+// scale per output row, or per --int8-group values along the input). Embedding tables, the patch
+// embedding, norms, biases and position tables keep bf16 / f32. The int8 form is for inference:
+// training refuses it.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "pali3/core/error.hpp"
+#include "pali3/layers/module.hpp"
+#include "pali3/pipeline/config_source.hpp"
+
+namespace pali3::pipeline {
+
+inline constexpr const char* dtype_names = "f32, bf16 or int8";
+
+// A bad --dtype or --int8-group, named before anything is loaded.
+inline void check_dtype(std::string_view dtype, std::size_t int8_group) {
+    if (dtype != "f32" && dtype != "bf16" && dtype != "int8")
+        throw value_error(core::describe("weight dtype", "--dtype", dtype_names, dtype));
+    if (int8_group % 32 != 0)
+        throw value_error(core::describe("int8 group size", "--int8-group", "0 (a scale per row) or a multiple of 32", int8_group));
+}
+
+// The storage the model is built in (models::with_model's dtype).
+inline std::string_view storage_of(std::string_view dtype) { return dtype == "int8" ? std::string_view("bf16") : dtype; }
+
+// Bytes per weight at the peak, for the memory estimate: int8 holds each bf16 matrix until it is
+// swapped, so loading peaks at bf16's size.
+inline std::size_t weight_bytes_of(std::string_view dtype) { return dtype == "f32" ? 4 : 2; }
+
+// Swaps the linear layers of `model` for int8 when dtype is "int8", timing it in `t`.
+template <class M>
+void apply_dtype(M& model, std::string_view dtype, std::size_t int8_group, timings& t) {
+    if (dtype != "int8") return;
+    stopwatch sw;
+    const auto s = layers::quantize_int8(model, int8_group);
+    t.add("int8 (" + std::to_string(s.layers) + " layers, " + human_bytes(static_cast<double>(s.bytes)) +
+              (int8_group ? ", per " + std::to_string(int8_group) : std::string()) + ")",
+          sw.ms());
+}
+
+}  // namespace pali3::pipeline
