@@ -73,6 +73,22 @@ double nmse(const Got& got, const std::vector<double>& ref) {
     return den > 0 ? num / den : num;
 }
 
+// The relative L2 distance of a from b: sqrt(sum (a - b)^2 / sum b^2).
+inline double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    return std::sqrt(nmse(a, std::vector<double>(b.begin(), b.end())));
+}
+
+// cos(a, b) in double.
+inline double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+    double ab = 0, aa = 0, bb = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        ab += double(a[i]) * b[i];
+        aa += double(a[i]) * a[i];
+        bb += double(b[i]) * b[i];
+    }
+    return ab / std::sqrt(aa * bb);
+}
+
 // max |got - ref| / max(|ref|, floor)
 template <class Got>
 double max_rel_error(const Got& got, const std::vector<double>& ref, double floor = 1e-3) {

@@ -7,13 +7,14 @@
 
 #include "pali3/data/shapes.hpp"
 
-using namespace pali3;
+namespace shapes = pali3::data;  // not `using namespace pali3`: in a unity build, xtl/xvariant.hpp parsed after it fails to
+                                 // compile, its unqualified data(...) finding the namespace pali3::data
 
 TEST_CASE("scenes follow the spec", "[data][shapes]") {
     std::set<std::size_t> counts;
     std::set<int> shapes, colours;
     for (std::uint64_t i = 0; i < 300; ++i) {
-        const auto sc = data::make_scene(5, i, {i % 2 == 0, 4.f, 3});
+        const auto sc = shapes::make_scene(5, i, {i % 2 == 0, 4.f, 3});
         REQUIRE(sc.rgb.size() == 64 * 64 * 3);
         CHECK(sc.background >= 190);
         CHECK(sc.background <= 240);
@@ -32,9 +33,9 @@ TEST_CASE("scenes follow the spec", "[data][shapes]") {
             CHECK(o.y1 >= 0.f);
             CHECK(o.x2 <= 64.f);
             CHECK(o.y2 <= 64.f);
-            for (int c = 0; c < 3; ++c) CHECK(std::abs(o.rgb[c] - data::colour_rgb[o.colour][c]) <= 12);
+            for (int c = 0; c < 3; ++c) CHECK(std::abs(o.rgb[c] - shapes::colour_rgb[o.colour][c]) <= 12);
             if (k > 0) CHECK(sc.objects[k - 1].centre_x() <= o.centre_x());
-            for (std::size_t j = 0; j < k; ++j) CHECK(data::detail::apart(sc.objects[j], o, 2.f));
+            for (std::size_t j = 0; j < k; ++j) CHECK(shapes::detail::apart(sc.objects[j], o, 2.f));
             // the box centre pixel has (about) the object's colour: shapes are drawn where their boxes say
             const std::size_t cy = static_cast<std::size_t>(o.y1 + 0.75f * s), cx = static_cast<std::size_t>(o.centre_x());
             const auto* p = sc.rgb.data() + (cy * 64 + cx) * 3;
@@ -44,16 +45,16 @@ TEST_CASE("scenes follow the spec", "[data][shapes]") {
     CHECK(counts.size() == 3);
     CHECK(shapes.size() == 3);
     CHECK(colours.size() == 4);
-    const auto a = data::make_scene(9, 42), b = data::make_scene(9, 42), c = data::make_scene(9, 43);
+    const auto a = shapes::make_scene(9, 42), b = shapes::make_scene(9, 42), c = shapes::make_scene(9, 43);
     CHECK(a.rgb == b.rgb);
     CHECK(a.rgb != c.rgb);
-    CHECK_THROWS_WITH(data::make_scene(1, 1, {true, 4.f, 4}), Catch::Contains("objects per scene"));
+    CHECK_THROWS_WITH(shapes::make_scene(1, 1, {true, 4.f, 4}), Catch::Contains("objects per scene"));
 }
 
 TEST_CASE("captions, detection targets and questions", "[data][shapes]") {
-    data::scene sc;
+    shapes::scene sc;
     auto obj = [](int shape, int colour, float x, float y, float s) {
-        data::shape_object o;
+        shapes::shape_object o;
         o.shape = shape;
         o.colour = colour;
         o.x1 = x;
@@ -63,19 +64,19 @@ TEST_CASE("captions, detection targets and questions", "[data][shapes]") {
         return o;
     };
     sc.objects = {obj(0, 0, 2, 10, 16), obj(1, 2, 24, 30, 14), obj(2, 1, 44, 4, 18)};
-    CHECK(data::caption_of(sc) == "a red circle, a blue square and a green triangle");
+    CHECK(shapes::caption_of(sc) == "a red circle, a blue square and a green triangle");
     sc.objects.pop_back();
-    CHECK(data::caption_of(sc) == "a red circle and a blue square");
-    CHECK(data::loc_bin(0.f) == 0);
-    CHECK(data::loc_bin(64.f) == 1023);
-    CHECK(data::loc_bin(32.f) == 512);
-    CHECK(data::detection_of(sc, {"square"}) == "<loc0480><loc0384><loc0703><loc0607> square");
-    CHECK(data::detection_of(sc, {"circle", "square"}) ==
+    CHECK(shapes::caption_of(sc) == "a red circle and a blue square");
+    CHECK(shapes::loc_bin(0.f) == 0);
+    CHECK(shapes::loc_bin(64.f) == 1023);
+    CHECK(shapes::loc_bin(32.f) == 512);
+    CHECK(shapes::detection_of(sc, {"square"}) == "<loc0480><loc0384><loc0703><loc0607> square");
+    CHECK(shapes::detection_of(sc, {"circle", "square"}) ==
           "<loc0160><loc0032><loc0416><loc0288> circle ; <loc0480><loc0384><loc0703><loc0607> square");
-    CHECK(data::detection_of(sc, {"red circle"}) == "<loc0160><loc0032><loc0416><loc0288> red circle");
-    CHECK(data::detection_of(sc, {"triangle"}).empty());
-    CHECK(data::detection_of(sc, {"green circle"}).empty());
-    const auto qs = data::questions_of(sc);
+    CHECK(shapes::detection_of(sc, {"red circle"}) == "<loc0160><loc0032><loc0416><loc0288> red circle");
+    CHECK(shapes::detection_of(sc, {"triangle"}).empty());
+    CHECK(shapes::detection_of(sc, {"green circle"}).empty());
+    const auto qs = shapes::questions_of(sc);
     REQUIRE(qs.size() == 5);
     CHECK(qs[0].question == "how many shapes are there?");
     CHECK(qs[0].answer == "2");
@@ -84,7 +85,7 @@ TEST_CASE("captions, detection targets and questions", "[data][shapes]") {
     CHECK(qs[4].question == "what shape is blue?");
     CHECK(qs[4].answer == "square");
     std::mt19937 gen(1);
-    const auto ex = data::examples_of(sc, gen);
+    const auto ex = shapes::examples_of(sc, gen);
     CHECK(ex.front().prompt == "caption en");
     bool absent = false;
     for (const auto& e : ex) absent = absent || (e.prompt == "detect triangle" && e.target.empty());

@@ -13,7 +13,7 @@ using namespace pali3;
 using namespace pali3::layers;
 
 namespace {
-const weights::random_source seeded(99);
+const weights::random_source seeded_blocks(99);
 
 struct vit_tiny_block {
     static constexpr block_config value{{40, 1e-6f}, {40, 4, 0, true}, {40, 72, true}};
@@ -23,11 +23,11 @@ struct vit_tiny_block {
 TEST_CASE("a block equals its parts run by hand", "[layers][block]") {
     const block_config c = vit_tiny_block::value;
     const std::size_t batch = 2, t = 11, w = 40, rows = batch * t;
-    fixed_block<vit_tiny_block, layer_norm, attention<>, mlp<>> block(weights::cursor(seeded, "b"));
+    fixed_block<vit_tiny_block, layer_norm, attention<>, mlp<>> block(weights::cursor(seeded_blocks, "b"));
     // The same parameters, loaded into separate parts.
-    layer_norm n1(c.norm, weights::cursor(seeded, "b.norm1")), n2(c.norm, weights::cursor(seeded, "b.norm2"));
-    attention<> at(c.attn, weights::cursor(seeded, "b.attn"));
-    mlp<> ml(c.mlp, weights::cursor(seeded, "b.mlp"));
+    layer_norm n1(c.norm, weights::cursor(seeded_blocks, "b.norm1")), n2(c.norm, weights::cursor(seeded_blocks, "b.norm2"));
+    attention<> at(c.attn, weights::cursor(seeded_blocks, "b.attn"));
+    mlp<> ml(c.mlp, weights::cursor(seeded_blocks, "b.mlp"));
 
     auto x = test::random_vector(rows * w, 5);
     auto manual = x;
@@ -62,7 +62,7 @@ TEST_CASE("run-time fit rules name both parts and sizes", "[layers][block]") {
 TEST_CASE("stacks report named activations and share the T5 position bias", "[layers][block]") {
     const block_config c{{48, 1e-6f}, {48, 4, 16, false}, {48, 80, false}};
     stack_config sc{c, 3, true, position_bias_config{4, 32, 128, true}};
-    stack<t5_encoder_block<bf16>> enc(sc, weights::cursor(seeded, "encoder"));
+    stack<t5_encoder_block<bf16>> enc(sc, weights::cursor(seeded_blocks, "encoder"));
     const auto names = parameters(enc, "encoder");
     CHECK(names.front().name == "encoder.rel_bias.weight");
     CHECK(names.back().name == "encoder.norm.weight");

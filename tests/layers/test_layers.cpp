@@ -1,5 +1,5 @@
 // Layers against plain double-precision compositions of the reference kernels, on random
-// weights from the seeded source, odd sizes and batch > 1.
+// weights from the seeded_layers source, odd sizes and batch > 1.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,6 +14,8 @@
 #include "pali3/layers/mlp.hpp"
 #include "pali3/kernels/reference.hpp"
 #include "pali3/layers/norm.hpp"
+#include "pali3/train/parameters.hpp"
+#include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/random_source.hpp"
 #include "../common.hpp"
 
@@ -22,7 +24,7 @@ using namespace pali3::layers;
 
 namespace {
 
-const weights::random_source seeded(1234);
+const weights::random_source seeded_layers(1234);
 
 // Reads back a loaded parameter as floats (by saving the module).
 template <class M>
@@ -76,7 +78,7 @@ TEST_CASE("parameter visitor lists names, shapes and counts", "[layers][visitor]
 }
 
 TEST_CASE("save then load reproduces a module exactly", "[layers][visitor]") {
-    mlp<> m({37, 53, true}, weights::cursor(seeded, "mlp"));
+    mlp<> m({37, 53, true}, weights::cursor(seeded_layers, "mlp"));
     weights::memory_source saved;
     save(m, saved, "mlp");
     CHECK(saved.size() == 4);
@@ -98,7 +100,7 @@ TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", flo
     const auto x = test::random_vector(rows * width, 3);
     core::workspace ws(gated_mlp<>::workspace_floats({width, hidden, false}, rows));
     {
-        mlp<kernels::act::gelu_tanh, TestType> m({width, hidden, true}, weights::cursor(seeded, "m"));
+        mlp<kernels::act::gelu_tanh, TestType> m({width, hidden, true}, weights::cursor(seeded_layers, "m"));
         auto y = test::random_vector(rows * width, 4);
         const auto y0 = y;
         m.forward(x.data(), rows, y.data(), ws, core::sequential{}, /*accumulate=*/true);
@@ -111,7 +113,7 @@ TEMPLATE_TEST_CASE("mlp and gated mlp match the reference", "[layers][mlp]", flo
         CHECK(test::nmse(y, expect) < test::bound_for<TestType>(1e-10));
     }
     {
-        gated_mlp<kernels::act::gelu_tanh, TestType> g({width, hidden, false}, weights::cursor(seeded, "g"));
+        gated_mlp<kernels::act::gelu_tanh, TestType> g({width, hidden, false}, weights::cursor(seeded_layers, "g"));
         std::vector<float> y(rows * width);
         g.forward(x.data(), rows, y.data(), ws);
         const auto wi0 = weight_of(g, "wi_0.weight"), wi1 = weight_of(g, "wi_1.weight"), wo = weight_of(g, "wo.weight");
@@ -134,7 +136,7 @@ TEMPLATE_TEST_CASE("MLPs run the activation their config names", "[layers][mlp][
         const auto ref_act = [id = id](double v) {
             return kernels::with_activation(id, [&]<class A>(std::type_identity<A>) { return kernels::ref::apply<A>(v); });
         };
-        mlp<chosen, TestType> m({width, hidden, true, id}, weights::cursor(seeded, "m"));
+        mlp<chosen, TestType> m({width, hidden, true, id}, weights::cursor(seeded_layers, "m"));
         CHECK(m.config().activation == id);
         std::vector<float> y(rows * width);
         m.forward(x.data(), rows, y.data(), ws);
@@ -144,7 +146,7 @@ TEMPLATE_TEST_CASE("MLPs run the activation their config names", "[layers][mlp][
         for (auto& v : h) v = ref_act(v);
         CHECK(test::nmse(y, dense(h, rows, w2, &b2, hidden, width)) < test::bound_for<TestType>(1e-10));
 
-        gated_mlp<chosen, TestType> g({width, hidden, false, id}, weights::cursor(seeded, "g"));
+        gated_mlp<chosen, TestType> g({width, hidden, false, id}, weights::cursor(seeded_layers, "g"));
         g.forward(x.data(), rows, y.data(), ws);
         const auto wi0 = weight_of(g, "wi_0.weight"), wi1 = weight_of(g, "wi_1.weight"), wo = weight_of(g, "wo.weight");
         const auto a = dense(to_double(x), rows, wi0, nullptr, width, hidden);
@@ -234,8 +236,8 @@ std::vector<double> reference_attention(Layer& layer, const std::vector<float>& 
 template <class Scaling>
 void check_attention(const attention_case& c) {
     const std::size_t dh = c.width / c.heads;
-    attention<Scaling> layer({c.width, c.heads, 0, !c.t5}, weights::cursor(seeded, "attn"));
-    relative_position_bias pb({c.heads, 32, 128, !c.causal}, weights::cursor(seeded, "rel"));
+    attention<Scaling> layer({c.width, c.heads, 0, !c.t5}, weights::cursor(seeded_layers, "attn"));
+    relative_position_bias pb({c.heads, 32, 128, !c.causal}, weights::cursor(seeded_layers, "rel"));
     const bool self = c.tm == c.t;
     const auto x = test::random_vector(c.batch * c.t * c.width, 11);
     const auto mem = self ? x : test::random_vector(c.batch * c.tm * c.width, 12);
@@ -378,8 +380,8 @@ TEST_CASE("attention layer with a key mask: left padding equals the sequence alo
     // T5-style self-attention (relative bias depends only on key - query, so shifting a sequence
     // right behind hidden keys changes nothing for its real rows).
     const std::size_t width = 24, heads = 3, t = 11, pad = 4;
-    attention<attn::unscaled> layer({width, heads, 8, false}, weights::cursor(seeded, "mask_attn"));
-    relative_position_bias pb({heads, 32, 128, true}, weights::cursor(seeded, "mask_rel"));
+    attention<attn::unscaled> layer({width, heads, 8, false}, weights::cursor(seeded_layers, "mask_attn"));
+    relative_position_bias pb({heads, 32, 128, true}, weights::cursor(seeded_layers, "mask_rel"));
     const auto alone = test::random_vector(t * width, 51);
     const auto other = test::random_vector((t + pad) * width, 52);
     // Batch of 2 sequences of t + pad rows: row 0 left padded (pad hidden rows of noise first), row 1
@@ -516,8 +518,8 @@ TEST_CASE("attention with bf16 products matches the double reference to bf16 rou
 TEST_CASE("KV-cache decoding equals full causal recomputation", "[layers][attention]") {
     // One sequence; two (one-token steps take the GEMV path with all rows at once); five (GEMM).
     const std::size_t batch = GENERATE(1, 2, 5), t = 23, width = 48, heads = 4;
-    attention<attn::unscaled> layer({width, heads, 16, false}, weights::cursor(seeded, "dec"));
-    relative_position_bias pb({heads, 32, 128, false}, weights::cursor(seeded, "dec_rel"));
+    attention<attn::unscaled> layer({width, heads, 16, false}, weights::cursor(seeded_layers, "dec"));
+    relative_position_bias pb({heads, 32, 128, false}, weights::cursor(seeded_layers, "dec_rel"));
     const auto x = test::random_vector(batch * t * width, 21);
     const std::size_t tm = 31;
     core::workspace ws(attention<attn::unscaled>::workspace_floats(layer.config(), batch * t, batch * tm));
@@ -582,7 +584,7 @@ TEST_CASE("attention memory does not grow with t^2", "[layers][attention]") {
 }
 
 TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
-    linear<bf16> lin({13, 9, false}, weights::cursor(seeded, "lin"));
+    linear<bf16> lin({13, 9, false}, weights::cursor(seeded_layers, "lin"));
     tensor<2> x = xt::zeros<float>(std::array<std::size_t, 2>{5, 13});
     const auto xv = test::random_vector(5 * 13, 31);
     std::copy(xv.begin(), xv.end(), x.begin());
@@ -598,7 +600,7 @@ TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
     linear<> unloaded({12, 4, true});
     CHECK_THROWS_WITH(unloaded(bad), Catch::Contains("used before loading"));
 
-    embedding<bf16> emb({50, 8}, weights::cursor(seeded, "emb"));
+    embedding<bf16> emb({50, 8}, weights::cursor(seeded_layers, "emb"));
     const auto table = weight_of(emb, "weight");
     const std::int32_t ids[] = {0, 49, 7};
     std::vector<float> out(3 * 8);
@@ -606,4 +608,59 @@ TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
     for (std::size_t d = 0; d < 8; ++d) CHECK(out[8 + d] == 2.f * table[49 * 8 + d]);
     const std::int32_t bad_ids[] = {3, 50};
     CHECK_THROWS_WITH(emb.forward(bad_ids, 2, out.data()), "token id out of range (at embedding, position 1): expected 0..49, found 50");
+}
+
+// int8 weights in a linear layer (layers::linear::quantize_int8): against the double reference of its
+// dequantised matrix on both kernel paths (up to 4 rows: integer products; more: the f32 GEMM on
+// dequantised slabs), and what it refuses.
+TEST_CASE("linear::quantize_int8: both kernel paths against the double reference of the int8 matrix", "[layers][int8]") {
+    const std::size_t in = 203, out = 77;
+    weights::memory_source src;
+    src.add("weight", test::random_vector(out * in, 31), {out, in});
+    src.add("bias", test::random_vector(out, 32), {out});
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}}) {
+        linear<bf16> lin({in, out, true}, weights::cursor(src));
+        // The bf16 matrix as f32, before it is released.
+        std::vector<float> wb(out * in);
+        kernels::convert(lin.weight().data, wb.data(), out * in);
+        const std::size_t bytes = lin.quantize_int8(group);
+        CHECK(bytes == out * in + out * kernels::int8_groups(in, group) * sizeof(float));
+        const kernels::int8_matrix* q = lin.int8_weight();
+        REQUIRE(q != nullptr);
+        CHECK(lin.weight().data == nullptr);  // the bf16 matrix is released
+        // Each stored value is within half a step of the bf16 weight it came from.
+        for (std::size_t j = 0; j < out; ++j)
+            for (std::size_t i = 0; i < in; ++i)
+                REQUIRE(std::fabs(wb[j * in + i] - double(q->scale(j, i)) * q->q[j * in + i]) <= 0.5 * q->scale(j, i) * (1 + 1e-4));  // + the f32 rounding of w / scale
+        core::thread_pool pool(2);
+        for (const std::size_t rows : {std::size_t{1}, std::size_t{3}, std::size_t{37}}) {
+            const auto x = test::random_vector(rows * in, 33 + static_cast<std::uint32_t>(rows));
+            std::vector<float> y(rows * out);
+            lin.forward(x.data(), in, rows, y.data(), out, pool);
+            std::vector<double> want(rows * out);
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t j = 0; j < out; ++j) {
+                    double s = lin.bias()[j];
+                    for (std::size_t i = 0; i < in; ++i) s += double(x[r * in + i]) * q->scale(j, i) * q->q[j * in + i];
+                    want[r * out + j] = s;
+                }
+            // Up to 4 rows multiply A as int16 (~1e-5 of the row's largest value per value); more
+            // rows are f32 products of the dequantised matrix.
+            INFO("group " << group << ", rows " << rows);
+            CHECK(test::nmse(y, want) < (rows <= kernels::gemv_max_rows ? 1e-9 : 1e-11));
+        }
+        // Training through it is refused; quantising again with another group too.
+        std::vector<float> dy(out, 1.f), x(in, 1.f), dx(in);
+        train::parameters params;
+        CHECK_THROWS_WITH(lin.backward(x.data(), in, 1, dy.data(), out, dx.data(), in, params),
+                          Catch::Contains("int8-quantised linear layer"));
+        CHECK_THROWS_WITH(lin.quantize_int8(group ? 0 : 32), Catch::Contains("another group"));
+        CHECK(lin.quantize_int8(group) == bytes);  // the same group: nothing to do
+        CHECK(lin.prepack() == 0);
+        // Loading again brings the bf16 matrix back in use.
+        layers::load(lin, weights::cursor(src));
+        CHECK(lin.int8_weight() == nullptr);
+    }
+    linear<float> lin({in, out, true}, weights::cursor(src));
+    CHECK_THROWS_WITH(lin.quantize_int8(48), Catch::Contains("multiple of 32"));
 }

@@ -11,12 +11,12 @@ using namespace pali3;
 using namespace pali3::layers;
 
 namespace {
-const weights::random_source seeded(7);
+const weights::random_source seeded_vision(7);
 }
 
 TEMPLATE_TEST_CASE("patch embedding equals a strided convolution", "[layers][vision]", float, bf16) {
     const patch_config c{3, 5, 21};
-    patch_embedding<TestType> pe(c, weights::cursor(seeded, "embed"));
+    patch_embedding<TestType> pe(c, weights::cursor(seeded_vision, "embed"));
     weights::memory_source saved;
     save(pe, saved);
     const auto wt = saved.get("weight", {21, 3, 5, 5});
@@ -67,7 +67,7 @@ TEST_CASE("position embeddings resample with aligned corners", "[layers][vision]
     const std::vector<float> e2{0, 1, 5, 6, 10, 11, 15, 16, 20, 21};
     for (std::size_t i = 0; i < e2.size(); ++i) CHECK(r2[i] == Approx(e2[i]));
     // 16x16 -> 16x16 is the identity; up and back down keeps the corners exactly.
-    learned_position_embedding pos({16, 16, 8}, weights::cursor(seeded, "pos"));
+    learned_position_embedding pos({16, 16, 8}, weights::cursor(seeded_vision, "pos"));
     const auto same = pos.for_grid(16, 16);
     const auto up = pos.for_grid(58, 58);  // 812 px at patch 14
     CHECK(up.size() == 58 * 58 * 8);
@@ -98,7 +98,7 @@ TEST_CASE("sincos 2-D position embedding", "[layers][vision]") {
 
 TEST_CASE("MAP head pools each image independently", "[layers][vision]") {
     const map_head_config c{32, 4, 48};
-    map_head<> head(c, weights::cursor(seeded, "head"));
+    map_head<> head(c, weights::cursor(seeded_vision, "head"));
     const std::size_t batch = 3, t = 17;
     const auto tokens = test::random_vector(batch * t * 32, 5);
     core::workspace ws(map_head<>::workspace_floats(c, batch, t));
@@ -107,9 +107,9 @@ TEST_CASE("MAP head pools each image independently", "[layers][vision]") {
     head.forward(tokens.data() + 2 * t * 32, 1, t, single.data(), ws);
     for (std::size_t i = 0; i < 32; ++i) CHECK(out[2 * 32 + i] == Approx(single[i]).epsilon(1e-6));
     // By hand: attention of the probe, then x + mlp(ln(x)).
-    attention<> at({32, 4, 0, true}, weights::cursor(seeded, "head.attn"));
-    layer_norm ln({32, 1e-6f}, weights::cursor(seeded, "head.norm"));
-    mlp<> ml({32, 48, true}, weights::cursor(seeded, "head.mlp"));
+    attention<> at({32, 4, 0, true}, weights::cursor(seeded_vision, "head.attn"));
+    layer_norm ln({32, 1e-6f}, weights::cursor(seeded_vision, "head.norm"));
+    mlp<> ml({32, 48, true}, weights::cursor(seeded_vision, "head.mlp"));
     weights::memory_source saved;
     save(head, saved);
     const auto probe = saved.get("probe", {1, 1, 32});

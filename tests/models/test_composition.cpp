@@ -150,14 +150,6 @@ std::vector<float> greedy_logits(const Model& m, const std::vector<float>& image
     return all;
 }
 
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        den += double(b[i]) * b[i];
-    }
-    return std::sqrt(num / den);
-}
 
 }  // namespace
 
@@ -207,7 +199,7 @@ TEST_CASE("composition (a): PaLI-3 with a vision block written by the user", "[m
         layers::layer_norm final_norm({w, 1e-6f}, img.pp("encoder.norm"));
         final_norm.forward(by_hand.data(), w, rows, by_hand.data(), w);
     }
-    const double err = rel_diff(tokens, by_hand);
+    const double err = test::rel_diff(tokens, by_hand);
     INFO("relative error vs the parallel formula by hand: " << err);
     CHECK(err < 1e-6);
 
@@ -304,7 +296,7 @@ TEST_CASE("composition (c): SigLIP two-tower model with a head written by the us
             }
             by_hand[i * 24 + o] = static_cast<float>(s);
         }
-    const double err = rel_diff(img, by_hand);
+    const double err = test::rel_diff(img, by_hand);
     INFO("relative error of the user's head vs double: " << err);
     CHECK(err < 1e-5);
 

@@ -76,10 +76,6 @@ std::vector<float> logits_of(const any_config& c) {
     });
 }
 
-// sqrt of test::nmse: the relative L2 distance of a from b.
-double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    return std::sqrt(test::nmse(a, std::vector<double>(b.begin(), b.end())));
-}
 }  // namespace
 
 TEST_CASE("SigLIP vision config.json: honoured keys reach the model", "[models][config][hf]") {
@@ -94,14 +90,14 @@ TEST_CASE("SigLIP vision config.json: honoured keys reach the model", "[models][
         const any_config c = config_from_hf(with(vision_json, "hidden_act", "\"" + std::string(name) + "\""));
         INFO("hidden_act " << name);
         CHECK(c.vision.activation == id);
-        const double d = rel_diff(pooled_of(c.vision), ref);
+        const double d = test::rel_diff(pooled_of(c.vision), ref);
         if (id == kernels::activation_id::gelu_tanh) CHECK(d == 0.0);
         else CHECK(d > 1e-4);
     }
     // layer_norm_eps reaches every LayerNorm (a large eps moves the output).
     const any_config eps = config_from_hf(with(vision_json, "layer_norm_eps", "0.5"));
     CHECK(eps.vision.eps == 0.5f);
-    CHECK(rel_diff(pooled_of(eps.vision), ref) > 1e-3);
+    CHECK(test::rel_diff(pooled_of(eps.vision), ref) > 1e-3);
     CHECK_THROWS_WITH(config_from_hf(with(vision_json, "hidden_act", "\"quick_gelu\""), 0, "/m/config.json"),
                       Catch::Contains("unsupported activation (at /m/config.json.hidden_act)") && Catch::Contains("found quick_gelu"));
     CHECK_THROWS_WITH(config_from_hf(with(vision_json, "layer_norm_eps", "2"), 0, "/m/config.json"),
@@ -167,12 +163,12 @@ TEST_CASE("T5 config.json: feed_forward_proj as HF parses it", "[models][config]
     // The activation changes the logits: gated-silu is not gated-gelu on the same weights.
     const auto gelu = logits_of(config_from_hf(json::parse(t5_json, "t")));
     const auto silu = logits_of(config_from_hf(with(t5_json, "feed_forward_proj", "\"gated-silu\"")));
-    CHECK(rel_diff(silu, gelu) > 1e-3);
+    CHECK(test::rel_diff(silu, gelu) > 1e-3);
     const auto gelu_new = logits_of(config_from_hf(with(t5_json, "feed_forward_proj", "\"gated-gelu_new\"")));
-    CHECK(rel_diff(gelu_new, gelu) == 0.0);
+    CHECK(test::rel_diff(gelu_new, gelu) == 0.0);
     // layer_norm_epsilon and the relative-attention keys reach the model.
-    CHECK(rel_diff(logits_of(config_from_hf(with(t5_json, "layer_norm_epsilon", "0.5"))), gelu) > 1e-3);
-    CHECK(rel_diff(logits_of(config_from_hf(with(t5_json, "relative_attention_num_buckets", "8"))), gelu) > 1e-6);
+    CHECK(test::rel_diff(logits_of(config_from_hf(with(t5_json, "layer_norm_epsilon", "0.5"))), gelu) > 1e-3);
+    CHECK(test::rel_diff(logits_of(config_from_hf(with(t5_json, "relative_attention_num_buckets", "8"))), gelu) > 1e-6);
     // tie_word_embeddings: lm_head = shared and the d_model^-0.5 scale.
     CHECK(config_from_hf(with(t5_json, "tie_word_embeddings", "true")).text.tied_embeddings);
 }

@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -13,6 +15,7 @@
 
 using namespace pali3;
 using namespace pali3::models;
+
 
 TEST_CASE("PaLI-3 5B parameter counts per part", "[models][pali3]") {
     fixed_pali3<presets::pali3_5b, bf16> model;  // unloaded: counting needs no weights
@@ -132,4 +135,71 @@ TEST_CASE("PaLI-3 tiny: HF-style prompt masks (padding inside the rows, holes) r
     const std::vector<std::vector<std::uint8_t>> short_mask{{1, 1}, masks[1]}, two{{1, 2, 1, 1, 1, 1}, masks[1]};
     CHECK_THROWS_WITH(model.encode(images.data(), padded, short_mask, memory.data(), ws), Contains("prompt mask length"));
     CHECK_THROWS_WITH(model.encode(images.data(), padded, two, memory.data(), ws), Contains("value 2 at position 1"));
+}
+
+// What int8 weights (layers::quantize_int8) cost a whole PaLI-3: logits against f32 (cosine, top-1
+// agreement), what the quantiser skips, training refused.
+TEST_CASE("PaLI-3 tiny with int8 linear layers: logits against f32, what the quantiser skips", "[models][int8]") {
+    const weights::random_source src(41);
+    using model_t = fixed_pali3<presets::pali3_tiny>;
+    const model_t reference{weights::cursor(src)};
+    const auto& c = reference.config();
+    const std::size_t d = c.text.d_model, vocab = c.text.vocab, n = c.vision.tokens(), steps = 5;
+    const auto images = test::random_vector(2 * 3 * 32 * 32, 42, 0.5f);
+    const std::vector<std::vector<std::int32_t>> prompts{{5, 99, 7, 250, 3, 1}, {42, 8, 1}};
+    core::workspace ws(reference.workspace_floats(2, 6, steps));
+    // Teacher-forced decoder ids, the same for every model: logits compared step by step.
+    const std::vector<std::int32_t> forced{0, 17, 4, 250, 9};
+    auto run = [&](const model_t& model) {
+        std::vector<float> memory(2 * (n + 6) * d);
+        const auto lens = model.encode(images.data(), prompts, memory.data(), ws);
+        auto state = model.start(memory.data(), 2, lens, steps);
+        std::vector<float> logits(2 * vocab), all;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::vector<std::int32_t> ids(2, forced[s]);
+            model.step(ids.data(), state, logits.data(), ws);
+            all.insert(all.end(), logits.begin(), logits.end());
+        }
+        return all;
+    };
+    const auto f32 = run(reference);
+    std::vector<std::size_t> top(f32.size() / vocab);
+    for (std::size_t r = 0; r < top.size(); ++r)
+        top[r] = std::max_element(f32.begin() + r * vocab, f32.begin() + (r + 1) * vocab) - (f32.begin() + r * vocab);
+    const std::size_t linears = [&] {
+        model_t m{weights::cursor(src)};
+        return layers::quantize_int8(m).layers;
+    }();
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}}) {
+        model_t model{weights::cursor(src)};
+        const auto s = layers::quantize_int8(model, group);
+        CHECK(s.layers == linears);
+        const auto q = run(model);
+        std::size_t agree = 0;
+        for (std::size_t r = 0; r < top.size(); ++r)
+            agree += static_cast<std::size_t>(std::max_element(q.begin() + r * vocab, q.begin() + (r + 1) * vocab) - (q.begin() + r * vocab)) == top[r];
+        const double cos = test::cosine(f32, q);
+        std::printf("  PaLI-3 tiny, int8 %s: %zu linear layers, %zu bytes; logits cosine %.6f, NMSE %.2e, top-1 %zu / %zu\n",
+                    group ? "per 32" : "per row", s.layers, s.bytes, cos, test::nmse(q, std::vector<double>(f32.begin(), f32.end())),
+                    agree, top.size());
+        CHECK(cos > 0.999);
+        CHECK(agree >= top.size() - 1);
+    }
+    // Layers under a kept prefix stay as they were: the lm head alone, then the image tower too
+    // ("img" keeps "img.*", not a layer whose name merely starts with the letters).
+    model_t head_kept{weights::cursor(src)};
+    CHECK(layers::quantize_int8(head_kept, 0, {"text.lm_head"}).layers == linears - 1);
+    model_t tower_kept{weights::cursor(src)};
+    const auto t = layers::quantize_int8(tower_kept, 0, {"text.lm_head", "img"});
+    CHECK(t.layers < linears - 1);
+    CHECK(t.layers > 0);
+    model_t prefix_only{weights::cursor(src)};
+    CHECK(layers::quantize_int8(prefix_only, 0, {"im"}).layers == linears);
+    // Training a quantised model is refused with the reason; its loss alone runs.
+    CHECK_THROWS_WITH(train::parameters(head_kept), Catch::Contains("quantize_int8"));
+    const std::vector<std::int32_t> dec{0, 17, 4}, tgt{17, 4, 1};
+    const auto [loss, counted] = head_kept.loss_and_grad(images.data(), std::span(prompts).subspan(0, 1), dec.data(), 3, tgt.data(),
+                                                         static_cast<train::parameters*>(nullptr));
+    CHECK(std::isfinite(loss));
+    CHECK(counted == 3);
 }

@@ -16,7 +16,7 @@ using test::dmap;
 using test::dvec;
 
 namespace {
-const weights::random_source seeded(2024);
+const weights::random_source seeded_grads(2024);
 constexpr double bound = 2e-4;  // f32 products of ~100 terms against a double twin
 
 template <class Act>
@@ -49,7 +49,7 @@ TEST_CASE("linear, embedding and norm gradients", "[train][gradients]") {
     const std::size_t rows = 7, in = 13, out = 11;
     const auto x = test::random_vector(rows * in, 1), r = test::random_vector(rows * out, 2);
     SECTION("linear with bias") {
-        linear<float> lin({in, out, true}, weights::cursor(seeded, "lin"));
+        linear<float> lin({in, out, true}, weights::cursor(seeded_grads, "lin"));
         train::parameters ps(lin);
         std::vector<float> y(rows * out), dx(rows * in);
         lin.forward(x.data(), in, rows, y.data(), out);
@@ -60,7 +60,7 @@ TEST_CASE("linear, embedding and norm gradients", "[train][gradients]") {
         CHECK(test::check_all("linear", ps, {{"input", test::to_d(x)}}, {{"input", dx.data()}}, loss) < bound);
     }
     SECTION("embedding, scaled") {
-        embedding<float> emb({29, 9}, weights::cursor(seeded, "emb"));
+        embedding<float> emb({29, 9}, weights::cursor(seeded_grads, "emb"));
         train::parameters ps(emb);
         const std::vector<std::int32_t> ids{3, 28, 3, 0, 17};
         const auto dy = test::random_vector(ids.size() * 9, 3);
@@ -76,8 +76,8 @@ TEST_CASE("linear, embedding and norm gradients", "[train][gradients]") {
     SECTION("layer_norm and rms_norm") {
         const std::size_t w = 37, n = 5;
         const auto xn = test::random_vector(n * w, 4, 3.f), rn = test::random_vector(n * w, 6);
-        layer_norm ln({w, 1e-6f}, weights::cursor(seeded, "ln"));
-        rms_norm rms({w, 1e-6f}, weights::cursor(seeded, "rms"));
+        layer_norm ln({w, 1e-6f}, weights::cursor(seeded_grads, "ln"));
+        rms_norm rms({w, 1e-6f}, weights::cursor(seeded_grads, "rms"));
         train::parameters pl(ln), pr(rms);
         std::vector<float> dxl(n * w), dxr(n * w);
         ln.backward(xn.data(), w, n, rn.data(), w, dxl.data(), w, pl);
@@ -102,7 +102,7 @@ TEMPLATE_TEST_CASE("MLP gradients", "[train][gradients]", kernels::act::gelu_tan
     const std::size_t rows = 6, w = 19, hidden = 45;
     const auto x = test::random_vector(rows * w, 7), r = test::random_vector(rows * w, 8);
     SECTION("mlp") {
-        mlp<TestType> m({w, hidden, true}, weights::cursor(seeded, "mlp"));
+        mlp<TestType> m({w, hidden, true}, weights::cursor(seeded_grads, "mlp"));
         train::parameters ps(m);
         std::vector<float> y(rows * w), dx(rows * w);
         typename mlp<TestType>::saved s;
@@ -114,7 +114,7 @@ TEMPLATE_TEST_CASE("MLP gradients", "[train][gradients]", kernels::act::gelu_tan
         CHECK(e < bound);
     }
     SECTION("gated_mlp") {
-        gated_mlp<TestType> m({w, hidden, false}, weights::cursor(seeded, "gmlp"));
+        gated_mlp<TestType> m({w, hidden, false}, weights::cursor(seeded_grads, "gmlp"));
         train::parameters ps(m);
         std::vector<float> y(rows * w), dx(rows * w);
         typename gated_mlp<TestType>::saved s;
@@ -134,7 +134,7 @@ TEST_CASE("MLP gradients with the activation chosen by the config", "[train][gra
     const auto x = test::random_vector(rows * w, 17), r = test::random_vector(rows * w, 18);
     using chosen = kernels::act::by_config<kernels::act::gelu_tanh>;
     SECTION("mlp, silu") {
-        mlp<chosen> m({w, hidden, true, kernels::activation_id::silu}, weights::cursor(seeded, "mlp"));
+        mlp<chosen> m({w, hidden, true, kernels::activation_id::silu}, weights::cursor(seeded_grads, "mlp"));
         train::parameters ps(m);
         std::vector<float> y(rows * w), dx(rows * w);
         mlp<chosen>::saved s;
@@ -146,7 +146,7 @@ TEST_CASE("MLP gradients with the activation chosen by the config", "[train][gra
         CHECK(e < bound);
     }
     SECTION("gated_mlp, gelu_erf") {
-        gated_mlp<chosen> m({w, hidden, false, kernels::activation_id::gelu_erf}, weights::cursor(seeded, "gmlp"));
+        gated_mlp<chosen> m({w, hidden, false, kernels::activation_id::gelu_erf}, weights::cursor(seeded_grads, "gmlp"));
         train::parameters ps(m);
         std::vector<float> y(rows * w), dx(rows * w);
         gated_mlp<chosen>::saved s;
@@ -163,8 +163,8 @@ TEST_CASE("MLP gradients with the activation chosen by the config", "[train][gra
 TEST_CASE("attention gradients: self (causal, padding, T5 bias) and cross", "[train][gradients]") {
     SECTION("T5-style self-attention: unscaled, no biases, causal, key lengths, a 0/1 key mask, relative position bias") {
         const std::size_t batch = 2, t = 9, width = 20, heads = 3, dh = 5;
-        attention<attn::unscaled> at({width, heads, dh, false}, weights::cursor(seeded, "sa"));
-        relative_position_bias rb({heads, 8, 12, false}, weights::cursor(seeded, "rb"));
+        attention<attn::unscaled> at({width, heads, dh, false}, weights::cursor(seeded_grads, "sa"));
+        relative_position_bias rb({heads, 8, 12, false}, weights::cursor(seeded_grads, "rb"));
         train::parameters sink;  // one sink over both modules, names prefixed
         sink.adopt(at, "attn");
         sink.adopt(rb, "bias");
@@ -211,7 +211,7 @@ TEST_CASE("attention gradients: self (causal, padding, T5 bias) and cross", "[tr
     }
     SECTION("ViT-style cross-attention: scaled, biases, padded memory with holes") {
         const std::size_t batch = 2, tq = 3, tm = 11, width = 18, heads = 2;
-        attention<> at({width, heads, 0, true}, weights::cursor(seeded, "ca"));
+        attention<> at({width, heads, 0, true}, weights::cursor(seeded_grads, "ca"));
         train::parameters ps(at);
         const auto x = test::random_vector(batch * tq * width, 11), mem = test::random_vector(batch * tm * width, 12);
         const auto r = test::random_vector(batch * tq * width, 13);
@@ -274,7 +274,7 @@ TEST_CASE("attention backward is the same in small tiles (memory-bounded form)",
 TEST_CASE("pre-norm block gradients, and recompute gives the same", "[train][gradients]") {
     const std::size_t batch = 2, t = 7, width = 16, heads = 2, hidden = 40;
     const block_config c{{width, 1e-6f}, {width, heads, 0, true}, {width, hidden, true}};
-    vit_block<float> blk(c, weights::cursor(seeded, "blk"));
+    vit_block<float> blk(c, weights::cursor(seeded_grads, "blk"));
     train::parameters ps(blk);
     const auto x = test::random_vector(batch * t * width, 30), r = test::random_vector(batch * t * width, 31);
     std::vector<float> y(x), dx(r);
@@ -316,8 +316,8 @@ TEST_CASE("pre-norm block gradients, and recompute gives the same", "[train][gra
 
 TEST_CASE("patch and position embedding gradients, with resampling", "[train][gradients]") {
     const std::size_t batch = 2, c = 3, p = 3, width = 5, side = 9;  // grid 3x3, table 2x2 resampled
-    patch_embedding<float> pe({c, p, width}, weights::cursor(seeded, "pe"));
-    learned_position_embedding pos({2, 2, width}, weights::cursor(seeded, "pos"));
+    patch_embedding<float> pe({c, p, width}, weights::cursor(seeded_grads, "pe"));
+    learned_position_embedding pos({2, 2, width}, weights::cursor(seeded_grads, "pos"));
     train::parameters pp(pe), pq(pos);
     const auto img = test::random_vector(batch * c * side * side, 40), r = test::random_vector(batch * 9 * width, 41);
     pe.backward(img.data(), batch, side, side, image_layout::nchw, r.data(), pp);
@@ -362,7 +362,7 @@ TEST_CASE("patch and position embedding gradients, with resampling", "[train][gr
 
 TEST_CASE("MAP head gradients", "[train][gradients]") {
     const std::size_t batch = 2, t = 6, width = 12, heads = 3, hidden = 21;
-    map_head<float> head({width, heads, hidden}, weights::cursor(seeded, "head"));
+    map_head<float> head({width, heads, hidden}, weights::cursor(seeded_grads, "head"));
     train::parameters ps(head);
     const auto tok = test::random_vector(batch * t * width, 50), r = test::random_vector(batch * width, 51);
     std::vector<float> out(batch * width), dtok(tok.size(), 0.f);

@@ -21,7 +21,7 @@
 using namespace pali3;
 
 namespace {
-const weights::random_source seeded(77);
+const weights::random_source seeded_training(77);
 
 // (L(w + e v) - L(w - e v)) against g . (the perturbation actually applied after rounding w + e v
 // to f32), along the gradient itself and along a random direction; the ratio r(e) = 1 + O(e^2)
@@ -96,7 +96,7 @@ constexpr models::t5_config tiny_t5{53, 24, 40, 3, 8, 2, 2, 8, 20};
 TEST_CASE("ViT tower with MAP head: gradient of the pooled output", "[train][models]") {
     models::vit_config c{20, 2, 36, 4, 5, 15};  // width 20, depth 2, mlp 36, heads 4, patch 5, image 15
     c.map_head = true;
-    models::vision_tower<float> tower(c, weights::cursor(seeded, "img"));
+    models::vision_tower<float> tower(c, weights::cursor(seeded_training, "img"));
     train::parameters ps(tower);
     const std::size_t batch = 2, n = c.tokens();
     const auto img = test::random_vector(batch * 3 * 15 * 15, 1);
@@ -126,7 +126,7 @@ TEMPLATE_TEST_CASE("T5 teacher-forced cross-entropy: whole-model gradient", "[tr
                    models::t5_v10<float>) {
     auto c = tiny_t5;
     c.tied_embeddings = std::is_same_v<TestType, models::t5_v10<float>>;
-    TestType model(c, weights::cursor(seeded, "t5"));
+    TestType model(c, weights::cursor(seeded_training, "t5"));
     train::parameters ps(model);
     const std::size_t batch = 2, enc = 7, dec = 5;
     const auto e = ids(batch * enc, c.vocab, 3), d = ids(batch * dec, c.vocab, 4);
@@ -156,7 +156,7 @@ TEMPLATE_TEST_CASE("T5 teacher-forced cross-entropy: whole-model gradient", "[tr
 
 TEST_CASE("PaLI-3: whole-model gradient through text, projector and vision tower", "[train][models]") {
     models::pali3_config c = models::pali3_of(models::vit_config{20, 1, 36, 4, 5, 10}, tiny_t5);
-    models::pali3_model<float> model(c, weights::cursor(seeded, "pali3"));
+    models::pali3_model<float> model(c, weights::cursor(seeded_training, "pali3"));
     train::parameters ps(model);
     const std::size_t batch = 2, dec = 4;
     const auto img = test::random_vector(batch * 3 * 10 * 10, 6);
@@ -173,7 +173,7 @@ TEST_CASE("PaLI-3: whole-model gradient through text, projector and vision tower
 
 TEST_CASE("SigLIP two-tower model: gradient of the sigmoid loss", "[train][models]") {
     auto c = models::siglip_of(models::vit_config{16, 1, 28, 2, 5, 10}, 37, 6);
-    models::siglip_model<float> model(c, weights::cursor(seeded, "siglip"));
+    models::siglip_model<float> model(c, weights::cursor(seeded_training, "siglip"));
     train::parameters ps(model);
     const std::size_t n = 3;
     const auto img = test::random_vector(n * 3 * 10 * 10, 9);
@@ -186,7 +186,7 @@ TEST_CASE("SigLIP two-tower model: gradient of the sigmoid loss", "[train][model
 }
 
 TEST_CASE("AdamW: PyTorch's update, schedules, clipping, accumulation", "[train][optimizer]") {
-    layers::linear<float> lin({3, 2, true}, weights::cursor(seeded, "lin"));
+    layers::linear<float> lin({3, 2, true}, weights::cursor(seeded_training, "lin"));
     train::parameters ps(lin);
     CHECK(ps.at("weight").decay);
     CHECK_FALSE(ps.at("bias").decay);
@@ -252,7 +252,7 @@ TEST_CASE("training: the loss falls, frozen tensors stay, a resumed run equals a
     const train::adamw_config cfg{3e-2f, 0.9f, 0.999f, 1e-8f, 1e-2f, 1.f};
     const train::schedule sched{train::schedule::cosine, 3, 12, 0.f};
 
-    models::t5_v11<float> a(tiny_t5, weights::cursor(seeded, "t5"));
+    models::t5_v11<float> a(tiny_t5, weights::cursor(seeded_training, "t5"));
     train::parameters pa(a);
     const std::vector<float> frozen(pa.at("shared.weight").value, pa.at("shared.weight").value + 40);
     CHECK(pa.freeze([](const std::string& n) { return n == "shared.weight"; }) == 1);
@@ -266,7 +266,7 @@ TEST_CASE("training: the loss falls, frozen tensors stay, a resumed run equals a
 
     // 5 steps, save, a fresh model (other initial weights) loads the state, 7 more steps
     const auto path = (std::filesystem::temp_directory_path() / "pali3_train_state_test.safetensors").string();
-    models::t5_v11<float> b(tiny_t5, weights::cursor(seeded, "t5"));
+    models::t5_v11<float> b(tiny_t5, weights::cursor(seeded_training, "t5"));
     train::parameters pb(b);
     pb.freeze([](const std::string& n) { return n == "shared.weight"; });
     train::adamw ob(pb, cfg, sched);
@@ -288,13 +288,13 @@ TEST_CASE("training: the loss falls, frozen tensors stay, a resumed run equals a
     std::filesystem::remove(path);
 
     // a state from another model is refused naming the tensor; bf16 models are refused for training
-    layers::linear<float> lin({3, 2, true}, weights::cursor(seeded, "lin"));
+    layers::linear<float> lin({3, 2, true}, weights::cursor(seeded_training, "lin"));
     train::parameters pl(lin);
     train::adamw ol(pl);
     ol.save(path);
     CHECK_THROWS_WITH(oa.load(path), Catch::Contains("shared.weight"));
     std::filesystem::remove(path);
-    layers::linear<bf16> lb({3, 2, true}, weights::cursor(seeded, "lin"));
+    layers::linear<bf16> lb({3, 2, true}, weights::cursor(seeded_training, "lin"));
     CHECK_THROWS_WITH(train::parameters(lb), Catch::Contains("training needs f32 weights"));
 }
 
