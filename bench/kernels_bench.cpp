@@ -86,6 +86,26 @@ void bm_gemm(benchmark::State& state) {
     set_gflops(state, 2.0 * m * n * k);
 }
 
+// int8 W (one scale per row) at the GEMM shapes: gemm_int8 (more than 4 rows: W dequantised in
+// slabs for the f32 GEMM, issue 25). GOP/s counted as the f32 GEMM's flops.
+void bm_gemm_int8(benchmark::State& state) {
+    const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
+    const auto a = random_floats(m * k, 1);
+    const auto wf = random_floats(n * k, 2);
+    std::vector<std::int8_t> q(n * k);
+    std::vector<float> scales(n);
+    quantize_int8(wf.data(), n, k, k, 0, q.data(), k, scales.data());
+    const int8_matrix w{q.data(), n, k, k, scales.data(), 0};
+    std::vector<float> c(m * n);
+    core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
+    for (auto _ : state) {
+        gemm_int8(m, a.data(), k, w, c.data(), n, epilogue<>{}, pool);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    set_gflops(state, 2.0 * m * n * k);
+}
+
 void bm_openblas_sgemm(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
     const auto a = random_floats(m * k, 1);
@@ -335,6 +355,7 @@ BENCHMARK(bm_gemm<float, weight_layout::kn>)->Name("gemm_f32_kn")->Apply(gemm_sh
 BENCHMARK(bm_gemm<float, weight_layout::nk, true, true>)->Name("gemm_f32_prepacked")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk>)->Name("gemm_bf16")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm_int8)->Name("gemm_int8")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();

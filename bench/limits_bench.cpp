@@ -3,12 +3,22 @@
 // its model changes between sessions: docs/benchmarks.md). Last argument: threads.
 //   limit_fma_f32    12 independent chains of f32 FMAs in the widest xsimd batch per thread
 //   limit_dot_bf16   12 chains of `vdpbf16ps` (AVX512-BF16) per thread; skipped without it
+//   limit_dot_int8   12 chains of integer multiply-adds per thread: `vpdpbusd` (AVX512-VNNI, 64 int8
+//                    products per instruction) where compiled in, else `vpmaddwd` + `vpaddd` (AVX2,
+//                    16 int16 products: what gemv_int8 runs on here); GOP/s = 2 x products
 //   limit_read       streaming read (sum) of 512 MiB, split among the threads
+//   limit_pool_run   one thread_pool::run of 2 empty tasks on 2 threads (hand-out + wake-up + wait)
 // scripts/plot_bench.py draws these as the reference lines of the kernel plot.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <benchmark/benchmark.h>
 
@@ -91,6 +101,62 @@ void bm_limit_dot_bf16(benchmark::State& state) {
 #endif
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+constexpr int int8_products_per_op = 64;
+constexpr const char* int8_op_name = "vpdpbusd zmm (AVX512-VNNI)";
+std::int64_t int8_chains(std::size_t steps, int seed) {
+    __m512i acc[chains];
+    for (int c = 0; c < chains; ++c) acc[c] = _mm512_set1_epi32(seed + c);
+    const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+    for (std::size_t s = 0; s < steps; ++s) {
+#pragma GCC unroll 12
+        for (int c = 0; c < chains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], x, y);
+    }
+    __m512i sum = acc[0];
+    for (int c = 1; c < chains; ++c) sum = _mm512_add_epi32(sum, acc[c]);
+    alignas(64) std::int32_t lanes[16];
+    _mm512_store_si512(lanes, sum);
+    std::int64_t total = 0;
+    for (auto v : lanes) total += v;
+    return total;
+}
+#elif defined(__AVX2__)
+constexpr int int8_products_per_op = 16;
+constexpr const char* int8_op_name = "vpmaddwd + vpaddd ymm (AVX2)";
+std::int64_t int8_chains(std::size_t steps, int seed) {
+    __m256i acc[chains];
+    for (int c = 0; c < chains; ++c) acc[c] = _mm256_set1_epi32(seed + c);
+    const __m256i y = _mm256_set1_epi16(-2);
+    for (std::size_t s = 0; s < steps; ++s) {
+#pragma GCC unroll 12  // each chain multiplies its own accumulator: nothing to hoist or share
+        for (int c = 0; c < chains; ++c) acc[c] = _mm256_add_epi32(acc[c], _mm256_madd_epi16(acc[c], y));
+    }
+    __m256i sum = acc[0];
+    for (int c = 1; c < chains; ++c) sum = _mm256_add_epi32(sum, acc[c]);
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum);
+    std::int64_t total = 0;
+    for (auto v : lanes) total += v;
+    return total;
+}
+#endif
+
+void bm_limit_dot_int8(benchmark::State& state) {
+#if (defined(__AVX512VNNI__) && defined(__AVX512BW__)) || defined(__AVX2__)
+    core::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+    std::vector<std::int64_t> out(tasks);
+    for (auto _ : state) {
+        pool.run(tasks, [&](std::size_t t) { out[t] = int8_chains(steps_per_task, static_cast<int>(t)); });
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetLabel(int8_op_name);
+    const double ops = 2.0 * chains * int8_products_per_op * steps_per_task * tasks;
+    state.counters["GOP/s"] = benchmark::Counter(ops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+#else
+    state.SkipWithError("built without AVX2 or AVX512-VNNI");
+#endif
+}
+
 // Streaming read: 512 MiB (past any L3 here) summed in the widest batch, four accumulators.
 void bm_limit_read(benchmark::State& state) {
     using B = xsimd::batch<float>;
@@ -118,8 +184,24 @@ void bm_limit_read(benchmark::State& state) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// What one thread_pool::run costs the caller: 2 threads, 2 tasks that do nothing, so the time is
+// the hand-out, the wake-up of the worker and the wait for it. Arg: how long the pool polls before
+// sleeping, in microseconds (0: it sleeps at once, the pool before issue 25's decode work).
+void bm_limit_pool_run(benchmark::State& state) {
+    core::thread_pool pool(2, std::chrono::microseconds(state.range(0)));
+    std::atomic<std::size_t> sum{0};
+    for (auto _ : state) {
+        pool.run(2, [&](std::size_t i) { sum.fetch_add(i, std::memory_order_relaxed); });
+        // A short gap between jobs, as a decode step has between its products (a norm, a copy).
+        for (int i = 0; i < 200; ++i) benchmark::DoNotOptimize(i);
+    }
+    benchmark::DoNotOptimize(sum.load());
+}
+
 }  // namespace
 
 BENCHMARK(bm_limit_fma_f32)->Name("limit_fma_f32")->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK(bm_limit_dot_bf16)->Name("limit_dot_bf16")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(bm_limit_dot_int8)->Name("limit_dot_int8")->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK(bm_limit_read)->Name("limit_read")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(bm_limit_pool_run)->Name("limit_pool_run")->Arg(0)->Arg(200)->UseRealTime();

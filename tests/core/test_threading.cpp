@@ -1,6 +1,9 @@
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -57,4 +60,23 @@ TEST_CASE("split covers the range on grain boundaries", "[core][threading]") {
                 }
                 REQUIRE(expect_begin == n);
             }
+}
+
+TEST_CASE("thread_pool polling and sleeping give the same results, back to back and after idle gaps", "[core][threading]") {
+    // spin 0: every hand-out wakes a sleeping worker; 200 us: the worker polls between jobs;
+    // the sleeps let a polling worker give up and sleep, so both paths of each side are taken.
+    for (const auto spin : {std::chrono::microseconds(0), std::chrono::microseconds(200)}) {
+        core::thread_pool pool(3, spin);
+        for (int round = 0; round < 400; ++round) {
+            const std::size_t n = 1 + static_cast<std::size_t>(round % 7);
+            std::vector<int> hits(n, 0);
+            pool.run(n, [&](std::size_t i) { ++hits[i]; });
+            REQUIRE(std::count(hits.begin(), hits.end(), 1) == static_cast<long>(n));
+            if (round % 50 == 0) std::this_thread::sleep_for(std::chrono::microseconds(500));
+        }
+        CHECK_THROWS_WITH(pool.run(4, [](std::size_t i) { if (i == 2) throw std::runtime_error("task 2"); }), "task 2");
+        std::atomic<int> after{0};
+        pool.run(5, [&](std::size_t) { after.fetch_add(1); });
+        CHECK(after == 5);
+    }
 }

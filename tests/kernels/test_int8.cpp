@@ -257,4 +257,9 @@ TEST_CASE("gemv_int8: what int8 costs against the f32 weights it came from; bad 
                       Catch::Contains("lda >= k = 4"));
     CHECK_THROWS_WITH(gemv_int8(1, x.data(), 4, int8_matrix{nullptr, 1, 4, 4, s.data(), 0}, c.data(), 1),
                       Catch::Contains("int8 matrix"));
+    // gemm_int8 names itself on both of its paths (up to 4 rows it runs gemv_int8's kernel).
+    CHECK_THROWS_WITH(gemm_int8(2, x.data(), 2, int8_matrix{q.data(), 1, 4, 4, s.data(), 0}, c.data(), 1),
+                      Catch::Contains("gemm_int8 operands") && Catch::Contains("lda >= k = 4"));
+    CHECK_THROWS_WITH(gemm_int8(6, x.data(), 4, int8_matrix{q.data(), 1, 4, 4, s.data(), 0}, c.data(), 0),
+                      Catch::Contains("gemm_int8 operands") && Catch::Contains("ldc >= n = 1"));
 }

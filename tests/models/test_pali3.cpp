@@ -184,6 +184,17 @@ TEST_CASE("PaLI-3 tiny with int8 linear layers: logits against f32, what the qua
                     agree, top.size());
         CHECK(cos > 0.999);
         CHECK(agree >= top.size() - 1);
+        // Quantised while loading (layers::load_int8): the same layers, bytes and logits, bit for bit.
+        model_t streamed;
+        const auto ls = layers::load_int8(streamed, weights::cursor(src), group);
+        CHECK(ls.layers == s.layers);
+        CHECK(ls.bytes == s.bytes);
+        CHECK(run(streamed) == q);
+    }
+    {
+        model_t streamed;
+        CHECK(layers::load_int8(streamed, weights::cursor(src), 0, {"text.lm_head"}).layers == linears - 1);
+        CHECK_THROWS_WITH(layers::load_int8(streamed, weights::cursor(src), 40), Catch::Contains("multiple of 32"));
     }
     // Layers under a kept prefix stay as they were: the lm head alone, then the image tower too
     // ("img" keeps "img.*", not a layer whose name merely starts with the letters).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,20 @@ namespace pali3::kernels {
 inline constexpr std::size_t gemv_max_rows = 4;
 
 namespace detail {
+
+// f(std::integral_constant<std::size_t, m>{}) for 1 <= m <= gemv_max_rows (nothing for m = 0): the
+// GEMV kernels are instantiated per row count.
+template <class F>
+void dispatch_rows(std::size_t m, F&& f) {
+    static_assert(gemv_max_rows == 4, "dispatch_rows lists the row counts 1..4");
+    switch (m) {
+        case 0: return;
+        case 1: return f(std::integral_constant<std::size_t, 1>{});
+        case 2: return f(std::integral_constant<std::size_t, 2>{});
+        case 3: return f(std::integral_constant<std::size_t, 3>{});
+        default: return f(std::integral_constant<std::size_t, 4>{});
+    }
+}
 
 // f(0) .. f(N-1) with compile-time indices; always inlined, so a micro-kernel's accumulators stay
 // in registers (g++ otherwise may outline a large unrolled body and pass them through memory).
@@ -264,13 +279,7 @@ void gemv(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
     if (m > gemv_max_rows)
         throw shape_error(core::describe("too many rows for gemv", "gemv",
                                          "m <= " + std::to_string(gemv_max_rows), m));
-    switch (m) {
-        case 0: return;
-        case 1: return detail::gemv_rows<1, Arch>(a, lda, w, c, ldc, ep, exec);
-        case 2: return detail::gemv_rows<2, Arch>(a, lda, w, c, ldc, ep, exec);
-        case 3: return detail::gemv_rows<3, Arch>(a, lda, w, c, ldc, ep, exec);
-        default: return detail::gemv_rows<4, Arch>(a, lda, w, c, ldc, ep, exec);
-    }
+    detail::dispatch_rows(m, [&](auto rows) { detail::gemv_rows<rows(), Arch>(a, lda, w, c, ldc, ep, exec); });
 }
 
 }  // namespace pali3::kernels

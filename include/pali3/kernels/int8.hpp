@@ -306,6 +306,23 @@ void gemv_int8_rows(const float* a, std::size_t lda, const int8_matrix& w, float
     });
 }
 
+// The operands of gemv_int8 / gemm_int8, checked once per call under the caller's name.
+inline void check_int8_operands(const char* where, std::size_t m, const float* a, std::size_t lda, const int8_matrix& w,
+                                const float* c, std::size_t ldc) {
+    w.check(where);
+    if (m > 0 && (!a || !c || lda < w.k || ldc < w.n))
+        throw shape_error(core::describe(std::string(where) + " operands", where,
+                                         "A and C, lda >= k = " + std::to_string(w.k) + ", ldc >= n = " + std::to_string(w.n),
+                                         "lda=" + std::to_string(lda) + ", ldc=" + std::to_string(ldc)));
+}
+
+// gemv_int8 after check_int8_operands, m <= gemv_max_rows.
+template <class Arch, class Act, class E>
+void gemv_int8_checked(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
+                       const epilogue<Act>& ep, E& exec) {
+    dispatch_rows(m, [&](auto rows) { gemv_int8_rows<rows(), Arch>(a, lda, w, c, ldc, ep, exec); });
+}
+
 }  // namespace detail
 
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, 1 <= m <= gemv_max_rows; A is
@@ -313,20 +330,10 @@ void gemv_int8_rows(const float* a, std::size_t lda, const int8_matrix& w, float
 template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
 void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep = {}, E&& exec = E{}) {
-    w.check("gemv_int8");
+    detail::check_int8_operands("gemv_int8", m, a, lda, w, c, ldc);
     if (m > gemv_max_rows)
         throw shape_error(core::describe("too many rows for gemv_int8", "gemv_int8", "m <= " + std::to_string(gemv_max_rows), m));
-    if (m > 0 && (!a || !c || lda < w.k || ldc < w.n))
-        throw shape_error(core::describe("gemv_int8 operands", "gemv_int8",
-                                         "A and C, lda >= k = " + std::to_string(w.k) + ", ldc >= n = " + std::to_string(w.n),
-                                         "lda=" + std::to_string(lda) + ", ldc=" + std::to_string(ldc)));
-    switch (m) {
-        case 0: return;
-        case 1: return detail::gemv_int8_rows<1, Arch>(a, lda, w, c, ldc, ep, exec);
-        case 2: return detail::gemv_int8_rows<2, Arch>(a, lda, w, c, ldc, ep, exec);
-        case 3: return detail::gemv_int8_rows<3, Arch>(a, lda, w, c, ldc, ep, exec);
-        default: return detail::gemv_int8_rows<4, Arch>(a, lda, w, c, ldc, ep, exec);
-    }
+    detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
 }
 
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, any m. Up to gemv_max_rows rows
@@ -337,12 +344,8 @@ void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix
 template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
 void gemm_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep = {}, E&& exec = E{}) {
-    w.check("gemm_int8");
-    if (m <= gemv_max_rows) return gemv_int8<Arch>(m, a, lda, w, c, ldc, ep, exec);
-    if (!a || !c || lda < w.k || ldc < w.n)
-        throw shape_error(core::describe("gemm_int8 operands", "gemm_int8",
-                                         "A and C, lda >= k = " + std::to_string(w.k) + ", ldc >= n = " + std::to_string(w.n),
-                                         "lda=" + std::to_string(lda) + ", ldc=" + std::to_string(ldc)));
+    detail::check_int8_operands("gemm_int8", m, a, lda, w, c, ldc);
+    if (m <= gemv_max_rows) return detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
     const std::size_t slab = std::min(w.n, std::max<std::size_t>(16, (std::size_t{1} << 20) / w.k / 16 * 16));
     thread_local std::vector<float> buffer;
     if (buffer.size() < slab * w.k) buffer.resize(slab * w.k);

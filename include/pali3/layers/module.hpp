@@ -135,6 +135,13 @@ std::size_t prepack(M& module) {
 // names as in the checkpoint, e.g. "text.lm_head"). Embedding tables, the patch embedding, norms,
 // biases and position tables keep their storage. For inference: the quantised layers refuse
 // backward. Returns the layers quantised and the bytes of their int8 form.
+// True when `full` is one of the names in `keep` or under one ("img" keeps "img.x", not "imgs").
+inline bool kept_by(const std::string& full, const std::vector<std::string>& keep) {
+    for (const auto& k : keep)
+        if (full == k || (full.size() > k.size() && full.compare(0, k.size(), k) == 0 && full[k.size()] == '.')) return true;
+    return false;
+}
+
 struct int8_quantizer {
     std::size_t group = 0;
     std::vector<std::string> keep;
@@ -146,8 +153,7 @@ struct int8_quantizer {
     template <class M>
     void child(std::string_view name, M& m) {
         const std::string full = weights::join_name(prefix, name);
-        for (const auto& k : keep)
-            if (full == k || (full.size() > k.size() && full.compare(0, k.size(), k) == 0 && full[k.size()] == '.')) return;
+        if (kept_by(full, keep)) return;
         if constexpr (requires { m.quantize_int8(group); }) {
             bytes += m.quantize_int8(group);
             ++layers;
@@ -169,6 +175,49 @@ int8_summary quantize_int8(M& module, std::size_t group = 0, std::vector<std::st
     int8_quantizer q{group, std::move(keep), {}};
     module.visit(q);
     return {q.layers, q.bytes};
+}
+
+// load() and quantize_int8() in one pass: each linear layer is quantised as soon as its tensors are
+// in, so the f32 / bf16 matrices never all coexist. The peak is the int8 model plus the layers
+// that keep their storage plus one matrix (the 5B preset: ~6 GB, where loading in bf16 and then
+// quantising peaks at its 10 GB of bf16).
+template <weights::weight_source S>
+struct int8_loader {
+    weights::cursor<S> cur;
+    std::size_t group = 0;
+    const std::vector<std::string>* keep = nullptr;
+    std::string prefix;
+    std::size_t layers = 0, bytes = 0;
+
+    template <weight_storage T>
+    void tensor(std::string_view name, param<T>& p, const shape_t& shape) {
+        p = cur.template get<T>(name, shape);
+    }
+    template <class M>
+    void child(std::string_view name, M& m) {
+        const std::string full = weights::join_name(prefix, name);
+        if (kept_by(full, *keep)) {
+            load(m, cur.pp(name));
+        } else if constexpr (requires { m.quantize_int8(group); }) {
+            load(m, cur.pp(name));
+            bytes += m.quantize_int8(group);
+            ++layers;
+        } else {
+            int8_loader sub{cur.pp(name), group, keep, full};
+            m.visit(sub);
+            layers += sub.layers;
+            bytes += sub.bytes;
+        }
+    }
+};
+
+template <class M, weights::weight_source S>
+int8_summary load_int8(M& module, const weights::cursor<S>& cur, std::size_t group = 0, const std::vector<std::string>& keep = {}) {
+    if (group % 32 != 0)  // named before anything is loaded
+        throw value_error(core::describe("int8 group size", "layers::load_int8", "0 (a scale per row) or a multiple of 32", group));
+    int8_loader<S> l{cur, group, &keep, {}};
+    module.visit(l);
+    return {l.layers, l.bytes};
 }
 
 // Where backward passes put parameter gradients (train/parameters.hpp holds one): g.grad(p)

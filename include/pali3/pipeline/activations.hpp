@@ -223,9 +223,8 @@ run_result run_traced(const models::any_config& config, const weights::checkpoin
     const weights::mapped_source src(ckpt, weights::rules_for(weights::detect_naming(ckpt.names()), models::kind_name(config.kind)));
     core::thread_pool pool(o.threads ? o.threads : 1);
     make_model(config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
-        M model(c, weights::cursor(src));
-        r.times.add("load", sw.ms());
-        apply_dtype(model, o.dtype, o.int8_group, r.times);
+        M model(c);
+        load_weights(model, weights::cursor(src), o.dtype, o.int8_group, r.times, "load");
         if (o.prepack) {
             sw.reset();
             const std::size_t extra = layers::prepack(model);

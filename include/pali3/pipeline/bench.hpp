@@ -53,17 +53,15 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
     make_model(config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& cfg) {
         if constexpr (requires { typename M::projector_type; }) {
             using S = typename M::text_type::storage_type;
-            stopwatch sw;
-            std::optional<M> model;
+            std::optional<M> model(std::in_place, cfg);
             if (ckpt) {
                 const weights::mapped_source src(*ckpt, weights::rules_for(weights::detect_naming(ckpt->names()), "pali3"));
-                model.emplace(cfg, weights::cursor(src));
+                load_weights(*model, weights::cursor(src), o.dtype, o.int8_group, r.times, "load weights");
             } else {
                 const weights::random_source src(5, weights::random_source::distribution::uniform, weights::dtype_of<S>());
-                model.emplace(cfg, weights::cursor(src));
+                load_weights(*model, weights::cursor(src), o.dtype, o.int8_group, r.times, "random init");
             }
-            r.times.add(ckpt ? "load weights" : "random init", sw.ms());
-            apply_dtype(*model, o.dtype, o.int8_group, r.times);
+            stopwatch sw;
             if (o.prepack) {
                 sw.reset();
                 const std::size_t extra = layers::prepack(*model);

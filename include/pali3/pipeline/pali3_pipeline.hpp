@@ -112,10 +112,8 @@ public:
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), "pali3"));
         make_model(found_->config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
             if constexpr (requires { typename M::projector_type; })  // the PaLI-3 kinds
-                engine_ = std::make_unique<engine_for<M>>(c, src);
+                engine_ = std::make_unique<engine_for<M>>(c, src, o.dtype, o.int8_group, load_times_);
         });
-        load_times_.add("load weights (" + std::string(storage_of(o.dtype)) + ")", sw.ms());
-        engine_->apply_dtype(o.dtype, o.int8_group, load_times_);
         if (o.prepack) {
             sw.reset();
             const std::size_t extra = engine_->prepack();
@@ -215,7 +213,6 @@ private:
     struct engine {
         virtual ~engine() = default;
         virtual std::size_t prepack() = 0;
-        virtual void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) = 0;
         virtual void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
                          const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) = 0;
     };
@@ -223,11 +220,10 @@ private:
     struct engine_for final : engine {
         Model model;
         template <class Config, class Source>
-        engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
-        std::size_t prepack() override { return layers::prepack(model); }
-        void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) override {
-            pipeline::apply_dtype(model, dtype, int8_group, t);
+        engine_for(const Config& c, const Source& src, std::string_view dtype, std::size_t int8_group, timings& t) : model(c) {
+            load_weights(model, weights::cursor(src), dtype, int8_group, t, "load weights (" + std::string(storage_of(dtype)) + ")");
         }
+        std::size_t prepack() override { return layers::prepack(model); }
         void run(const std::vector<float>& pixels, const std::vector<std::vector<std::int32_t>>& prompts,
                  const generation::options& g, core::thread_pool& pool, timings& times, std::vector<answer>& out) override {
             const auto& cfg = model.config();

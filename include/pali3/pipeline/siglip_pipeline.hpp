@@ -82,14 +82,11 @@ public:
         req.weight_bytes = weight_bytes_of(o.dtype);
         req.batch = kind == models::model_kind::siglip ? text_batch : image_batch;
         models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
-        stopwatch sw;
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), models::kind_name(kind)));
         make_model(found_->config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& c) {
             if constexpr (models::pooling_vision_model<M> || requires(const M& m) { m.vision().pooled_dim(); m.log_t(); })
-                engine_ = std::make_unique<engine_for<M>>(c, src);
+                engine_ = std::make_unique<engine_for<M>>(c, src, o.dtype, o.int8_group, times_);
         });
-        times_.add("load", sw.ms());
-        engine_->apply_dtype(o.dtype, o.int8_group, times_);
         if (!o.tokenizer.empty()) tok_.emplace(text::tokenizer::load(o.tokenizer));
     }
 
@@ -188,7 +185,6 @@ private:
     struct engine {
         virtual ~engine() = default;
         virtual bool has_text() const = 0;
-        virtual void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) = 0;
         virtual std::size_t embed_dim() const = 0;
         virtual float log_t() const = 0;
         virtual float bias() const = 0;
@@ -200,9 +196,8 @@ private:
     struct engine_for final : engine {
         M model;
         template <class Config, class Source>
-        engine_for(const Config& c, const Source& src) : model(c, weights::cursor(src)) {}
-        void apply_dtype(std::string_view dtype, std::size_t int8_group, timings& t) override {
-            pipeline::apply_dtype(model, dtype, int8_group, t);
+        engine_for(const Config& c, const Source& src, std::string_view dtype, std::size_t int8_group, timings& t) : model(c) {
+            load_weights(model, weights::cursor(src), dtype, int8_group, t, "load");
         }
         static constexpr bool pair = !models::pooling_vision_model<M>;
         const auto& tower() const {
