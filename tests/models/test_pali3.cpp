@@ -194,6 +194,7 @@ TEST_CASE("PaLI-3 tiny with int8 linear layers: logits against f32, what the qua
     {
         model_t streamed;
         CHECK(layers::load_int8(streamed, weights::cursor(src), 0, {"text.lm_head"}).layers == linears - 1);
+        CHECK(run(streamed).size() == f32.size());  // the kept head is loaded, not skipped
         CHECK_THROWS_WITH(layers::load_int8(streamed, weights::cursor(src), 40), Catch::Contains("multiple of 32"));
     }
     // Layers under a kept prefix stay as they were: the lm head alone, then the image tower too

@@ -130,11 +130,6 @@ std::size_t prepack(M& module) {
     return p.bytes;
 }
 
-// Swaps the matrix of every linear layer for its int8 form (linear::quantize_int8, one scale per
-// output row or per `group` values), except the layers under a name prefix in `keep` (full
-// names as in the checkpoint, e.g. "text.lm_head"). Embedding tables, the patch embedding, norms,
-// biases and position tables keep their storage. For inference: the quantised layers refuse
-// backward. Returns the layers quantised and the bytes of their int8 form.
 // True when `full` is one of the names in `keep` or under one ("img" keeps "img.x", not "imgs").
 inline bool kept_by(const std::string& full, const std::vector<std::string>& keep) {
     for (const auto& k : keep)
@@ -142,6 +137,11 @@ inline bool kept_by(const std::string& full, const std::vector<std::string>& kee
     return false;
 }
 
+// Swaps the matrix of every linear layer for its int8 form (linear::quantize_int8, one scale per
+// output row or per `group` values), except the layers under a name prefix in `keep` (full
+// names as in the checkpoint, e.g. "text.lm_head"). Embedding tables, the patch embedding, norms,
+// biases and position tables keep their storage. For inference: the quantised layers refuse
+// backward. Returns the layers quantised and the bytes of their int8 form.
 struct int8_quantizer {
     std::size_t group = 0;
     std::vector<std::string> keep;
