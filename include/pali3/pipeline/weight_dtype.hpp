@@ -1,5 +1,5 @@
 // --dtype, the weights' form in memory: "f32" or "bf16" storage, or "int8": bf16 storage whose
-// linear layers swap their matrices for int8 as they are loaded (layers::quantize_int8: one
+// linear layers swap their matrices for int8 as they are loaded (layers::load_int8: one
 // scale per output row, or per --int8-group values along the input). Embedding tables, the patch
 // embedding, norms, biases and position tables keep bf16 / f32. The int8 form is for inference:
 // training refuses it.
