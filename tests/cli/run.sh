@@ -322,6 +322,21 @@ for g in 0 32; do
   if awk -v c="$cos" 'BEGIN { exit !(c >= 0.99 && c < 1) }'; then ok "PaLI-3 int8 (group $g) logits: cosine $cos to f32"; else bad "PaLI-3 int8 logits cosine: '$cos'"; fi
 done
 expect 0 "output: " -- "$P" caption "$IMG" "${F[@]}" --max-new-tokens 4 --dtype int8 --threads 1
+# int8 checkpoints (convert --dtype int8: I8 values + NAME_scale, the rest bf16): under half the
+# f32 file; loaded with --dtype int8 they give the logits of quantising on load, bit for bit (the
+# same values, not quantised twice); loaded as f32 they are the dequantised model.
+expect 0 "converted .* int8" -- "$P" convert "$D/model.safetensors" "$W/int8_32.safetensors" --dtype int8 --int8-group 32
+s8=$(stat -c %s "$W/int8_32.safetensors"); s32=$(stat -c %s "$D/model.safetensors")
+if (( s8 * 2 < s32 )); then ok "int8 checkpoint $s8 bytes < half of f32's $s32"; else bad "int8 checkpoint size $s8 against f32 $s32"; fi
+expect 0 "I8" -- "$P" inspect "$W/int8_32.safetensors"
+expect 0 "int8 \(50 layers" -- "$P" dump "$IMG" --weights "$W/int8_32.safetensors" --tokenizer "$D/tokenizer.model" --prompt "caption en" \
+  --decoder-ids 0,5 --dtype int8 --threads 1 --out "$W/act8_file"
+if cmp -s "$W/act8_file/step1.text.logits.npy" "$W/act8_32/step1.text.logits.npy"; then ok "int8 checkpoint: the logits of quantising on load, bit for bit"; else bad "int8 checkpoint logits differ from quantising on load"; fi
+"$P" dump "$IMG" --weights "$W/int8_32.safetensors" --tokenizer "$D/tokenizer.model" --prompt "caption en" --decoder-ids 0,5 --threads 1 --out "$W/act8_f32" >/dev/null
+cos=$(paste <(npy_values "$W/act32/step1.text.logits.npy" 0 "$nl") <(npy_values "$W/act8_f32/step1.text.logits.npy" 0 "$nl") |
+  awk '{ab+=$1*$2; aa+=$1*$1; bb+=$2*$2} END{printf "%.6f", ab/sqrt(aa*bb)}')
+if awk -v c="$cos" 'BEGIN { exit !(c >= 0.99 && c < 1) }'; then ok "int8 checkpoint read as f32: logits cosine $cos"; else bad "int8 checkpoint as f32 logits cosine: '$cos'"; fi
+expect 1 "int8 checkpoint naming \(at --naming\): expected pali3" -- "$P" convert "$D/model.safetensors" "$W/int8_hf.safetensors" --dtype int8 --naming hf
 expect 0 "int8 \(50 layers, .*, per 64\)" -- "$P" bench --preset pali3_tiny --steps 2 --dtype int8 --int8-group 64 --threads 1
 
 # Errors: exit 1 with a message that names the problem.

@@ -1,7 +1,8 @@
 // int8 weights (kernels/int8.hpp): the quantisers' bounds, and gemv_int8 against a double
 // reference of its integer products (int8 weights x int16 A, exact) and scales, for odd shapes,
 // 1..4 rows of A, per-row and per-group scales, strides, epilogues, both thread counts, the
-// AVX2 and the portable path, the largest sums, and against the f32 weights and A it came from.
+// AVX2 and the portable path, the largest sums, and against the f32 weights and A it came from;
+// gemm_int8 past 4 rows against gemm on the dequantised weights (bit for bit) and a double reference.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -171,6 +172,69 @@ TEST_CASE("gemv_int8 equals the double reference of its integer products; thread
                 CHECK(test::nmse(got, want) < 1e-10);
                 for (std::size_t r = 0; r < m; ++r)  // the padding between rows of C is untouched
                     for (std::size_t j = sh.n; j < ldc; ++j) REQUIRE(c1[r * ldc + j] == c0[r * ldc + j]);
+            }
+        }
+    }
+}
+
+TEST_CASE("gemm_int8 past 4 rows: the f32 GEMM on W dequantised while packed, bit for bit, against a double reference", "[kernels][int8]") {
+    // W is dequantised inside the GEMM's packer, so gemm_int8 must give the bits of gemm on the
+    // dequantised f32 matrix (the same packed values, the same micro-kernels), for odd shapes, row
+    // strides, groups that k blocks cut through (kc 40: neither a multiple of 32 nor of 64), both
+    // row orders (up to 160 rows W is packed a panel at a time), epilogues and thread counts.
+    struct shape {
+        std::size_t m, n, k, ld, group;
+    };
+    core::thread_pool pool(2);
+    for (const shape sh : {shape{5, 37, 129, 129, 0}, shape{37, 45, 200, 203, 32}, shape{170, 131, 333, 333, 64},
+                           shape{9, 17, 77, 80, 0}, shape{200, 64, 1000, 1000, 128}}) {
+        const auto wf = test::random_vector(sh.n * sh.ld, 171);
+        std::vector<std::int8_t> q(sh.n * sh.ld, 0);
+        std::vector<float> s(sh.n * int8_groups(sh.k, sh.group));
+        quantize_int8(wf.data(), sh.n, sh.k, sh.ld, sh.group, q.data(), sh.ld, s.data());
+        const int8_matrix w{q.data(), sh.n, sh.k, sh.ld, s.data(), sh.group};
+        std::vector<float> wd(sh.n * sh.k);
+        dequantize_int8(w, 0, sh.n, wd.data(), sh.k);
+        for (std::size_t j = 0; j < sh.n; ++j)
+            for (std::size_t i = 0; i < sh.k; ++i) REQUIRE(wd[j * sh.k + i] == w.scale(j, i) * float(q[j * sh.ld + i]));
+        const std::size_t lda = sh.k + 5, ldc = sh.n + 2;
+        const auto a = test::random_vector(sh.m * lda, 172);
+        const auto bias = test::random_vector(sh.n, 173);
+        const auto c0 = test::random_vector(sh.m * ldc, 174);
+        for (const std::size_t kc : {std::size_t{0}, std::size_t{40}}) {
+            gemm_tiling<default_arch> tiling;
+            if (kc) tiling.kc = kc;
+            INFO("m " << sh.m << " n " << sh.n << " k " << sh.k << " group " << sh.group << " kc " << tiling.kc);
+            {  // plain product
+                std::vector<float> c1(c0), c2(c0), cf(c0);
+                gemm_int8(sh.m, a.data(), lda, w, c1.data(), ldc, epilogue<>{}, core::sequential{}, tiling);
+                gemm_int8(sh.m, a.data(), lda, w, c2.data(), ldc, epilogue<>{}, pool, tiling);
+                gemm(sh.m, a.data(), lda, weight_nk(static_cast<const float*>(wd.data()), sh.n, sh.k), cf.data(), ldc,
+                     epilogue<>{}, core::sequential{}, tiling);
+                CHECK(c1 == cf);
+                CHECK(c1 == c2);
+                std::vector<float> got;
+                std::vector<double> want;
+                for (std::size_t r = 0; r < sh.m; ++r)
+                    for (std::size_t j = 0; j < sh.n; ++j) {
+                        double e = 0;
+                        for (std::size_t i = 0; i < sh.k; ++i) e += double(a[r * lda + i]) * double(wd[j * sh.k + i]);
+                        got.push_back(c1[r * ldc + j]);
+                        want.push_back(e);
+                    }
+                const double e = test::nmse(got, want);
+                INFO("nmse against the double product of the dequantised weights " << e);
+                CHECK(e < 1e-12);
+                for (std::size_t r = 0; r < sh.m; ++r)  // the padding between rows of C is untouched
+                    for (std::size_t j = sh.n; j < ldc; ++j) REQUIRE(c1[r * ldc + j] == c0[r * ldc + j]);
+            }
+            {  // fused epilogue: alpha, bias, GELU, accumulate
+                const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
+                std::vector<float> c1(c0), cf(c0);
+                gemm_int8(sh.m, a.data(), lda, w, c1.data(), ldc, ep, pool, tiling);
+                gemm(sh.m, a.data(), lda, weight_nk(static_cast<const float*>(wd.data()), sh.n, sh.k), cf.data(), ldc, ep, pool,
+                     tiling);
+                CHECK(c1 == cf);
             }
         }
     }

@@ -2,7 +2,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdint>
+#include <map>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -11,6 +13,7 @@
 #include "pali3/models/pali3.hpp"
 #include "pali3/train/parameters.hpp"
 #include "pali3/weights/random_source.hpp"
+#include "pali3/weights/safetensors.hpp"
 #include "../common.hpp"
 
 using namespace pali3;
@@ -138,7 +141,7 @@ TEST_CASE("PaLI-3 tiny: HF-style prompt masks (padding inside the rows, holes) r
 }
 
 // What int8 weights (layers::quantize_int8) cost a whole PaLI-3: logits against f32 (cosine, top-1
-// agreement), what the quantiser skips, training refused.
+// agreement), int8 checkpoints written and read back, what the quantiser skips, training refused.
 TEST_CASE("PaLI-3 tiny with int8 linear layers: logits against f32, what the quantiser skips", "[models][int8]") {
     const weights::random_source src(41);
     using model_t = fixed_pali3<presets::pali3_tiny>;
@@ -190,6 +193,32 @@ TEST_CASE("PaLI-3 tiny with int8 linear layers: logits against f32, what the qua
         CHECK(ls.layers == s.layers);
         CHECK(ls.bytes == s.bytes);
         CHECK(run(streamed) == q);
+        // As an int8 checkpoint (pali3 convert --dtype int8: I8 values + NAME_scale, the group in the
+        // metadata): loaded for int8 it keeps its values and group (the 64 asked for is not applied:
+        // no second quantisation), so the logits are the same bits; loaded as f32 it is the
+        // dequantised model, as close to the f32 logits as the int8 one.
+        weights::memory_source saved;
+        layers::save(streamed, saved);
+        std::map<std::string, weights::tensor_data> all;
+        std::size_t f32_bytes = 0, int8_bytes = 0;
+        for (const auto& name : saved.names()) {
+            all.emplace(name, *saved.find(name));
+            int8_bytes += saved.find(name)->size() * weights::dtype_size(saved.find(name)->type);
+        }
+        for (const auto& p : layers::parameters(streamed)) f32_bytes += shape_size(p.shape) * 4;
+        const std::string bytes = weights::to_safetensors(all, {{"int8_group", std::to_string(group)}});
+        const auto file = weights::safetensors_source::from_buffer(weights::buffer_from(std::vector<std::uint8_t>(bytes.begin(), bytes.end())));
+        model_t reloaded;
+        const auto rs = layers::load_int8(reloaded, weights::cursor(file), 64);
+        CHECK(rs.layers == s.layers);
+        CHECK(rs.bytes == s.bytes);
+        CHECK(run(reloaded) == q);
+        const model_t dequantised{weights::cursor(file)};
+        const auto dq = run(dequantised);
+        std::printf("  int8 checkpoint %s: %zu bytes of tensors against %zu in f32 (%.2fx); read as f32: logits cosine %.6f to f32\n",
+                    group ? "per 32" : "per row", int8_bytes, f32_bytes, double(int8_bytes) / double(f32_bytes), test::cosine(f32, dq));
+        CHECK(test::cosine(f32, dq) > 0.999);
+        CHECK(int8_bytes < f32_bytes / 2);
     }
     {
         model_t streamed;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -111,6 +112,83 @@ TEST_CASE("safetensors: write, read zero copy, metadata, files and shards", "[we
     CHECK(sharded.metadata().at("k") == "sharded");
     for (const auto& n : m.names()) require_same_bytes(sharded.get(n, m.find(n)->shape), *m.find(n));
     CHECK(sharded.list().size() == 3);
+}
+
+TEST_CASE("safetensors: int8 weights (I8 values + NAME_scale) read as stored and dequantised; misfits named", "[weights][safetensors][int8]") {
+    // values (n, k) I8, scales (n, groups) F32: w[j][i] = scale[j][i / group] * q[j][i].
+    const std::size_t n = 5, k = 100;
+    std::vector<std::int8_t> q(n * k);
+    for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<std::int8_t>(static_cast<int>((i * 37) % 255) - 127);
+    const auto int8_tensor = [&](const shape_t& shape) {
+        tensor_data t;
+        t.type = dtype::i8;
+        t.shape = shape;
+        auto owned = std::make_shared<std::vector<std::int8_t>>(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(shape_size(shape)));
+        t.data = owned->data();
+        t.owner = owned;
+        return t;
+    };
+    const auto file_with = [&](const shape_t& scale_shape, const std::map<std::string, std::string>& meta, bool with_scale = true) {
+        memory_source m;
+        m.add_data("fc.weight", int8_tensor({n, k}));
+        if (with_scale) m.add<float>("fc.weight_scale", test::random_vector(shape_size(scale_shape), 5, 0.01f), scale_shape);
+        m.add<float>("fc.bias", test::random_vector(n, 6), {n});
+        std::map<std::string, tensor_data> all;
+        for (const auto& name : m.names()) all.emplace(name, *m.find(name));
+        return std::make_pair(safetensors_source::from_buffer(buf(to_safetensors(all, meta))),
+                              std::vector<float>(static_cast<const float*>(with_scale ? m.find("fc.weight_scale")->data : nullptr),
+                                                 static_cast<const float*>(with_scale ? m.find("fc.weight_scale")->data : nullptr) +
+                                                     (with_scale ? shape_size(scale_shape) : 0)));
+    };
+    struct form {
+        shape_t scales;
+        std::map<std::string, std::string> meta;
+        std::size_t group;
+    };
+    // per row as (n) and (n, 1); per 64 stated (2 groups); per 32 inferred from (n, 4) without metadata.
+    for (const form& f : {form{{n}, {}, 0}, form{{n, 1}, {}, 0}, form{{n, 2}, {{"int8_group", "64"}}, 64}, form{{n, 4}, {}, 32}}) {
+        INFO("scales " << shape_string(f.scales) << ", group " << f.group);
+        const auto [src, scales] = file_with(f.scales, f.meta);
+        const auto w = src.get_int8("fc.weight", {n, k});
+        REQUIRE(w);
+        CHECK(w->group == f.group);
+        CHECK(w->shape == shape_t{n, k});
+        CHECK(std::equal(q.begin(), q.end(), w->values));
+        CHECK(w->scales == scales);
+        const std::size_t g = f.group ? f.group : k, groups = (k + g - 1) / g;
+        const tensor_data t = src.get("fc.weight", {n, k});  // every other reader: f32, scale x value
+        REQUIRE(t.type == dtype::f32);
+        for (std::size_t j = 0; j < n; ++j)
+            for (std::size_t i = 0; i < k; ++i)
+                REQUIRE(static_cast<const float*>(t.data)[j * k + i] == scales[j * groups + i / g] * float(q[j * k + i]));
+        // Through a cursor and a name map: as stored where the layout is kept, dequantised as a parameter.
+        const mapped_source mapped(src, {{"{}", "{}"}});
+        CHECK(cursor(mapped).get_int8("fc.weight", {n, k})->values == w->values);
+        CHECK(cursor(mapped).get<float>("fc.weight", {n, k}).data[7] == static_cast<const float*>(t.data)[7]);
+        CHECK_FALSE(src.get_int8("fc.bias", {n}));  // stored as F32: not an int8 weight
+        CHECK_THROWS_WITH(src.get_int8("fc.weight", {k, n}), Contains("wrong shape") && Contains("(100, 5)"));
+    }
+    // Misfits: no scale tensor, a scale of the wrong shape, a stated group that does not make the
+    // scales' groups, a non-finite scale; bare int8 values are never read as a float weight.
+    CHECK_THROWS_WITH(file_with({n}, {}, false).first.get("fc.weight", {n, k}),
+                      Contains("without its scale") && Contains("fc.weight_scale"));
+    CHECK_THROWS_WITH(file_with({n + 1}, {}).first.get("fc.weight", {n, k}), Contains("does not fit") && Contains("(6)"));
+    CHECK_THROWS_WITH(file_with({n, 3}, {}).first.get_int8("fc.weight", {n, k}), Contains("multiple of 32"));
+    CHECK_THROWS_WITH(file_with({n, 2}, {{"int8_group", "32"}}).first.get("fc.weight", {n, k}), Contains("the metadata says 32"));
+    CHECK_THROWS_WITH(file_with({n, 2}, {{"int8_group", "x"}}).first.get("fc.weight", {n, k}), Contains("int8_group"));
+    {
+        memory_source m;
+        m.add_data("fc.weight", int8_tensor({n, k}));
+        std::vector<float> s(n, 0.5f);
+        s[3] = std::numeric_limits<float>::infinity();
+        m.add<float>("fc.weight_scale", s, {n});
+        std::map<std::string, tensor_data> all;
+        for (const auto& name : m.names()) all.emplace(name, *m.find(name));
+        CHECK_THROWS_WITH(safetensors_source::from_buffer(buf(to_safetensors(all))).get("fc.weight", {n, k}),
+                          Contains("non-finite scale at element 3"));
+        CHECK_THROWS_WITH(cursor(m).get<float>("fc.weight", {n, k}), Contains("int8 values without their scale"));
+    }
+    CHECK_THROWS_WITH(random_source(1, random_source::distribution::normal, dtype::i8), Contains("I8"));
 }
 
 TEST_CASE("safetensors: every hostile header is a clear error", "[weights][safetensors][hostile]") {

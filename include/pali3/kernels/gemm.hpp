@@ -80,10 +80,11 @@ void pack_a_blocks(const float* a, std::size_t lda, std::size_t m, std::size_t k
     }
 }
 
-// One thread's share: rows [m0, m1), columns [n0, n1). `packed_a`: all rows already packed by
+// One thread's share: rows [m0, m1), columns [n0, n1); W a weight_ref or an int8_matrix (what
+// pack_w packs). `packed_a`: all rows already packed by
 // pack_a_blocks (then m0 = 0, m1 = m), or null to pack them here.
-template <class Arch, class Act, class T>
-void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
+template <class Arch, class Act, class Wt>
+void gemm_block(const float* a, std::size_t lda, const Wt& w, float* c,
                 std::size_t ldc, const epilogue<Act>& ep, const gemm_tiling<Arch>& tiling,
                 std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1,
                 const float* packed_a = nullptr) {
@@ -96,7 +97,7 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
     const std::size_t rows = m1 - m0;
     // Weights packed ahead (f32 only: bf16 prepacking is for the bf16-product path) skip pack_w.
     const packed_panels* pre = nullptr;
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<Wt, weight_ref<float>>)
         if (w.prepacked && static_cast<const packed_panels*>(w.prepacked)->matches(w, NR, kc_max))
             pre = static_cast<const packed_panels*>(w.prepacked);
     float* wp = pre ? nullptr : gemm_scratch(0, nc_max * kc_max);
@@ -162,6 +163,51 @@ void gemm_block(const float* a, std::size_t lda, const weight_ref<T>& w, float* 
     }
 }
 
+template <class Arch>
+void check_tiling(const gemm_tiling<Arch>& tiling, const char* where) {
+    if (tiling.kc == 0 || tiling.nc == 0)
+        throw value_error(core::describe("bad GEMM blocking", where, "kc, nc > 0", 0));
+}
+
+// The packed path of gemm (any m; W a weight_ref or an int8_matrix) on `threads` threads of exec.
+template <class Arch, class Act, class Wt, class E>
+void gemm_packed(std::size_t m, const float* a, std::size_t lda, const Wt& w, float* c, std::size_t ldc,
+                 const epilogue<Act>& ep, E& exec, const gemm_tiling<Arch>& tiling, std::size_t threads) {
+    using tiling_t = gemm_tiling<Arch>;
+    const std::size_t n_panels = (w.n + tiling_t::nr - 1) / tiling_t::nr;
+    const std::size_t m_panels = (m + tiling_t::mr - 1) / tiling_t::mr;
+    // Split n when every thread gets at least two column panels; otherwise split m.
+    const bool split_n = n_panels >= 2 * threads || n_panels >= m_panels;
+    const std::size_t parts = std::max<std::size_t>(
+        1, std::min(threads, split_n ? n_panels : m_panels));
+    if (split_n && parts > 1) {
+        // Threads share one packed A (each packs a slice of its rows), then take column chunks
+        // from a queue: no thread packs all of A again, and a thread slowed by the machine (a
+        // shared core) takes fewer chunks instead of holding up a fixed half.
+        const std::size_t kc_max = k_block(ep, tiling, w.k);
+        float* ap = gemm_scratch(2, m * w.k);
+        exec.run(parts, [&](std::size_t t) {
+            const core::range r = core::split(m, parts, t, tiling_t::mr);
+            if (r.begin < r.end) pack_a_blocks<tiling_t::mr>(a, lda, m, w.k, kc_max, r.begin, r.end, ap);
+        });
+        const std::size_t chunks = std::min(n_panels, parts * std::max<std::size_t>(1, tiling.chunks_per_thread));
+        exec.run(chunks, [&](std::size_t t) {
+            const core::range r = core::split(w.n, chunks, t, tiling_t::nr);
+            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end, ap);
+        });
+        return;
+    }
+    exec.run(parts, [&](std::size_t t) {
+        if (split_n) {
+            const core::range r = core::split(w.n, parts, t, tiling_t::nr);
+            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end);
+        } else {
+            const core::range r = core::split(m, parts, t, tiling_t::mr);
+            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
+        }
+    });
+}
+
 }  // namespace detail
 
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C]. See matrix.hpp for the operands.
@@ -182,9 +228,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
             return bf16_products::gemm_bf16(engine, m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread,
                                             tiling.parallel_min_macs);
     }
-    using tiling_t = gemm_tiling<Arch>;
-    if (tiling.kc == 0 || tiling.nc == 0)
-        throw value_error(core::describe("bad GEMM blocking", "gemm", "kc, nc > 0", 0));
+    detail::check_tiling(tiling, "gemm");
     // Small products stay on the calling thread on every path (fork/join costs ~20-40 us; a
     // 64 x 64 x 64 bf16 product on the packed path took 36 us on two threads against 2 on one).
     const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
@@ -219,38 +263,7 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
         }
     }
 #endif
-    const std::size_t n_panels = (w.n + tiling_t::nr - 1) / tiling_t::nr;
-    const std::size_t m_panels = (m + tiling_t::mr - 1) / tiling_t::mr;
-    // Split n when every thread gets at least two column panels; otherwise split m.
-    const bool split_n = n_panels >= 2 * threads || n_panels >= m_panels;
-    const std::size_t parts = std::max<std::size_t>(
-        1, std::min(threads, split_n ? n_panels : m_panels));
-    if (split_n && parts > 1) {
-        // Threads share one packed A (each packs a slice of its rows), then take column chunks
-        // from a queue: no thread packs all of A again, and a thread slowed by the machine (a
-        // shared core) takes fewer chunks instead of holding up a fixed half.
-        const std::size_t kc_max = detail::k_block(ep, tiling, w.k);
-        float* ap = detail::gemm_scratch(2, m * w.k);
-        exec.run(parts, [&](std::size_t t) {
-            const core::range r = core::split(m, parts, t, tiling_t::mr);
-            if (r.begin < r.end) detail::pack_a_blocks<tiling_t::mr>(a, lda, m, w.k, kc_max, r.begin, r.end, ap);
-        });
-        const std::size_t chunks = std::min(n_panels, parts * std::max<std::size_t>(1, tiling.chunks_per_thread));
-        exec.run(chunks, [&](std::size_t t) {
-            const core::range r = core::split(w.n, chunks, t, tiling_t::nr);
-            if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end, ap);
-        });
-        return;
-    }
-    exec.run(parts, [&](std::size_t t) {
-        if (split_n) {
-            const core::range r = core::split(w.n, parts, t, tiling_t::nr);
-            if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end);
-        } else {
-            const core::range r = core::split(m, parts, t, tiling_t::mr);
-            if (r.begin < r.end) detail::gemm_block(a, lda, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
-        }
-    });
+    detail::gemm_packed(m, a, lda, w, c, ldc, ep, exec, tiling, threads);
 }
 
 // Packs an f32 matrix once for the f32 GEMM with this tiling (null when nothing would use it:

@@ -1,7 +1,8 @@
 // The parts of the f32 GEMM (gemm.hpp): the register tile and cache blocking of an architecture
 // (`gemm_tiling`, which callers tune per call), per-thread scratch, the paced prefetch of
 // prepacked W, the MR x NR micro-kernels with their fused epilogue, the packers of A and W
-// (converting W's storage, transposing (n, k) W in 16 x 16 register blocks), and the kernels of
+// (converting W's storage — bf16, f16, int8 with its scales — transposing (n, k) W in 16 x 16
+// register blocks), and the kernels of
 // the in-place path (f32 W stored (n, k) read without packing, AVX-512).
 #pragma once
 
@@ -19,6 +20,7 @@
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/bf16_blocks.hpp"
 #include "pali3/kernels/elementwise.hpp"
+#include "pali3/kernels/int8_matrix.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/simd.hpp"
 
@@ -354,6 +356,31 @@ void pack_w(const weight_ref<T>& w, std::size_t j0, std::size_t nc, std::size_t 
                         }
                     }
                 }
+            }
+        }
+        dst += kc * NR;
+    }
+}
+
+// Packs int8 W(j0 .. j0+nc, p0 .. p0+kc) as pack_w packs (n, k) storage, dequantising on the
+// way (scale(j, i) * q): each group of vector-width W rows is converted 64 k at a time into an L1
+// stage, then gathered into columns. The f32 GEMM then runs on int8 weights with no f32 copy of
+// W: one conversion per weight and call, against m multiply-adds per weight.
+template <class Arch, std::size_t NR>
+void pack_w(const int8_matrix& w, std::size_t j0, std::size_t nc, std::size_t p0, std::size_t kc, float* dst) {
+    constexpr std::size_t W = fbatch<Arch>::size;
+    alignas(64) float stage[W * 64];
+    for (std::size_t jp = 0; jp < nc; jp += NR) {
+        const std::size_t nr = std::min(NR, nc - jp);
+        for (std::size_t jv = 0; jv < NR; jv += W) {
+            const std::size_t rows = jv < nr ? std::min(W, nr - jv) : 0;
+            for (std::size_t pb = 0; pb < kc; pb += 64) {
+                const std::size_t len = std::min<std::size_t>(64, kc - pb);
+                for (std::size_t j = 0; j < W; ++j) {
+                    if (j < rows) dequantize_int8_row(w, j0 + jp + jv + j, p0 + pb, p0 + pb + len, stage + j * 64);
+                    else std::fill(stage + j * 64, stage + j * 64 + len, 0.f);
+                }
+                gather_columns<Arch>(stage, 64, len, dst + pb * NR + jv, NR);
             }
         }
         dst += kc * NR;

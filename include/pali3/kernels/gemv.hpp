@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -22,6 +23,12 @@ namespace pali3::kernels {
 inline constexpr std::size_t gemv_max_rows = 4;
 
 namespace detail {
+
+// The GEMV kernels take at most gemv_max_rows rows of A.
+inline void check_gemv_rows(const char* kernel, std::size_t m) {
+    if (m > gemv_max_rows)
+        throw shape_error(core::describe(std::string("too many rows for ") + kernel, kernel, "m <= " + std::to_string(gemv_max_rows), m));
+}
 
 // f(std::integral_constant<std::size_t, m>{}) for 1 <= m <= gemv_max_rows (nothing for m = 0): the
 // GEMV kernels are instantiated per row count.
@@ -276,9 +283,7 @@ template <class Arch = default_arch, activation Act = act::identity, weight_stor
 void gemv(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w, float* c,
           std::size_t ldc, const epilogue<Act>& ep = {}, E&& exec = E{}) {
     detail::check_operands("gemv", m, lda, w, a, c, ldc);
-    if (m > gemv_max_rows)
-        throw shape_error(core::describe("too many rows for gemv", "gemv",
-                                         "m <= " + std::to_string(gemv_max_rows), m));
+    detail::check_gemv_rows("gemv", m);
     detail::dispatch_rows(m, [&](auto rows) { detail::gemv_rows<rows(), Arch>(a, lda, w, c, ldc, ep, exec); });
 }
 

@@ -28,35 +28,11 @@
 #include "pali3/core/threading.hpp"
 #include "pali3/kernels/gemm.hpp"
 #include "pali3/kernels/gemv.hpp"
+#include "pali3/kernels/int8_matrix.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/simd.hpp"
 
 namespace pali3::kernels {
-
-// Scales per row for k values in groups of `group` (0: one group, the whole row).
-inline constexpr std::size_t int8_groups(std::size_t k, std::size_t group) noexcept {
-    return group == 0 ? 1 : (k + group - 1) / group;
-}
-
-// W (n, k) as int8 q, rows `ld` apart: w[j][i] ~ scales[j * groups + i / group] * q[j * ld + i].
-struct int8_matrix {
-    const std::int8_t* q = nullptr;
-    std::size_t n = 0, k = 0, ld = 0;
-    const float* scales = nullptr;  // (n, int8_groups(k, group)) row-major
-    std::size_t group = 0;          // 0: one scale per row
-
-    std::size_t groups() const noexcept { return int8_groups(k, group); }
-    std::size_t group_size() const noexcept { return group == 0 ? k : group; }
-    float scale(std::size_t j, std::size_t i) const noexcept { return scales[j * groups() + i / group_size()]; }
-
-    void check(std::string_view where) const {
-        if (!q || !scales || n == 0 || k == 0)
-            throw shape_error(core::describe("int8 matrix", where, "n > 0, k > 0, values and scales", "n=" + std::to_string(n) + ", k=" + std::to_string(k)));
-        if (ld < k) throw shape_error(core::describe("int8 matrix row stride", where, ">= k = " + std::to_string(k), ld));
-        if (group != 0 && group % 32 != 0)
-            throw value_error(core::describe("int8 group size", where, "0 (per row) or a multiple of 32", group));
-    }
-};
 
 // Symmetric round-to-nearest quantisation of W (n, k), rows `ldw` apart, into q (rows `ldq`
 // apart) and scales (n, int8_groups(k, group)): scale = max|w| / 127 over each row or group,
@@ -110,19 +86,6 @@ inline float quantize_int16(const float* a, std::size_t k, std::int16_t* q) noex
     for (std::size_t i = 0; i < k; ++i)
         q[i] = static_cast<std::int16_t>(std::clamp(std::nearbyint(a[i] * inv), -32767.f, 32767.f));
     return scale;
-}
-
-// W rows [j0, j1) back to f32: out[(j - j0) * ldo + i] = scale(j, i) * q[j][i].
-inline void dequantize_int8(const int8_matrix& w, std::size_t j0, std::size_t j1, float* out, std::size_t ldo) noexcept {
-    const std::size_t g = w.group_size(), groups = w.groups();
-    for (std::size_t j = j0; j < j1; ++j) {
-        const std::int8_t* q = w.q + j * w.ld;
-        float* o = out + (j - j0) * ldo;
-        for (std::size_t gi = 0; gi < groups; ++gi) {
-            const float s = w.scales[j * groups + gi];
-            for (std::size_t i = gi * g, e = std::min(w.k, gi * g + g); i < e; ++i) o[i] = s * static_cast<float>(q[i]);
-        }
-    }
 }
 
 namespace detail {
@@ -331,35 +294,23 @@ template <class Arch = default_arch, activation Act = act::identity, core::execu
 void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep = {}, E&& exec = E{}) {
     detail::check_int8_operands("gemv_int8", m, a, lda, w, c, ldc);
-    if (m > gemv_max_rows)
-        throw shape_error(core::describe("too many rows for gemv_int8", "gemv_int8", "m <= " + std::to_string(gemv_max_rows), m));
+    detail::check_gemv_rows("gemv_int8", m);
     detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
 }
 
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, any m. Up to gemv_max_rows rows
-// read the int8 W once (gemv_int8: A in int16, integer products). More rows dequantise W in slabs
-// of rows (~4 MB of f32, the threads sharing each slab) and run the f32 GEMM on them: n x k
-// conversions against m x n x k multiply-adds, so the int8 form saves memory here, not time (the
-// products are the f32 GEMM's; integer products on VNNI are the next step of issue 25).
+// read the int8 W once (gemv_int8: A in int16, integer products). More rows take the f32 GEMM,
+// whose W packer dequantises the int8 values as it packs them (gemm_blocks.hpp): one conversion
+// per weight and call against m multiply-adds per weight, and no f32 copy of W. The products are
+// f32 (integer products with vpdpbusd on VNNI CPUs are the next step of issue 25).
 template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
 void gemm_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
-               const epilogue<Act>& ep = {}, E&& exec = E{}) {
+               const epilogue<Act>& ep = {}, E&& exec = E{}, const gemm_tiling<Arch>& tiling = {}) {
     detail::check_int8_operands("gemm_int8", m, a, lda, w, c, ldc);
     if (m <= gemv_max_rows) return detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
-    const std::size_t slab = std::min(w.n, std::max<std::size_t>(16, (std::size_t{1} << 20) / w.k / 16 * 16));
-    thread_local std::vector<float> buffer;
-    if (buffer.size() < slab * w.k) buffer.resize(slab * w.k);
-    float* wf = buffer.data();
-    for (std::size_t j0 = 0; j0 < w.n; j0 += slab) {
-        const std::size_t nb = std::min(slab, w.n - j0);
-        const std::size_t parts = std::min<std::size_t>(exec.size(), (nb + 15) / 16);
-        exec.run(parts, [&](std::size_t t) {
-            const core::range r = core::split(nb, parts, t);
-            dequantize_int8(w, j0 + r.begin, j0 + r.end, wf + r.begin * w.k, w.k);
-        });
-        const epilogue<Act> part{ep.bias ? ep.bias + j0 : nullptr, ep.alpha, ep.accumulate};
-        gemm<Arch>(m, a, lda, weight_nk(static_cast<const float*>(wf), nb, w.k), c + j0, ldc, part, exec);
-    }
+    detail::check_tiling(tiling, "gemm_int8");
+    const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
+    detail::gemm_packed(m, a, lda, w, c, ldc, ep, exec, tiling, threads);
 }
 
 }  // namespace pali3::kernels

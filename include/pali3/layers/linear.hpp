@@ -80,7 +80,7 @@ public:
     // Replaces the matrix by its int8 form, for inference (kernels/int8.hpp: symmetric, one f32
     // scale per output row, or per `group` values along the input, a multiple of 32). forward()
     // then runs gemm_int8: up to 4 rows read one byte per weight with integer products; more rows
-    // dequantise slabs of W for the f32 GEMM. The f32/bf16 matrix is released (its memory freed
+    // run the f32 GEMM, dequantising W as it is packed. The f32/bf16 matrix is released (its memory freed
     // when nothing else holds it); backward() refuses the layer. Returns the bytes of the int8
     // form (values and scales). Loading weights again brings the f32/bf16 matrix back in use.
     std::size_t quantize_int8(std::size_t group = 0) {
@@ -108,6 +108,31 @@ public:
             kernels::quantize_int8(wf.data(), nb, q->k, q->k, group, q->values.data() + j0 * q->k, q->k,
                                    q->scales.data() + j0 * groups);
         }
+        int8_ = std::move(q);
+        release_prepacked();
+        weight_ = {};
+        return int8_->bytes();
+    }
+    // Loads the layer for int8 inference from `cur`: a weight stored as int8 (a checkpoint written
+    // by `pali3 convert --dtype int8`: I8 values and their scales, weights/source.hpp) is taken as
+    // it is, with its own group size, so its values are not quantised a second time; any other
+    // weight is loaded and quantised with `group`. Returns the bytes of the int8 form.
+    template <weights::weight_source S>
+    std::size_t load_int8(const weights::cursor<S>& cur, std::size_t group = 0) {
+        auto stored = cur.get_int8("weight", {cfg_.out, cfg_.in});
+        if (!stored) {
+            load(*this, cur);
+            return quantize_int8(group);
+        }
+        if (cfg_.bias) bias_ = cur.template get<float>("bias", {cfg_.out});
+        auto q = std::make_shared<int8_form>();
+        q->n = cfg_.out;
+        q->k = cfg_.in;
+        q->group = stored->group;
+        q->scales = std::move(stored->scales);
+        q->owner = std::move(stored->owner);
+        q->view = kernels::int8_matrix{stored->values, q->n, q->k, q->k, q->scales.data(), q->group};
+        q->view.check(cur.full_name("weight"));
         int8_ = std::move(q);
         release_prepacked();
         weight_ = {};
@@ -163,11 +188,12 @@ public:
 private:
     // int8 values and scales, and the kernel's view of them.
     struct int8_form {
-        std::vector<std::int8_t> values;
+        std::vector<std::int8_t> values;     // quantised here (empty when borrowed from a checkpoint)
+        std::shared_ptr<const void> owner;   // keeps borrowed values alive (a mapped int8 checkpoint)
         std::vector<float> scales;
         std::size_t n = 0, k = 0, group = 0;
         kernels::int8_matrix view;
-        std::size_t bytes() const { return values.size() + scales.size() * sizeof(float); }
+        std::size_t bytes() const { return n * k + scales.size() * sizeof(float); }
     };
     bool int8_active() const { return int8_ && !weight_.data; }
 

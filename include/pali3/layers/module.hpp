@@ -8,8 +8,11 @@
 // are loaded, counted and saved cannot drift apart.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +20,7 @@
 #include <vector>
 
 #include "pali3/core/tensor.hpp"
+#include "pali3/kernels/int8_matrix.hpp"
 #include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/source.hpp"
 
@@ -62,7 +66,8 @@ struct lister {
     }
 };
 
-// Copies every tensor into an in-memory source under its full name (as stored, any dtype).
+// Copies every tensor into an in-memory source under its full name (as stored, any dtype; an
+// int8 linear layer as its int8 values and scales).
 struct saver {
     std::string prefix;
     weights::memory_source* out;
@@ -76,8 +81,27 @@ struct saver {
     }
     template <class M>
     void child(std::string_view name, M& m) {
-        saver sub{weights::join_name(prefix, name), out};
+        const std::string full = weights::join_name(prefix, name);
+        if constexpr (requires { m.int8_weight(); }) {
+            if (const kernels::int8_matrix* q = m.int8_weight()) return save_int8(full, *q, m.bias());
+        }
+        saver sub{full, out};
         m.visit(sub);
+    }
+    // An int8 linear layer as stored in int8 checkpoints (weights/source.hpp's int8_weight): I8
+    // `weight` (n, k), F32 `weight_scale` (n, groups), and the f32 bias.
+    void save_int8(const std::string& full, const kernels::int8_matrix& q, const float* bias) {
+        auto values = std::make_shared<std::vector<std::int8_t>>(q.n * q.k);
+        for (std::size_t j = 0; j < q.n; ++j) std::copy_n(q.q + j * q.ld, q.k, values->data() + j * q.k);
+        weights::tensor_data t;
+        t.type = weights::dtype::i8;
+        t.shape = {q.n, q.k};
+        t.data = values->data();
+        t.owner = std::move(values);
+        out->add_data(weights::join_name(full, "weight"), std::move(t));
+        out->add(weights::join_name(full, "weight") + std::string(weights::int8_scale_suffix),
+                 std::vector<float>(q.scales, q.scales + q.n * q.groups()), {q.n, q.groups()});
+        if (bias) out->add(weights::join_name(full, "bias"), std::vector<float>(bias, bias + q.n), {q.n});
     }
 };
 
@@ -198,9 +222,8 @@ struct int8_loader {
         const std::string full = weights::join_name(prefix, name);
         if (kept_by(full, *keep)) {
             load(m, cur.pp(name));
-        } else if constexpr (requires { m.quantize_int8(group); }) {
-            load(m, cur.pp(name));
-            bytes += m.quantize_int8(group);
+        } else if constexpr (requires { m.load_int8(cur.pp(name), group); }) {
+            bytes += m.load_int8(cur.pp(name), group);
             ++layers;
         } else {
             int8_loader sub{cur.pp(name), group, keep, full};
@@ -213,8 +236,7 @@ struct int8_loader {
 
 template <class M, weights::weight_source S>
 int8_summary load_int8(M& module, const weights::cursor<S>& cur, std::size_t group = 0, const std::vector<std::string>& keep = {}) {
-    if (group % 32 != 0)  // named before anything is loaded
-        throw value_error(core::describe("int8 group size", "layers::load_int8", "0 (a scale per row) or a multiple of 32", group));
+    kernels::check_int8_group(group, "layers::load_int8");  // named before anything is loaded
     int8_loader<S> l{cur, group, &keep, {}};
     module.visit(l);
     return {l.layers, l.bytes};

@@ -42,7 +42,14 @@ public:
         linear_.visit(v);
     }
     std::size_t prepack() { return linear_.prepack(); }
+    // int8 inference (layers::quantize_int8 / load_int8 / save reach the linear layer through these).
     std::size_t quantize_int8(std::size_t group) { return linear_.quantize_int8(group); }
+    template <weights::weight_source S>
+    std::size_t load_int8(const weights::cursor<S>& cur, std::size_t group) {
+        return linear_.load_int8(cur, group);
+    }
+    const kernels::int8_matrix* int8_weight() const { return linear_.int8_weight(); }
+    const float* bias() const { return linear_.bias(); }
 
     const projector_config& config() const { return cfg_; }
     std::size_t workspace_floats(std::size_t) const { return 0; }

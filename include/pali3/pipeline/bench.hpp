@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,18 +52,18 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
     make_model(config, storage_of(o.dtype), [&]<class M>(std::type_identity<M>, const auto& cfg) {
         if constexpr (requires { typename M::projector_type; }) {
             using S = typename M::text_type::storage_type;
-            std::optional<M> model(std::in_place, cfg);
+            M model(cfg);
             if (ckpt) {
                 const weights::mapped_source src(*ckpt, weights::rules_for(weights::detect_naming(ckpt->names()), "pali3"));
-                load_weights(*model, weights::cursor(src), o.dtype, o.int8_group, r.times, "load weights");
+                load_weights(model, weights::cursor(src), o.dtype, o.int8_group, r.times, "load weights");
             } else {
                 const weights::random_source src(5, weights::random_source::distribution::uniform, weights::dtype_of<S>());
-                load_weights(*model, weights::cursor(src), o.dtype, o.int8_group, r.times, "random init");
+                load_weights(model, weights::cursor(src), o.dtype, o.int8_group, r.times, "random init");
             }
             stopwatch sw;
             if (o.prepack) {
                 sw.reset();
-                const std::size_t extra = layers::prepack(*model);
+                const std::size_t extra = layers::prepack(model);
                 r.times.add("prepack weights (+" + human_bytes(static_cast<double>(extra)) + ")", sw.ms());
             }
             core::thread_pool pool(o.threads);
@@ -72,7 +71,7 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
             for (std::size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<std::int32_t>((i * 7919 + 3) % cfg.text.vocab);
             const std::vector<std::vector<std::int32_t>> prompts{prompt};
             const std::size_t n = cfg.vision.tokens(), d = cfg.text.d_model;
-            core::workspace ws(model->workspace_floats(1, prompt.size(), o.steps));
+            core::workspace ws(model.workspace_floats(1, prompt.size(), o.steps));
             std::vector<float> image(3 * cfg.vision.image * cfg.vision.image), memory((n + prompt.size()) * d), logits(cfg.text.vocab);
             for (std::size_t i = 0; i < image.size(); ++i) image[i] = static_cast<float>(i % 251) / 125.f - 1.f;
             double t_vision = 0;
@@ -80,18 +79,18 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
             const layers::trace marks([&](const std::string& name, std::span<const float>, const shape_t&) {
                 if (name == "projector_out") t_vision = sw.ms();
             });
-            const auto lens = model->encode(image.data(), prompts, memory.data(), ws, pool, marks);
+            const auto lens = model.encode(image.data(), prompts, memory.data(), ws, pool, marks);
             const double t_enc = sw.ms();
             r.times.add("vision tower + projector (" + std::to_string(n) + " tok)", t_vision);
             r.times.add("text encoder (" + std::to_string(lens[0]) + " tok)", t_enc - t_vision);
             sw.reset();
-            auto state = model->start(memory.data(), 1, lens, o.steps, pool);
+            auto state = model.start(memory.data(), 1, lens, o.steps, pool);
             r.times.add("cross-attention K/V", sw.ms());
             std::int32_t id = 0;
             double best = 1e30, total = 0;
             for (std::size_t s = 0; s < o.steps; ++s) {
                 stopwatch step;
-                model->step(&id, state, logits.data(), ws, pool);
+                model.step(&id, state, logits.data(), ws, pool);
                 best = std::min(best, step.ms());
                 total += step.ms();
                 id = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());

@@ -4,7 +4,9 @@
 // naming (config in the metadata) or HF's (config.json beside it).
 #pragma once
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include "pali3/layers/module.hpp"
 #include "pali3/models/dispatch.hpp"
+#include "pali3/pipeline/weight_dtype.hpp"
 #include "pali3/weights/checkpoint.hpp"
 #include "pali3/weights/memory_source.hpp"
 #include "pali3/weights/name_maps.hpp"
@@ -37,6 +40,14 @@ struct checkpoint_report {
     bool ok() const { return missing.empty() && wrong.empty(); }
 };
 
+// Whether `name` is the scale tensor of an int8 weight listed in `list` (weights/source.hpp).
+inline bool is_int8_scale(const std::string& name, const std::vector<weights::tensor_info>& list) {
+    const std::string_view suffix = weights::int8_scale_suffix;
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+    const std::string base = name.substr(0, name.size() - suffix.size());
+    return std::any_of(list.begin(), list.end(), [&](const weights::tensor_info& t) { return t.name == base && t.dtype == "I8"; });
+}
+
 template <class Models = models::runtime_models>
 checkpoint_report check_checkpoint(const models::any_config& c, const weights::checkpoint& ckpt, const Models& make_model = {}) {
     checkpoint_report r;
@@ -60,12 +71,13 @@ checkpoint_report check_checkpoint(const models::any_config& c, const weights::c
     // shape and bytes as a used tensor. Only those of equal dtype and shape are compared.
     const auto list = ckpt.list();
     for (const auto& t : list) {
-        if (used.count(t.name)) continue;
+        if (used.count(t.name) || is_int8_scale(t.name, list)) continue;
         std::string copy_of;
         for (const auto& u : list) {
             if (!used.count(u.name) || u.dtype != t.dtype || u.shape != t.shape || u.bytes != t.bytes) continue;
             const auto a = ckpt.get_raw(t.name), b = ckpt.get_raw(u.name);
-            if (a.data && b.data && std::memcmp(a.data, b.data, t.bytes) == 0) {
+            if (a.data && b.data && a.type == b.type && a.shape == b.shape &&
+                std::memcmp(a.data, b.data, a.size() * weights::dtype_size(a.type)) == 0) {
                 copy_of = u.name;
                 break;
             }
@@ -76,14 +88,18 @@ checkpoint_report check_checkpoint(const models::any_config& c, const weights::c
     return r;
 }
 
-// Builds the model the config describes from `src` (names ours, after any mapping) in storage
-// `dtype` and returns its tensors in our names.
+// Builds the model the config describes from `src` (names ours, after any mapping) in the form
+// `dtype` names (f32, bf16, or int8: every linear layer's matrix as int8 values and scales with
+// `int8_group`, the rest bf16; weight_dtype.hpp) and returns its tensors in our names.
 template <class Source, class Models = models::runtime_models>
 weights::memory_source load_and_save(const models::any_config& c, std::string_view dtype, const Source& src,
-                                     const Models& make_model = {}) {
+                                     const Models& make_model = {}, std::size_t int8_group = 0) {
+    check_dtype(dtype, int8_group);
     weights::memory_source out;
-    make_model(c, dtype, [&]<class M>(std::type_identity<M>, const auto& cfg) {
-        M model(cfg, weights::cursor(src));
+    make_model(c, storage_of(dtype), [&]<class M>(std::type_identity<M>, const auto& cfg) {
+        M model(cfg);
+        timings t;
+        load_weights(model, weights::cursor(src), dtype, int8_group, t, "load");
         layers::save(model, out);
     });
     return out;
@@ -103,10 +119,18 @@ inline std::vector<weights::map_rule> hf_export_rules(models::model_kind k) {
 
 // Writes our tensors as `out`: naming "pali3" (config in the metadata) or "hf" (HF names,
 // config.json beside the file for the kinds HF has a config for).
+// An int8 checkpoint (tensors from load_and_save with dtype int8) is written in our naming only,
+// with its group size in the metadata ("int8_group").
 inline void write_checkpoint(const std::string& out, const weights::memory_source& ours, const models::any_config& c,
-                             std::string_view naming) {
+                             std::string_view naming, std::size_t int8_group = 0) {
+    bool int8 = false;
+    for (const auto& name : ours.names()) int8 = int8 || ours.find(name)->type == weights::dtype::i8;
     if (naming == "pali3") {
-        weights::write_safetensors(out, ours, {{std::string(models::config_metadata_key), models::config_to_string(c)}});
+        std::map<std::string, std::string> meta{{std::string(models::config_metadata_key), models::config_to_string(c)}};
+        if (int8) meta.emplace("int8_group", std::to_string(int8_group));
+        weights::write_safetensors(out, ours, meta);
+    } else if (int8) {
+        throw value_error(core::describe("int8 checkpoint naming", "--naming", "pali3 (int8 weights are written in our naming)", naming));
     } else if (naming == "hf") {
         weights::write_safetensors(out, weights::export_names(ours, hf_export_rules(c.kind)), {{"format", "pt"}});
         if (c.kind == models::model_kind::vit || c.kind == models::model_kind::t5 || c.kind == models::model_kind::siglip) {

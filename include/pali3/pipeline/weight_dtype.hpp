@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "pali3/core/error.hpp"
+#include "pali3/kernels/int8_matrix.hpp"
 #include "pali3/layers/module.hpp"
 #include "pali3/pipeline/config_source.hpp"
 
@@ -21,8 +22,7 @@ inline constexpr const char* dtype_names = "f32, bf16 or int8";
 inline void check_dtype(std::string_view dtype, std::size_t int8_group) {
     if (dtype != "f32" && dtype != "bf16" && dtype != "int8")
         throw value_error(core::describe("weight dtype", "--dtype", dtype_names, dtype));
-    if (int8_group % 32 != 0)
-        throw value_error(core::describe("int8 group size", "--int8-group", "0 (a scale per row) or a multiple of 32", int8_group));
+    kernels::check_int8_group(int8_group, "--int8-group");
 }
 
 // The storage the model is built in (models::with_model's dtype).

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -39,6 +40,11 @@ public:
     }
     tensor_data get_raw(const std::string& name) const {
         return std::visit([&](const auto& s) { return s.get_raw(name); }, src_);
+    }
+    // An int8 weight as stored (safetensors only; .npz holds no int8 weights), else nullopt.
+    std::optional<int8_weight> get_int8(const std::string& name, const shape_t& shape) const {
+        if (const auto* s = std::get_if<safetensors_source>(&src_)) return s->get_int8(name, shape);
+        return std::nullopt;
     }
     std::vector<std::string> names() const {
         return std::visit([](const auto& s) { return s.names(); }, src_);

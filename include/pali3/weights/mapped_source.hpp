@@ -157,6 +157,7 @@ inline nonfinite_report scan_nonfinite(const tensor_data& t) {
         case dtype::f32: return scan_nonfinite(static_cast<const std::uint32_t*>(t.data), n, std::uint32_t{0x7f800000}, std::uint32_t{0x007fffff});
         case dtype::bf16: return scan_nonfinite(static_cast<const std::uint16_t*>(t.data), n, std::uint16_t{0x7f80}, std::uint16_t{0x007f});
         case dtype::f16: return scan_nonfinite(static_cast<const std::uint16_t*>(t.data), n, std::uint16_t{0x7c00}, std::uint16_t{0x03ff});
+        case dtype::i8: return {};  // integers are finite (their scales are checked when read)
     }
     return {};
 }
@@ -281,6 +282,25 @@ public:
             }
         }
         return t;
+    }
+
+    // The int8 weight our `name` is read from, as stored, when the file holds it as int8 and its
+    // rule keeps the layout (no transpose, slice or split); otherwise nullopt and get() reads it
+    // dequantised.
+    std::optional<int8_weight> get_int8(const std::string& name, const shape_t& expected) const {
+        if constexpr (int8_source<S>) {
+            const auto hit = resolve(name);
+            if (!hit || hit->first->how != layout::same || hit->first->parts) return std::nullopt;
+            std::string base = hit->second;
+            std::optional<std::size_t> layer;
+            split_index(hit->second, base, layer);
+            if (layer) return std::nullopt;
+            return inner_->get_int8(base, expected);
+        } else {
+            (void)name;
+            (void)expected;
+            return std::nullopt;
+        }
     }
 
     const S& inner() const { return *inner_; }

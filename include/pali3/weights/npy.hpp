@@ -167,7 +167,7 @@ inline std::string npy_bytes(std::string_view descr, const shape_t& shape, const
 }
 
 inline std::string npy_bytes(const tensor_data& t) {
-    const std::string_view descr = t.type == dtype::f32 ? "<f4" : t.type == dtype::f16 ? "<f2" : "|V2";
+    const std::string_view descr = t.type == dtype::f32 ? "<f4" : t.type == dtype::f16 ? "<f2" : t.type == dtype::i8 ? "|i1" : "|V2";
     return npy_bytes(descr, t.shape, t.data, t.size() * dtype_size(t.type));
 }
 

@@ -31,7 +31,10 @@ public:
     enum class distribution { normal, uniform };
 
     explicit random_source(std::uint64_t seed = 0, distribution d = distribution::normal, dtype matrices = dtype::f32)
-        : seed_(seed), dist_(d), matrices_(matrices) {}
+        : seed_(seed), dist_(d), matrices_(matrices) {
+        if (matrices == dtype::i8)
+            throw value_error(core::describe("random matrices' dtype", "random_source", "F32, BF16 or F16", "I8"));
+    }
 
     bool contains(const std::string&) const { return true; }
 
@@ -40,7 +43,8 @@ public:
         switch (out) {
             case dtype::bf16: return generate<bf16>(name, shape);
             case dtype::f16: return generate<f16>(name, shape);
-            case dtype::f32: break;
+            case dtype::f32:
+            case dtype::i8: break;  // f32 (the constructor refuses int8 matrices)
         }
         return generate<float>(name, shape);
     }

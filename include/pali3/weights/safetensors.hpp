@@ -199,8 +199,31 @@ public:
             t.set_from_f64(p, n);
             return t;
         }
-        throw format_error(core::describe("tensor dtype cannot be loaded as a weight", name, "F32, BF16, F16 or F64",
+        if (e.dtype == "I8") return dequantize(*get_int8(name, e.shape));
+        throw format_error(core::describe("tensor dtype cannot be loaded as a weight", name, "F32, BF16, F16, F64 or I8 (with its _scale)",
                                           e.dtype));
+    }
+
+    // The int8 weight `name` as stored (source.hpp's int8_weight: I8 values and the F32/BF16/F16
+    // tensor `name_scale`), or nullopt when `name` is not stored as I8. Values without a scale
+    // tensor, or a scale that does not fit them, are a format_error; the group of (n, groups) scales
+    // is the metadata's "int8_group" when the file states one.
+    std::optional<int8_weight> get_int8(const std::string& name, const shape_t& expected) const {
+        const auto it = index_.find(name);
+        if (it == index_.end() || it->second.second->dtype != "I8") return std::nullopt;
+        const std::string scale_name = name + std::string(int8_scale_suffix);
+        if (!index_.count(scale_name))
+            throw format_error(core::describe("int8 weight without its scale tensor", name, "a tensor " + scale_name, "none"));
+        const auto& f = *shards_[it->second.first];
+        const auto& e = *it->second.second;
+        tensor_data values;
+        values.type = dtype::i8;
+        values.shape = e.shape;
+        values.data = f.bytes.data + f.data_start + e.begin;
+        values.owner = f.bytes.owner;
+        if (values.shape != expected)
+            throw shape_error(core::describe("weight has the wrong shape", name, shape_string(expected), shape_string(values.shape)));
+        return make_int8_weight(values, get_raw(scale_name), stated_int8_group(), name);
     }
 
     std::vector<std::string> names() const {
@@ -219,6 +242,19 @@ public:
     // `__metadata__` of every shard and the index's "metadata" (string values), merged.
     const std::map<std::string, std::string>& metadata() const { return metadata_; }
     std::size_t shard_count() const { return shards_.size(); }
+
+    // The group size of int8 scales the metadata states ("int8_group"), 0 when none.
+    std::size_t stated_int8_group() const {
+        const auto it = metadata_.find("int8_group");
+        if (it == metadata_.end()) return 0;
+        std::size_t g = 0;
+        for (const char c : it->second) {
+            if (c < '0' || c > '9' || g > (std::size_t{1} << 32))
+                throw format_error(core::describe("int8_group metadata", describe_files(), "a decimal number", it->second));
+            g = g * 10 + static_cast<std::size_t>(c - '0');
+        }
+        return g;
+    }
 
 private:
     static safetensors_source open_index(const std::string& path) {

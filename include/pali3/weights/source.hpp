@@ -9,8 +9,11 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,18 +26,21 @@
 
 namespace pali3::weights {
 
-enum class dtype { f32, bf16, f16 };
+// i8: the values of an int8 weight, which comes with an f32 scale tensor (int8_weight below);
+// never a weight on its own.
+enum class dtype { f32, bf16, f16, i8 };
 
 inline std::string_view dtype_name(dtype t) {
     switch (t) {
         case dtype::f32: return "F32";
         case dtype::bf16: return "BF16";
         case dtype::f16: return "F16";
+        case dtype::i8: return "I8";
     }
     return "?";
 }
 
-inline std::size_t dtype_size(dtype t) { return t == dtype::f32 ? 4 : 2; }
+inline std::size_t dtype_size(dtype t) { return t == dtype::f32 ? 4 : t == dtype::i8 ? 1 : 2; }
 
 template <weight_storage T>
 constexpr dtype dtype_of() {
@@ -57,7 +63,7 @@ struct tensor_data {
     // them), else copied once into an aligned buffer. For checkpoint readers.
     void set_stored(dtype stored, const std::uint8_t* bytes, std::size_t count, std::shared_ptr<const void> keep) {
         type = stored;
-        if (reinterpret_cast<std::uintptr_t>(bytes) % (stored == dtype::f32 ? 4 : 2) == 0) {
+        if (reinterpret_cast<std::uintptr_t>(bytes) % dtype_size(stored) == 0) {
             data = bytes;
             owner = std::move(keep);
         } else {
@@ -136,6 +142,9 @@ param<T> to_param(tensor_data t) {
         p.owner = std::move(t.owner);
         return p;
     }
+    if (t.type == dtype::i8)  // sources dequantise int8 weights with their scales; bare values have no meaning
+        throw format_error(core::describe("int8 values without their scale read as a weight", "weights::to_param",
+                                          "F32, BF16 or F16 (or I8 with a _scale tensor)", "I8"));
     auto buf = std::make_shared<std::vector<T>>(n);
     for (std::size_t i = 0; i < n; ++i) {
         float v = 0.f;
@@ -143,6 +152,7 @@ param<T> to_param(tensor_data t) {
             case dtype::f32: v = static_cast<const float*>(t.data)[i]; break;
             case dtype::bf16: v = to_float(static_cast<const bf16*>(t.data)[i]); break;
             case dtype::f16: v = to_float(static_cast<const f16*>(t.data)[i]); break;
+            case dtype::i8: break;
         }
         if constexpr (std::is_same_v<T, float>) (*buf)[i] = v;
         else if constexpr (std::is_same_v<T, bf16>) (*buf)[i] = to_bf16(v);
@@ -152,6 +162,92 @@ param<T> to_param(tensor_data t) {
     p.owner = std::move(buf);
     return p;
 }
+
+// An int8 weight as stored (issue 25's checkpoint form): values `name` (I8, (n, k), the layout of
+// a PyTorch Linear weight) and scales `name + "_scale"` (F32, BF16 or F16; (n), (n, 1) for one
+// scale per output row, or (n, groups) for a scale per `group` values along k):
+// w[j][i] = scale[j][i / group] * q[j][i]. Readers hand it out as is (int8_source below) for
+// int8 inference, and dequantised to f32 for everything else.
+inline constexpr std::string_view int8_scale_suffix = "_scale";
+
+struct int8_weight {
+    shape_t shape;                          // (n, k)
+    const std::int8_t* values = nullptr;    // n k, row-major
+    std::vector<float> scales;              // n x groups, row-major
+    std::size_t group = 0;                  // 0: one scale per row
+    std::shared_ptr<const void> owner;      // keeps `values` alive
+};
+
+// The group size the scales' shape stands for, for int8 values of shape (n, k). (n) or (n, 1):
+// 0 (a scale per row). (n, G): `stated` (the checkpoint's "int8_group" metadata) when given, else
+// the smallest multiple of 32 that makes G groups; either way G must equal ceil(k / group).
+inline std::size_t int8_group_of(const shape_t& values, const shape_t& scales, std::size_t stated, std::string_view where) {
+    const auto bad = [&](const std::string& expected) {
+        return format_error(core::describe("int8 scale tensor does not fit its values", where, expected, shape_string(scales)));
+    };
+    if (values.size() != 2 || values[0] == 0 || values[1] == 0)
+        throw format_error(core::describe("int8 weight values", where, "a non-empty (n, k) matrix", shape_string(values)));
+    const std::size_t n = values[0], k = values[1];
+    const std::string per_row = "(" + std::to_string(n) + "), (" + std::to_string(n) + ", 1) or (" + std::to_string(n) + ", groups)";
+    if (scales.empty() || scales.size() > 2 || scales[0] != n) throw bad(per_row);
+    const std::size_t g = scales.size() == 2 ? scales[1] : 1;
+    if (g == 0) throw bad(per_row);
+    if (g == 1) return 0;
+    std::size_t group = stated;
+    if (group == 0) {
+        group = (k + g - 1) / g;
+        group = (group + 31) / 32 * 32;
+    }
+    if (group % 32 != 0 || (k + group - 1) / group != g)
+        throw bad("(" + std::to_string(n) + ", ceil(" + std::to_string(k) + " / group)) for a group that is a multiple of 32" +
+                  (stated ? " (the metadata says " + std::to_string(stated) + ")" : std::string()));
+    return group;
+}
+
+// int8 values and their scale tensor (any float dtype) as an int8_weight; `where` names the values.
+inline int8_weight make_int8_weight(const tensor_data& values, const tensor_data& scales, std::size_t stated_group,
+                                    std::string_view where) {
+    if (values.type != dtype::i8)
+        throw format_error(core::describe("int8 weight values", where, "I8", dtype_name(values.type)));
+    int8_weight w;
+    w.group = int8_group_of(values.shape, scales.shape, stated_group, where);
+    w.shape = values.shape;
+    w.values = static_cast<const std::int8_t*>(values.data);
+    w.owner = values.owner;
+    w.scales.resize(scales.size());
+    for (std::size_t i = 0; i < w.scales.size(); ++i) {
+        switch (scales.type) {
+            case dtype::f32: w.scales[i] = static_cast<const float*>(scales.data)[i]; break;
+            case dtype::bf16: w.scales[i] = to_float(static_cast<const bf16*>(scales.data)[i]); break;
+            case dtype::f16: w.scales[i] = to_float(static_cast<const f16*>(scales.data)[i]); break;
+            case dtype::i8: throw format_error(core::describe("int8 scale tensor", where, "F32, BF16 or F16", "I8"));
+        }
+        if (!(std::fabs(w.scales[i]) <= std::numeric_limits<float>::max()))
+            throw format_error(core::describe("int8 scale", where, "finite values", "a non-finite scale at element " + std::to_string(i)));
+    }
+    return w;
+}
+
+// The f32 matrix an int8 weight stands for (scale times value), as a tensor a model can take.
+inline tensor_data dequantize(const int8_weight& w) {
+    const std::size_t n = w.shape[0], k = w.shape[1], g = w.group == 0 ? k : w.group, groups = (k + g - 1) / g;
+    auto out = std::make_shared<std::vector<float>>(n * k);
+    for (std::size_t j = 0; j < n; ++j)
+        for (std::size_t i = 0; i < k; ++i) (*out)[j * k + i] = w.scales[j * groups + i / g] * static_cast<float>(w.values[j * k + i]);
+    tensor_data t;
+    t.type = dtype::f32;
+    t.shape = w.shape;
+    t.data = out->data();
+    t.owner = std::move(out);
+    return t;
+}
+
+// A source that can hand out int8 weights as stored (safetensors, checkpoint, mapped_source):
+// get_int8(name, shape) is the weight when `name` is stored as int8 with its scale, else nullopt.
+template <class S>
+concept int8_source = requires(const S& s, const std::string& name, const shape_t& shape) {
+    { s.get_int8(name, shape) } -> std::same_as<std::optional<int8_weight>>;
+};
 
 // A source plus a name prefix. Modules are built from a cursor and ask for their tensors by
 // their own short names; errors carry the full path.
@@ -173,6 +269,22 @@ public:
         tensor_data t = source_->get(full, expected);
         check_shape(t, full, expected);
         return to_param<T>(std::move(t));
+    }
+
+    // The int8 weight `name` as stored (shape-checked), or nullopt when it is not stored as int8 or
+    // the source cannot say (get() then reads it dequantised).
+    std::optional<int8_weight> get_int8(std::string_view name, const shape_t& expected) const {
+        if constexpr (int8_source<S>) {
+            const std::string full = full_name(name);
+            auto w = source_->get_int8(full, expected);
+            if (w && w->shape != expected)
+                throw shape_error(core::describe("weight has the wrong shape", full, shape_string(expected), shape_string(w->shape)));
+            return w;
+        } else {
+            (void)name;
+            (void)expected;
+            return std::nullopt;
+        }
     }
 
     const S& source() const { return *source_; }
