@@ -111,6 +111,19 @@ TEST_CASE("footprint: run memory estimate and its limit", "[models][sizes]") {
                       Contains("the run would need more memory than allowed (at 5b): expected at most 8.59 GB"));
     r.prepack = true;
     CHECK(estimate_memory(c, r).weights == 2 * m.weights);
+    // int8: the linear layers' matrices at 1 byte (4.9 GB measured for the 5B preset's 722 layers),
+    // the embedding table and patch embedding in bf16 (~1.05 GB); scales per 32 add 4 / 32 byte per
+    // weight; no packed copy of int8 matrices.
+    r.int8 = true;
+    const auto q = estimate_memory(c, r);
+    CHECK(q.weights > std::size_t{5'500'000'000});
+    CHECK(q.weights < std::size_t{6'500'000'000});
+    const std::size_t matrices = linear_weights(c), rest = min_weights(c) - matrices;
+    CHECK(q.weights == matrices + 2 * rest);
+    r.int8_group = 32;
+    CHECK(estimate_memory(c, r).weights == matrices + matrices * 4 / 32 + 2 * rest);
+    r.int8 = false;
+    r.int8_group = 0;
     r.prepack = false;
     r.new_tokens = 288230376151711745ull;  // 2^58 + 1: saturates, refused under any limit
     const auto huge = estimate_memory(c, r);

@@ -68,6 +68,38 @@ inline std::size_t min_weights(const any_config& c) {
     return 0;
 }
 
+// The part of min_weights that sits in linear layers' matrices (what --dtype int8 quantises); the
+// rest is embedding tables and the patch embedding, which keep their storage.
+inline std::size_t linear_weights(const vit_config& v) {
+    using namespace footprint_detail;
+    return mul(v.depth, add(attention(v.width, v.width), mlp(v.width, v.mlp, false)));
+}
+inline std::size_t linear_weights(const t5_config& t, bool gated) {
+    using namespace footprint_detail;
+    const std::size_t inner = mul(t.heads, t.d_kv);
+    const std::size_t ffn = mlp(t.d_model, t.d_ff, gated);
+    const std::size_t enc = mul(t.encoder_layers, add(attention(t.d_model, inner), ffn));
+    const std::size_t dec = mul(t.decoder_layers, add(mul(2, attention(t.d_model, inner)), ffn));
+    return add(add(enc, dec), t.tied_embeddings ? 0 : mul(t.vocab, t.d_model));  // the untied head is a linear layer
+}
+inline std::size_t linear_weights(const text_tower_config& t) {
+    using namespace footprint_detail;
+    return mul(t.depth, add(attention(t.width, t.width), mlp(t.width, t.mlp, false)));
+}
+inline std::size_t linear_weights(const any_config& c) {
+    using namespace footprint_detail;
+    switch (c.kind) {
+        case model_kind::vit: return linear_weights(c.vision);
+        case model_kind::t5: return linear_weights(c.text, c.gated_ffn);
+        case model_kind::pali3:
+            return add(add(linear_weights(c.pali.vision), mul(c.pali.projector.in, c.pali.projector.out)),
+                       linear_weights(c.pali.text, c.gated_ffn));
+        case model_kind::siglip_text: return linear_weights(c.siglip_text);
+        case model_kind::siglip: return add(linear_weights(c.vision), linear_weights(c.siglip_text));
+    }
+    return 0;
+}
+
 // ---- run memory -------------------------------------------------------------------------------
 
 // What a run will hold at its peak, in bytes, estimated from the config and the request. Meant to
@@ -81,7 +113,9 @@ struct memory_estimate {
 
 struct run_request {
     std::size_t weight_bytes = 4;  // per weight: 4 f32, 2 bf16
-    bool prepack = false;          // a second, packed copy of the matrices
+    bool int8 = false;             // linear layers' matrices as int8 (1 byte per weight + f32 scales)
+    std::size_t int8_group = 0;    // their scales: one per row (0) or per this many weights
+    bool prepack = false;          // a second, packed copy of the matrices (none for int8 ones)
     std::size_t batch = 1;         // images / sequences at once
     std::size_t prompt_tokens = 64, new_tokens = 32, beam = 1;
     bool training = false;         // + gradients and AdamW moments (3 more f32 per weight)
@@ -91,7 +125,12 @@ inline memory_estimate estimate_memory(const any_config& c, const run_request& r
     using namespace footprint_detail;
     memory_estimate m;
     const std::size_t n_weights = min_weights(c);
-    m.weights = mul(n_weights, add(r.weight_bytes, r.prepack ? r.weight_bytes : 0));
+    if (r.int8) {
+        const std::size_t matrices = std::min(linear_weights(c), n_weights), scales = r.int8_group ? mul(matrices, 4) / r.int8_group : 0;
+        m.weights = add(add(matrices, scales), mul(n_weights - matrices, r.weight_bytes));
+    } else {
+        m.weights = mul(n_weights, add(r.weight_bytes, r.prepack ? r.weight_bytes : 0));
+    }
     if (r.training) m.weights = add(m.weights, mul(n_weights, 12));
     auto tower = [&](const vit_config& v) {  // residual stream, MLP hidden and one head's scores row block
         const std::size_t tokens = mul(v.grid(), v.grid());

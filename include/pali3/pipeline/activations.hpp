@@ -212,7 +212,7 @@ run_result run_traced(const models::any_config& config, const weights::checkpoin
     if (in.checkpoint.empty()) in.checkpoint = ckpt.path();
     models::run_request req;
     check_dtype(o.dtype, o.int8_group);
-    req.weight_bytes = weight_bytes_of(o.dtype);
+    set_weight_request(req, o.dtype, o.int8_group);
     req.prepack = o.prepack;
     req.batch = std::max<std::size_t>({in.images.size(), in.encoder_rows, 1});
     req.prompt_tokens = std::max<std::size_t>(in.encoder_ids.size() / std::max<std::size_t>(in.encoder_rows, 1), 1);

@@ -43,7 +43,7 @@ bench_result bench_pali3(const models::any_config& config, const weights::checkp
     if (o.steps == 0 || o.threads == 0) throw value_error(core::describe("steps and threads", "pali3 bench", ">= 1", 0));
     models::run_request req;
     check_dtype(o.dtype, o.int8_group);
-    req.weight_bytes = weight_bytes_of(o.dtype);
+    set_weight_request(req, o.dtype, o.int8_group);
     req.prepack = o.prepack;
     req.prompt_tokens = o.prompt_tokens;
     req.new_tokens = o.steps;

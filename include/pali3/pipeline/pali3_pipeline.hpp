@@ -48,7 +48,7 @@ struct options {
 // The run a pipeline with these options may make, for the memory estimate (models/footprint.hpp).
 inline models::run_request run_request_of(const options& o) {
     models::run_request req;
-    req.weight_bytes = weight_bytes_of(o.dtype);
+    set_weight_request(req, o.dtype, o.int8_group);
     req.prepack = o.prepack;
     req.prompt_tokens = o.max_prompt_tokens;
     req.new_tokens = o.max_new_tokens;

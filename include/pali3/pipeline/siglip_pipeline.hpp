@@ -79,7 +79,7 @@ public:
         pre_ = resolve_preprocessing(o.preprocessing, o.weights, found_->config.vision.image, &pre_source_);
         check_dtype(o.dtype, o.int8_group);
         models::run_request req;  // image_batch images or text_batch texts at a time
-        req.weight_bytes = weight_bytes_of(o.dtype);
+        set_weight_request(req, o.dtype, o.int8_group);
         req.batch = kind == models::model_kind::siglip ? text_batch : image_batch;
         models::require_memory(models::estimate_memory(found_->config, req), o.max_memory, o.weights);
         const weights::mapped_source src(*ckpt_, weights::rules_for(weights::detect_naming(ckpt_->names()), models::kind_name(kind)));

@@ -28,10 +28,13 @@ inline void check_dtype(std::string_view dtype, std::size_t int8_group) {
 // The storage the model is built in (models::with_model's dtype).
 inline std::string_view storage_of(std::string_view dtype) { return dtype == "int8" ? std::string_view("bf16") : dtype; }
 
-// Bytes per weight for the memory estimate. int8 counts 2, as bf16: an upper bound (the quantised
-// matrices hold 1 byte per weight, the embeddings and other kept tensors 2; the 5B preset peaks at
-// ~6 GB where this says ~10), kept until the estimate counts the two kinds apart.
-inline std::size_t weight_bytes_of(std::string_view dtype) { return dtype == "f32" ? 4 : 2; }
+// How the weights of `dtype` are held, for the memory estimate: 4 or 2 bytes per weight; int8:
+// the linear layers' matrices at 1 byte (+ scales), the kept tensors in bf16.
+inline void set_weight_request(models::run_request& req, std::string_view dtype, std::size_t int8_group) {
+    req.weight_bytes = dtype == "f32" ? 4 : 2;
+    req.int8 = dtype == "int8";
+    req.int8_group = int8_group;
+}
 
 // Loads `model` from `cur` in the form `dtype` names (the model is built in storage_of(dtype)):
 // "int8" quantises each linear layer as soon as it is loaded, so the bf16 matrices never all sit
