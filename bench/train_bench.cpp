@@ -7,13 +7,16 @@
 //   train_vit_tower_step_recompute/B16/<batch>/<threads>
 //   train_t5_block_forward/base/<tokens>/<threads>    one T5-base encoder block (768, 12 heads, d_ff 2048)
 //   train_t5_block_step/base/<tokens>/<threads>
+//   train_attention_backward/<tokens>/<heads>/<dh>   one layer's heads, kernels::attention_backward, 1 thread
 // FLOPs: a step counts 3x the forward's dense and attention products (forward, input gradient,
 // weight gradient); recompute adds one forward.
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
+#include <pali3/kernels/backward.hpp>
 #include <pali3/models/t5.hpp>
 #include <pali3/models/vit.hpp>
 #include <pali3/train/parameters.hpp>
@@ -136,10 +139,35 @@ void bm_t5_step(benchmark::State& state) {
     state.counters["act_MB"] = static_cast<double>(act) / 1e6;
 }
 
+// One attention layer's heads backward (kernels::attention_backward per head, heads x dh
+// interleaved as the layers store them), 1 thread: the score tiles recomputed from q and k, the
+// softmax's exp, and the four gradient products. FLOPs: 5 products of 2 t^2 dh per head (scores,
+// dV, dP, dQ, dK; one score pass while the keys fit one tile).
+void bm_attention_backward(benchmark::State& state) {
+    const std::size_t t = static_cast<std::size_t>(state.range(0)), heads = static_cast<std::size_t>(state.range(1)),
+                      dh = static_cast<std::size_t>(state.range(2)), inner = heads * dh;
+    const auto q = pattern(t * inner), k = pattern(t * inner + 3), v = pattern(t * inner + 7), dout = pattern(t * inner + 11);
+    std::vector<float> o(t * inner), dq(t * inner), dk(t * inner), dv(t * inner);
+    const float scale = 1.f / std::sqrt(static_cast<float>(dh));
+    for (std::size_t h = 0; h < heads; ++h)
+        kernels::attention(t, t, dh, q.data() + h * dh, inner, k.data() + h * dh, inner, v.data() + h * dh, inner, o.data() + h * dh,
+                           inner, scale, {}, {});
+    for (auto _ : state) {
+        for (std::size_t h = 0; h < heads; ++h)
+            kernels::attention_backward(t, t, dh, q.data() + h * dh, inner, k.data() + h * dh, inner, v.data() + h * dh, inner,
+                                        o.data() + h * dh, inner, dout.data() + h * dh, inner, scale, {}, {},
+                                        {dq.data() + h * dh, inner, dk.data() + h * dh, inner, dv.data() + h * dh, inner, nullptr});
+        benchmark::DoNotOptimize(dq.data());
+    }
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(5 * 2.0 * static_cast<double>(t * t * dh * heads) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 BENCHMARK(bm_vit_forward)->Name("train_vit_tower_forward/B16")->Args({8, 1})->Args({8, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(bm_vit_step, plain, false)->Name("train_vit_tower_step/B16")->Args({8, 1})->Args({8, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(bm_vit_step, recompute, true)->Name("train_vit_tower_step_recompute/B16")->Args({8, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_t5_forward)->Name("train_t5_block_forward/base")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_attention_backward)->Name("train_attention_backward")->Args({197, 12, 64})->Args({74, 4, 48})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_t5_step)->Name("train_t5_block_step/base")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

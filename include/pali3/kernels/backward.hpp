@@ -172,6 +172,41 @@ void rms_norm_backward(const float* x, std::size_t ldx, const float* dy, std::si
     }
 }
 
+namespace detail {
+// The largest of x[0..n) and `init` (vector max: a scalar chain is latency-bound).
+template <class Arch = default_arch>
+float row_max(const float* x, std::size_t n, float init) noexcept {
+    using B = fbatch<Arch>;
+    B vm(init);
+    std::size_t j = 0;
+    for (; j + B::size <= n; j += B::size) vm = xsimd::max(vm, B::load_unaligned(x + j));
+    float m = hmax<Arch>(vm);
+    for (; j < n; ++j) m = std::max(m, x[j]);
+    return m;
+}
+// Sum of exp(x[j] - shift) over j < n (exp(-inf) = 0), vectorised as the forward's softmax.
+template <class Arch = default_arch>
+float sum_exp_shifted(const float* x, std::size_t n, float shift) noexcept {
+    using B = fbatch<Arch>;
+    const B vs(shift);
+    B acc(0.f);
+    std::size_t j = 0;
+    for (; j + B::size <= n; j += B::size) acc += xsimd::exp(B::load_unaligned(x + j) - vs);
+    float s = hsum<Arch>(acc);
+    for (; j < n; ++j) s += std::exp(x[j] - shift);
+    return s;
+}
+// x[j] <- exp(x[j] - shift) for j < n.
+template <class Arch = default_arch>
+void exp_shifted(float* x, std::size_t n, float shift) noexcept {
+    using B = fbatch<Arch>;
+    const B vs(shift);
+    std::size_t j = 0;
+    for (; j + B::size <= n; j += B::size) xsimd::exp(B::load_unaligned(x + j) - vs).store_unaligned(x + j);
+    for (; j < n; ++j) x[j] = std::exp(x[j] - shift);
+}
+}  // namespace detail
+
 // One head's attention backward, for out = softmax(scale q k^T + bias + mask) v (the forward of
 // kernels/attention.hpp; o is that forward's output). Given d_out, accumulates
 //   dq += scale dS k,  dk += scale dS^T q,  dv += P^T d_out,  d_bias[d] += sum of dS over distance d,
@@ -232,13 +267,10 @@ inline void attention_backward(std::size_t tq, std::size_t tk, std::size_t dh, c
             scores(i0, bq, j0, bk, s);
             for (std::size_t i = 0; i < bq; ++i) {
                 const float* row = s + i * bk;
-                float mx = m[i];
-                for (std::size_t j = 0; j < bk; ++j) mx = std::max(mx, row[j]);
+                const float mx = detail::row_max(row, bk, m[i]);
                 if (mx == neg_inf) continue;
-                float sum = m[i] == neg_inf ? 0.f : l[i] * std::exp(m[i] - mx);
-                for (std::size_t j = 0; j < bk; ++j) sum += std::exp(row[j] - mx);
+                l[i] = (m[i] == neg_inf ? 0.f : l[i] * std::exp(m[i] - mx)) + detail::sum_exp_shifted(row, bk, mx);
                 m[i] = mx;
-                l[i] = sum;
             }
         }
         for (std::size_t i = 0; i < bq; ++i) {
@@ -252,11 +284,10 @@ inline void attention_backward(std::size_t tq, std::size_t tk, std::size_t dh, c
         for (std::size_t j0 = 0; j0 < tk; j0 += block_k) {
             const std::size_t bk = std::min(block_k, tk - j0);
             if (!one_tile) scores(i0, bq, j0, bk, s);
-            for (std::size_t i = 0; i < bq; ++i)
-                for (std::size_t j = 0; j < bk; ++j) {
-                    float& x = s[i * bk + j];
-                    x = (lse[i] == neg_inf || x == neg_inf) ? 0.f : std::exp(x - lse[i]);
-                }
+            for (std::size_t i = 0; i < bq; ++i) {  // a masked score (-inf) gives exp(-inf) = 0
+                if (lse[i] == neg_inf) std::fill(s + i * bk, s + (i + 1) * bk, 0.f);
+                else detail::exp_shifted(s + i * bk, bk, lse[i]);
+            }
             // dv[j0:] += P^T d_out
             transpose(s, bk, bq, bk, t, bq);
             gemm(bk, t, bq, weight_kn(d_out + i0 * lddo, dh, bq, lddo), g.dv + j0 * g.lddv, g.lddv, acc);
