@@ -33,72 +33,52 @@ constexpr std::size_t mlp(std::size_t d, std::size_t hidden, bool gated) { retur
 }  // namespace footprint_detail
 
 // Lower bounds on the weights of each part: the matrices every model of the config has (no
-// norms, biases, heads or position tables, which resampling may change in size), so a checkpoint
-// that holds fewer elements than this cannot be this model.
-inline std::size_t min_weights(const vit_config& v) {
+// norms, biases or position tables, which resampling may change in size), so a checkpoint that
+// holds fewer elements than this cannot be this model. Counted in two parts: `linear`, the linear
+// layers' matrices (what --dtype int8 quantises, the untied T5 head included), and `tables`, the
+// embedding tables and the patch embedding, which keep their storage.
+struct weight_count {
+    std::size_t linear = 0, tables = 0;
+    std::size_t total() const { return footprint_detail::add(linear, tables); }
+    friend weight_count operator+(const weight_count& a, const weight_count& b) {
+        return {footprint_detail::add(a.linear, b.linear), footprint_detail::add(a.tables, b.tables)};
+    }
+};
+
+inline weight_count count_weights(const vit_config& v) {
     using namespace footprint_detail;
-    const std::size_t block = add(attention(v.width, v.width), mlp(v.width, v.mlp, false));
-    return add(mul(v.depth, block), mul(mul(v.patch, v.patch), mul(v.channels, v.width)));
+    return {mul(v.depth, add(attention(v.width, v.width), mlp(v.width, v.mlp, false))),
+            mul(mul(v.patch, v.patch), mul(v.channels, v.width))};
 }
-inline std::size_t min_weights(const t5_config& t, bool gated) {
+inline weight_count count_weights(const t5_config& t, bool gated) {
     using namespace footprint_detail;
-    const std::size_t inner = mul(t.heads, t.d_kv);
-    const std::size_t ffn = mlp(t.d_model, t.d_ff, gated);
+    const std::size_t inner = mul(t.heads, t.d_kv), ffn = mlp(t.d_model, t.d_ff, gated), table = mul(t.vocab, t.d_model);
     const std::size_t enc = mul(t.encoder_layers, add(attention(t.d_model, inner), ffn));
     const std::size_t dec = mul(t.decoder_layers, add(mul(2, attention(t.d_model, inner)), ffn));
-    const std::size_t tables = mul(t.tied_embeddings ? 1 : 2, mul(t.vocab, t.d_model));  // + the untied head
-    return add(add(enc, dec), tables);
+    return {add(add(enc, dec), t.tied_embeddings ? 0 : table), table};  // the untied head is a linear layer
 }
-inline std::size_t min_weights(const text_tower_config& t) {
+inline weight_count count_weights(const text_tower_config& t) {
     using namespace footprint_detail;
-    const std::size_t block = add(attention(t.width, t.width), mlp(t.width, t.mlp, false));
-    return add(mul(t.depth, block), mul(t.vocab, t.width));
+    return {mul(t.depth, add(attention(t.width, t.width), mlp(t.width, t.mlp, false))), mul(t.vocab, t.width)};
 }
-inline std::size_t min_weights(const any_config& c) {
+inline weight_count count_weights(const any_config& c) {
     using namespace footprint_detail;
     switch (c.kind) {
-        case model_kind::vit: return min_weights(c.vision);
-        case model_kind::t5: return min_weights(c.text, c.gated_ffn);
+        case model_kind::vit: return count_weights(c.vision);
+        case model_kind::t5: return count_weights(c.text, c.gated_ffn);
         case model_kind::pali3:
-            return add(add(min_weights(c.pali.vision), mul(c.pali.projector.in, c.pali.projector.out)),
-                       min_weights(c.pali.text, c.gated_ffn));
-        case model_kind::siglip_text: return min_weights(c.siglip_text);
-        case model_kind::siglip: return add(min_weights(c.vision), min_weights(c.siglip_text));
+            return count_weights(c.pali.vision) + weight_count{mul(c.pali.projector.in, c.pali.projector.out), 0} +
+                   count_weights(c.pali.text, c.gated_ffn);
+        case model_kind::siglip_text: return count_weights(c.siglip_text);
+        case model_kind::siglip: return count_weights(c.vision) + count_weights(c.siglip_text);
     }
-    return 0;
+    return {};
 }
 
-// The part of min_weights that sits in linear layers' matrices (what --dtype int8 quantises); the
-// rest is embedding tables and the patch embedding, which keep their storage.
-inline std::size_t linear_weights(const vit_config& v) {
-    using namespace footprint_detail;
-    return mul(v.depth, add(attention(v.width, v.width), mlp(v.width, v.mlp, false)));
-}
-inline std::size_t linear_weights(const t5_config& t, bool gated) {
-    using namespace footprint_detail;
-    const std::size_t inner = mul(t.heads, t.d_kv);
-    const std::size_t ffn = mlp(t.d_model, t.d_ff, gated);
-    const std::size_t enc = mul(t.encoder_layers, add(attention(t.d_model, inner), ffn));
-    const std::size_t dec = mul(t.decoder_layers, add(mul(2, attention(t.d_model, inner)), ffn));
-    return add(add(enc, dec), t.tied_embeddings ? 0 : mul(t.vocab, t.d_model));  // the untied head is a linear layer
-}
-inline std::size_t linear_weights(const text_tower_config& t) {
-    using namespace footprint_detail;
-    return mul(t.depth, add(attention(t.width, t.width), mlp(t.width, t.mlp, false)));
-}
-inline std::size_t linear_weights(const any_config& c) {
-    using namespace footprint_detail;
-    switch (c.kind) {
-        case model_kind::vit: return linear_weights(c.vision);
-        case model_kind::t5: return linear_weights(c.text, c.gated_ffn);
-        case model_kind::pali3:
-            return add(add(linear_weights(c.pali.vision), mul(c.pali.projector.in, c.pali.projector.out)),
-                       linear_weights(c.pali.text, c.gated_ffn));
-        case model_kind::siglip_text: return linear_weights(c.siglip_text);
-        case model_kind::siglip: return add(linear_weights(c.vision), linear_weights(c.siglip_text));
-    }
-    return 0;
-}
+template <class... Config>
+std::size_t min_weights(const Config&... c) { return count_weights(c...).total(); }
+template <class... Config>
+std::size_t linear_weights(const Config&... c) { return count_weights(c...).linear; }
 
 // ---- run memory -------------------------------------------------------------------------------
 
@@ -124,10 +104,11 @@ struct run_request {
 inline memory_estimate estimate_memory(const any_config& c, const run_request& r) {
     using namespace footprint_detail;
     memory_estimate m;
-    const std::size_t n_weights = min_weights(c);
+    const weight_count count = count_weights(c);
+    const std::size_t n_weights = count.total();
     if (r.int8) {
-        const std::size_t matrices = std::min(linear_weights(c), n_weights), scales = r.int8_group ? mul(matrices, 4) / r.int8_group : 0;
-        m.weights = add(add(matrices, scales), mul(n_weights - matrices, r.weight_bytes));
+        const std::size_t scales = r.int8_group ? mul(count.linear, 4) / r.int8_group : 0;
+        m.weights = add(add(count.linear, scales), mul(count.tables, r.weight_bytes));
     } else {
         m.weights = mul(n_weights, add(r.weight_bytes, r.prepack ? r.weight_bytes : 0));
     }
