@@ -8,6 +8,9 @@
 //   train_t5_block_forward/base/<tokens>/<threads>    one T5-base encoder block (768, 12 heads, d_ff 2048)
 //   train_t5_block_step/base/<tokens>/<threads>
 //   train_attention_backward/<tokens>/<heads>/<dh>   one layer's heads, kernels::attention_backward, 1 thread
+//   train_pali3_step/shapes/<batch>/<threads>        a whole PaLI-3 loss_and_grad + AdamW step at the size the
+//                                                    shapes recipe trains (docs/shapes.md: ViT 96 x 4, patch 8,
+//                                                    64 px; T5 v1.1 d_model 192, d_ff 512, 4 x 48, 2 + 2 layers)
 // FLOPs: a step counts 3x the forward's dense and attention products (forward, input gradient,
 // weight gradient); recompute adds one forward.
 #include <cmath>
@@ -17,8 +20,10 @@
 #include <benchmark/benchmark.h>
 
 #include <pali3/kernels/backward.hpp>
+#include <pali3/models/pali3.hpp>
 #include <pali3/models/t5.hpp>
 #include <pali3/models/vit.hpp>
+#include <pali3/train/optimizer.hpp>
 #include <pali3/train/parameters.hpp>
 #include <pali3/weights/random_source.hpp>
 
@@ -163,6 +168,50 @@ void bm_attention_backward(benchmark::State& state) {
         benchmark::Counter(5 * 2.0 * static_cast<double>(t * t * dh * heads) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// A whole PaLI-3 training step as `pali3 train` runs it on the shapes world: images (batch, 3, 64,
+// 64), prompts of 5 tokens ("detect red circle" + EOS), 12 decoder positions, every parameter
+// trainable, then AdamW. FLOPs: 3x the forward's dense products (patch embedding, tower blocks,
+// projector, encoder and decoder blocks with cross-attention, logits) and attention products.
+void bm_pali3_step(benchmark::State& state) {
+    const models::vit_config v{96, 4, 384, 4, 8, 64};
+    const models::t5_config t{1216, 192, 512, 4, 48, 2, 2};
+    const models::pali3_config c = models::pali3_of(v, t);
+    const std::size_t batch = static_cast<std::size_t>(state.range(0)), prompt = 5, dec = 12;
+    models::pali3_model<float> model(c, weights::cursor(seeded, "pali3"));
+    train::parameters ps(model);
+    train::adamw opt(ps, {1e-4f, 0.9f, 0.999f, 1e-8f, 1e-4f, 1.f});
+    core::thread_pool pool(static_cast<std::size_t>(state.range(1)));
+    const auto img = pattern(batch * 3 * 64 * 64);
+    std::vector<std::vector<std::int32_t>> prompts(batch);
+    std::vector<std::int32_t> ids(batch * dec), targets(batch * dec);
+    for (std::size_t b = 0; b < batch; ++b) {
+        for (std::size_t i = 0; i < prompt; ++i) prompts[b].push_back(static_cast<std::int32_t>((b * 31 + i * 7) % 60 + 3));
+        for (std::size_t i = 0; i < dec; ++i) {
+            ids[b * dec + i] = static_cast<std::int32_t>((b * 13 + i * 101) % t.vocab);
+            targets[b * dec + i] = static_cast<std::int32_t>((b * 17 + i * 89 + 5) % t.vocab);
+        }
+    }
+    auto step = [&] {
+        ps.zero_grad();
+        const double loss = model.loss_and_grad(img.data(), prompts, ids.data(), dec, targets.data(), &ps, pool).first;
+        opt.step(1, pool);
+        benchmark::DoNotOptimize(loss);
+    };
+    step();  // warm-up: the first step's allocations
+    for (auto _ : state) step();
+    const double n = static_cast<double>(v.tokens()), len = n + prompt, d = static_cast<double>(t.d_model);
+    const double inner = static_cast<double>(t.heads * t.d_kv);
+    const double tower = 2.0 * n * static_cast<double>(v.patch * v.patch * 3 * v.width) +
+                         static_cast<double>(v.depth) * block_flops(v.block(), v.tokens());
+    const double projector = 2.0 * n * static_cast<double>(v.width) * d;
+    const double encoder = static_cast<double>(t.encoder_layers) * block_flops(t.block(), static_cast<std::size_t>(len));
+    const double cross = 2.0 * dec * 2 * d * inner + 2.0 * len * 2 * d * inner + 4.0 * dec * len * inner;
+    const double decoder = static_cast<double>(t.decoder_layers) * (block_flops(t.block(), dec) + cross);
+    const double logits = 2.0 * dec * static_cast<double>(t.vocab) * d;
+    const double f = 3.0 * static_cast<double>(batch) * (tower + projector + encoder + decoder + logits);
+    state.counters["GFLOP/s"] = benchmark::Counter(f * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 BENCHMARK(bm_vit_forward)->Name("train_vit_tower_forward/B16")->Args({8, 1})->Args({8, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -171,3 +220,4 @@ BENCHMARK_CAPTURE(bm_vit_step, recompute, true)->Name("train_vit_tower_step_reco
 BENCHMARK(bm_t5_forward)->Name("train_t5_block_forward/base")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_attention_backward)->Name("train_attention_backward")->Args({197, 12, 64})->Args({74, 4, 48})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_t5_step)->Name("train_t5_block_step/base")->Args({256, 1})->Args({256, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_pali3_step)->Name("train_pali3_step/shapes")->Args({32, 1})->Args({32, 2})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "pali3/kernels/backward.hpp"
 #include "pali3/kernels/gemm.hpp"
 #include "pali3/kernels/reference.hpp"
 #include "../common.hpp"
@@ -347,4 +348,63 @@ TEST_CASE("gemm rejects inconsistent operands with a clear message", "[kernels][
     CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_nk<float>(nullptr, 8, 8), c.data(), 8), value_error);
     CHECK_THROWS_AS(gemm(8, a.data(), 8, weight_nk(w.data(), 0, 8), c.data(), 8), shape_error);
     CHECK_NOTHROW(gemm(0, a.data(), 8, weight_nk(w.data(), 8, 8), c.data(), 8));
+}
+
+TEST_CASE("gemm_transposed_a: A read from A^T gives gemm's bits; weight_grad matches the double reference",
+          "[kernels][gemm][backward]") {
+    gemm_tiling<default_arch> small{};
+    small.kc = 16;
+    small.nc = gemm_tiling<default_arch>::nr * 2;
+    small.chunks_per_thread = 7;
+    small.parallel_min_macs = 0;
+    gemm_tiling<default_arch> blocks = small;
+    blocks.panel_order_rows = 0;  // W packed a kc x nc block at a time
+    const problem cases[] = {{5, 7, 3}, {13, 47, 129}, {29, 65, 257}, {64, 64, 64}, {100, 130, 530}, {257, 97, 1031}, {48, 15, 77}};
+    for (const auto& p : cases)
+        for (auto layout : {weight_layout::nk, weight_layout::kn})
+            for (const auto* tiling : {&small, &blocks}) {
+                const std::size_t ldat = p.m + 3, ldc = p.n + 5, ldw = (layout == weight_layout::nk ? p.k : p.n) + 2;
+                const auto seed = static_cast<std::uint32_t>(p.m * 17 + p.n * 5 + p.k);
+                const auto at = test::random_vector(p.k * ldat, seed);  // A^T (k, m)
+                const auto wf = test::random_vector((layout == weight_layout::nk ? p.n : p.k) * ldw, seed + 1, 0.2f);
+                const auto bias = test::random_vector(p.n, seed + 2);
+                const auto c0 = test::random_vector(p.m * ldc, seed + 3);
+                std::vector<float> a(p.m * p.k);  // the same A, row-major
+                for (std::size_t i = 0; i < p.m; ++i)
+                    for (std::size_t q = 0; q < p.k; ++q) a[i * p.k + q] = at[q * ldat + i];
+                const weight_ref<float> w{wf.data(), p.n, p.k, ldw, layout};
+                const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
+                for (std::size_t threads : {1u, 2u}) {
+                    core::thread_pool pool(threads);
+                    auto want = c0, got = c0;
+                    gemm(p.m, a.data(), p.k, w, want.data(), ldc, ep, pool, *tiling);
+                    gemm_transposed_a(p.m, at.data(), ldat, w, got.data(), ldc, ep, pool, *tiling);
+                    INFO("m=" << p.m << " n=" << p.n << " k=" << p.k << " threads=" << threads << " kc=" << tiling->kc);
+                    REQUIRE(std::memcmp(want.data(), got.data(), got.size() * sizeof(float)) == 0);
+                    const auto expect = ref::gemm(p.m, a.data(), p.k, w, c0.data(), ldc, ep);
+                    std::vector<float> rows(p.m * p.n);
+                    for (std::size_t i = 0; i < p.m; ++i)
+                        for (std::size_t j = 0; j < p.n; ++j) rows[i * p.n + j] = got[i * ldc + j];
+                    REQUIRE(test::nmse(rows, expect) <= 1e-9);
+                }
+            }
+    // weight_grad: dW (n, k) += dY^T X over m rows, n on both paths (GEMV rows, transposed-A GEMM).
+    for (const problem p : {problem{300, 3, 37}, problem{300, 37, 29}, problem{1031, 97, 65}}) {
+        const std::size_t m = p.m, n = p.n, k = p.k, lddy = n + 1, ldx = k + 2;
+        const auto dy = test::random_vector(m * lddy, 91), x = test::random_vector(m * ldx, 92);
+        auto dw = test::random_vector(n * k, 93);
+        std::vector<double> expect(dw.begin(), dw.end());
+        for (std::size_t j = 0; j < n; ++j)
+            for (std::size_t q = 0; q < k; ++q)
+                for (std::size_t i = 0; i < m; ++i)
+                    expect[j * k + q] += static_cast<double>(dy[i * lddy + j]) * static_cast<double>(x[i * ldx + q]);
+        core::thread_pool pool(2);
+        weight_grad(m, dy.data(), lddy, n, x.data(), ldx, k, dw.data(), k, pool);
+        INFO("m=" << m << " n=" << n << " k=" << k);
+        CHECK(test::nmse(dw, expect) <= 1e-9);
+    }
+    std::vector<float> at(64), w(64), c(64);
+    CHECK_THROWS_WITH(gemm_transposed_a(8, at.data(), 4, weight_nk(w.data(), 8, 8), c.data(), 8),
+                      "A^T's leading dimension smaller than m (at gemm_transposed_a): expected >= 8, found 4");
+    CHECK_THROWS_AS(gemm_transposed_a(3, at.data(), 8, weight_nk(w.data(), 8, 8), c.data(), 8), shape_error);
 }

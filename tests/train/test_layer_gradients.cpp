@@ -1,6 +1,8 @@
 // Every layer's backward against central finite differences of its double twin (twins.hpp), on
 // odd shapes (nothing a multiple of the SIMD width). Each line printed is one tensor's relative
 // error ||ours - fd|| / ||fd||.
+#include <cstring>
+
 #include <catch2/catch.hpp>
 
 #include "../common.hpp"
@@ -419,4 +421,39 @@ TEST_CASE("token cross-entropy: ignore index, label smoothing", "[train][gradien
     const std::vector<std::int32_t> bad{4, 23, 0, 0, 0};
     CHECK_THROWS_WITH(kernels::cross_entropy(z.data(), vocab, rows, vocab, bad.data(), nullptr, 0),
                       Catch::Contains("target id out of range") && Catch::Contains("23"));
+}
+
+// The element-wise passes of forward_train / backward run on threads in parts of
+// detail::elementwise_grain: gradients and outputs are the same bits on 1, 2 and 3 threads (rows x
+// hidden = 611 x 97 = 59267 floats: 3 parts, the last ending off every SIMD width).
+TEST_CASE("MLP training passes give the same bits on any thread count", "[train][gradients]") {
+    const std::size_t rows = 611, w = 23, hidden = 97;
+    static_assert(611 * 97 > 3 * detail::elementwise_grain, "the shape must split into three parts");
+    const auto x = test::random_vector(rows * w, 27), r = test::random_vector(rows * w, 28);
+    auto run = [&](auto& m, auto& saved, core::thread_pool& pool) {
+        train::parameters ps(m);
+        std::vector<float> y(rows * w), dx(rows * w);
+        m.forward_train(x.data(), rows, y.data(), saved, pool);
+        m.backward(x.data(), rows, saved, r.data(), dx.data(), ps, pool);
+        for (const auto& p : ps.list()) y.insert(y.end(), p.grad.begin(), p.grad.end());
+        y.insert(y.end(), dx.begin(), dx.end());
+        return y;
+    };
+    mlp<kernels::act::gelu_tanh> plain({w, hidden, true}, weights::cursor(seeded_grads, "mlp"));
+    gated_mlp<kernels::act::gelu_tanh> gated({w, hidden, false}, weights::cursor(seeded_grads, "gmlp"));
+    std::vector<float> first_plain, first_gated;
+    for (std::size_t threads : {1u, 2u, 3u}) {
+        core::thread_pool pool(threads);
+        mlp<kernels::act::gelu_tanh>::saved sp;
+        gated_mlp<kernels::act::gelu_tanh>::saved sg;
+        const auto a = run(plain, sp, pool), b = run(gated, sg, pool);
+        if (threads == 1) {
+            first_plain = a;
+            first_gated = b;
+            continue;
+        }
+        INFO("threads=" << threads);
+        REQUIRE(std::memcmp(a.data(), first_plain.data(), a.size() * sizeof(float)) == 0);
+        REQUIRE(std::memcmp(b.data(), first_gated.data(), b.size() * sizeof(float)) == 0);
+    }
 }

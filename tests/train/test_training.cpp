@@ -385,3 +385,31 @@ TEST_CASE("ordinal rows: nearby <loc> bins start close, far ones apart, at the t
     CHECK_THROWS_WITH(train::ordinal_rows(table.data(), rows, width, 100, count, 3),
                       Catch::Contains("ordinal rows out of the table") && Catch::Contains("100 + 1024"));
 }
+
+TEST_CASE("AdamW on threads: the same update as on one thread, bit for bit", "[train][optimizer]") {
+    // Two linears of 300 x 500 + 300 (over 2 x 2^16 elements, so the update is split), one more
+    // tensor frozen in between; the same gradients, three steps with weight decay and clipping.
+    auto make = [] {
+        layers::linear<float> lin({500, 300, true}, weights::cursor(seeded_training, "big"));
+        return lin;
+    };
+    auto one = make(), many = make();
+    train::parameters p1(one), p3(many);
+    p1.at("bias").trainable = p3.at("bias").trainable = false;
+    const train::adamw_config c{1e-2f, 0.9f, 0.99f, 1e-8f, 0.1f, 0.5f};
+    train::adamw o1(p1, c), o3(p3, c);
+    core::thread_pool pool(3);
+    const float w0 = p1.at("weight").value[0];
+    for (std::uint32_t step = 0; step < 3; ++step) {
+        const auto g = test::random_vector(p1.at("weight").size(), 500 + step);
+        p1.at("weight").grad.assign(g.begin(), g.end());
+        p3.at("weight").grad.assign(g.begin(), g.end());
+        o1.step();
+        o3.step(1, pool);
+    }
+    const auto& w1 = p1.at("weight");
+    const auto& w3 = p3.at("weight");
+    REQUIRE(std::memcmp(w1.value, w3.value, w1.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(p1.at("bias").value, p3.at("bias").value, p1.at("bias").size() * sizeof(float)) == 0);
+    CHECK(w1.value[0] != w0);
+}

@@ -202,4 +202,20 @@ inline range split(std::size_t n, std::size_t parts, std::size_t i, std::size_t 
     return {std::min(n, b0 * grain), std::min(n, b1 * grain)};
 }
 
+// fn(begin, end) over [0, n) cut into up to exec.size() parts of at least `grain` items each,
+// boundaries on multiples of `grain` (an element-wise kernel split on SIMD-width multiples gives
+// the same bits on any thread count); one call on the calling thread below 2 grains.
+template <executor E, class F>
+void for_ranges(E& exec, std::size_t n, std::size_t grain, F&& fn) {
+    const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(exec.size(), n / grain));
+    if (parts == 1) {
+        fn(std::size_t{0}, n);
+        return;
+    }
+    exec.run(parts, [&](std::size_t t) {
+        const range r = split(n, parts, t, grain);
+        if (r.begin < r.end) fn(r.begin, r.end);
+    });
+}
+
 }  // namespace pali3::core

@@ -5,7 +5,7 @@
 // with one operand transposed into a scratch panel first.
 //
 //   y = x W^T + b:  dx = dy W          (W read in the other layout: no copy)
-//                   dW += dy^T x       (dy transposed once, O(m n), then one GEMM)
+//                   dW += dy^T x       (one GEMM whose packer reads dy^T from dy's rows)
 //                   db += colsum(dy)
 #pragma once
 
@@ -52,9 +52,13 @@ template <core::executor E = core::sequential>
 void weight_grad(std::size_t m, const float* dy, std::size_t lddy, std::size_t n, const float* x, std::size_t ldx,
                  std::size_t k, float* dw, std::size_t lddw, E&& exec = E{}) {
     if (m == 0) return;
-    float* dyt = detail::backward_buffer(0, n * m);  // (n, m)
-    transpose(dy, lddy, m, n, dyt, m);
     epilogue<> ep{nullptr, 1.f, true};
+    if (n > gemv_max_rows) {  // dY^T packed from dY's rows as the GEMM goes: no transpose pass
+        gemm_transposed_a(n, dy, lddy, weight_kn(x, k, m, ldx), dw, lddw, ep, exec);
+        return;
+    }
+    float* dyt = detail::backward_buffer(0, n * m);  // (n, m), for the GEMV path
+    transpose(dy, lddy, m, n, dyt, m);
     gemm(n, dyt, m, weight_kn(x, k, m, ldx), dw, lddw, ep, exec);
 }
 

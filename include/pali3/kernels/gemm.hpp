@@ -19,7 +19,8 @@
 // n (or m when n is narrow) on panel boundaries; splitting n, they first pack A together (a row
 // slice each, into one shared buffer), then take column chunks from a queue. k is never split,
 // so every element of C is summed in the same order for any thread count. m <= 4 goes to the
-// GEMV kernels.
+// GEMV kernels. gemm_transposed_a takes A as A^T (k, m) and packs its panels from there (the
+// weight gradient dY^T X without a transpose pass); the rest is the same path.
 #pragma once
 
 #include <algorithm>
@@ -72,11 +73,11 @@ std::size_t k_block(const epilogue<Act>& ep, const gemm_tiling<Arch>& tiling, st
 // All of A (m rows) packed for every k block: block pc at dst + pc * m, as gemm_block packs it;
 // rows [r0, r1) only (r0 a multiple of MR), so threads can share the work.
 template <std::size_t MR>
-void pack_a_blocks(const float* a, std::size_t lda, std::size_t m, std::size_t k, std::size_t kc_max,
-                   std::size_t r0, std::size_t r1, float* dst) {
+void pack_a_blocks(const a_operand& a, std::size_t m, std::size_t k, std::size_t kc_max, std::size_t r0, std::size_t r1,
+                   float* dst) {
     for (std::size_t pc = 0; pc < k; pc += kc_max) {
         const std::size_t kc = std::min(kc_max, k - pc);
-        pack_a<MR>(a + r0 * lda + pc, lda, r1 - r0, kc, dst + pc * m + r0 * kc);
+        a.pack<MR>(r0, r1 - r0, pc, kc, dst + pc * m + r0 * kc);
     }
 }
 
@@ -84,7 +85,7 @@ void pack_a_blocks(const float* a, std::size_t lda, std::size_t m, std::size_t k
 // pack_w packs). `packed_a`: all rows already packed by
 // pack_a_blocks (then m0 = 0, m1 = m), or null to pack them here.
 template <class Arch, class Act, class Wt>
-void gemm_block(const float* a, std::size_t lda, const Wt& w, float* c,
+void gemm_block(const a_operand& a, const Wt& w, float* c,
                 std::size_t ldc, const epilogue<Act>& ep, const gemm_tiling<Arch>& tiling,
                 std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1,
                 const float* packed_a = nullptr) {
@@ -110,7 +111,7 @@ void gemm_block(const float* a, std::size_t lda, const Wt& w, float* c,
         // A is packed once per k block for all rows (every W block reuses it); each
         // micro-panel (MR x kc) then stays in L1 while the W panels of a block stream past.
         const float* ap = packed_a ? packed_a + pc * rows : own_a;
-        if (!packed_a) pack_a<MR>(a + m0 * lda + pc, lda, rows, kc, own_a);
+        if (!packed_a) a.pack<MR>(m0, rows, pc, kc, own_a);
         if (!pre && rows <= tiling.panel_order_rows) {
             // With few rows each W element is used by few row panels, so packing a
             // whole kc x nc W block before computing on it exposes the block's read (from L3 or
@@ -171,7 +172,7 @@ void check_tiling(const gemm_tiling<Arch>& tiling, const char* where) {
 
 // The packed path of gemm (any m; W a weight_ref or an int8_matrix) on `threads` threads of exec.
 template <class Arch, class Act, class Wt, class E>
-void gemm_packed(std::size_t m, const float* a, std::size_t lda, const Wt& w, float* c, std::size_t ldc,
+void gemm_packed(std::size_t m, const a_operand& a, const Wt& w, float* c, std::size_t ldc,
                  const epilogue<Act>& ep, E& exec, const gemm_tiling<Arch>& tiling, std::size_t threads) {
     using tiling_t = gemm_tiling<Arch>;
     const std::size_t n_panels = (w.n + tiling_t::nr - 1) / tiling_t::nr;
@@ -188,22 +189,22 @@ void gemm_packed(std::size_t m, const float* a, std::size_t lda, const Wt& w, fl
         float* ap = gemm_scratch(2, m * w.k);
         exec.run(parts, [&](std::size_t t) {
             const core::range r = core::split(m, parts, t, tiling_t::mr);
-            if (r.begin < r.end) pack_a_blocks<tiling_t::mr>(a, lda, m, w.k, kc_max, r.begin, r.end, ap);
+            if (r.begin < r.end) pack_a_blocks<tiling_t::mr>(a, m, w.k, kc_max, r.begin, r.end, ap);
         });
         const std::size_t chunks = std::min(n_panels, parts * std::max<std::size_t>(1, tiling.chunks_per_thread));
         exec.run(chunks, [&](std::size_t t) {
             const core::range r = core::split(w.n, chunks, t, tiling_t::nr);
-            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end, ap);
+            if (r.begin < r.end) gemm_block(a, w, c, ldc, ep, tiling, 0, m, r.begin, r.end, ap);
         });
         return;
     }
     exec.run(parts, [&](std::size_t t) {
         if (split_n) {
             const core::range r = core::split(w.n, parts, t, tiling_t::nr);
-            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, 0, m, r.begin, r.end);
+            if (r.begin < r.end) gemm_block(a, w, c, ldc, ep, tiling, 0, m, r.begin, r.end);
         } else {
             const core::range r = core::split(m, parts, t, tiling_t::mr);
-            if (r.begin < r.end) gemm_block(a, lda, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
+            if (r.begin < r.end) gemm_block(a, w, c, ldc, ep, tiling, r.begin, r.end, 0, w.n);
         }
     });
 }
@@ -263,7 +264,24 @@ void gemm(std::size_t m, const float* a, std::size_t lda, const weight_ref<T>& w
         }
     }
 #endif
-    detail::gemm_packed(m, a, lda, w, c, ldc, ep, exec, tiling, threads);
+    detail::gemm_packed(m, detail::a_operand{a, lda}, w, c, ldc, ep, exec, tiling, threads);
+}
+
+// The same product with A given transposed: at (k, m), rows ldat apart, holds A^T (a weight
+// gradient's dY^T . X reads dY where it lies). f32 W, m > gemv_max_rows: the packed path, its
+// packer reading A^T's rows (no transpose pass).
+template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
+void gemm_transposed_a(std::size_t m, const float* at, std::size_t ldat, const weight_ref<float>& w, float* c,
+                       std::size_t ldc, const epilogue<Act>& ep = {}, E&& exec = E{}, const gemm_tiling<Arch>& tiling = {}) {
+    detail::check_operands("gemm_transposed_a", m, w.k, w, at, c, ldc);
+    if (w.k > 1 && ldat < m)
+        throw shape_error(core::describe("A^T's leading dimension smaller than m", "gemm_transposed_a", ">= " + std::to_string(m), ldat));
+    if (m <= gemv_max_rows)
+        throw shape_error(core::describe("rows of a transposed-A GEMM", "gemm_transposed_a",
+                                         "more than " + std::to_string(gemv_max_rows) + " (fewer: transpose, then gemm)", m));
+    detail::check_tiling(tiling, "gemm_transposed_a");
+    const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
+    detail::gemm_packed(m, detail::a_operand{at, ldat, true}, w, c, ldc, ep, exec, tiling, threads);
 }
 
 // Packs an f32 matrix once for the f32 GEMM with this tiling (null when nothing would use it:

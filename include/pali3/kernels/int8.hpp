@@ -310,7 +310,7 @@ void gemm_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix
     if (m <= gemv_max_rows) return detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
     detail::check_tiling(tiling, "gemm_int8");
     const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
-    detail::gemm_packed(m, a, lda, w, c, ldc, ep, exec, tiling, threads);
+    detail::gemm_packed(m, detail::a_operand{a, lda}, w, c, ldc, ep, exec, tiling, threads);
 }
 
 }  // namespace pali3::kernels

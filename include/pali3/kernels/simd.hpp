@@ -112,6 +112,28 @@ inline float hmax(const fbatch<Arch>& v) noexcept {
     return m;
 }
 
+#if defined(__AVX__)
+// out[p] lane j = in[j] lane p: an 8x8 transpose of 32-bit lanes in registers (24 shuffles per 64
+// elements), the AVX2 counterpart of transpose_16x16_registers (the f32 GEMM's A packer).
+inline void transpose_8x8_registers(const __m256 (&in)[8], __m256 (&out)[8]) noexcept {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);      // rows 2i, 2i+1 at columns 0, 1 | 4, 5
+        t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);  // at columns 2, 3 | 6, 7
+    }
+    for (int h = 0; h < 2; ++h) {  // s[4h + c]: rows 4h..4h+3 of column c | column c + 4
+        s[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        s[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xee);
+        s[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        s[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xee);
+    }
+    for (int c = 0; c < 4; ++c) {
+        out[c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+        out[c + 4] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+    }
+}
+#endif
+
 #if defined(__AVX512F__)
 // out[p] lane j = in[j] lane p: a 16x16 transpose of 32-bit lanes in registers (64 shuffles per 256
 // elements). Used by both GEMM packers (f32 panels in gemm.hpp, bf16 pairs for the VNNI panels in amx.hpp).

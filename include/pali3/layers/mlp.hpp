@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "pali3/core/threading.hpp"
 #include "pali3/core/workspace.hpp"
 #include "pali3/layers/linear.hpp"
 
@@ -36,6 +37,9 @@ decltype(auto) with_layer_activation(kernels::activation_id id, F&& f) {
 }
 template <class Act>
 concept trainable_choice = kernels::is_by_config_v<Act> || kernels::differentiable_activation<Act>;
+// Element-wise passes over the hidden activations are split across threads in parts of at least
+// this many floats, on multiples of 16 (every SIMD width: the same bits on any thread count).
+inline constexpr std::size_t elementwise_grain = 16 * 1024;
 }  // namespace detail
 
 template <kernels::activation_choice Act = kernels::act::gelu_tanh, weight_storage Storage = float>
@@ -101,7 +105,9 @@ public:
         fc1_.forward(x, cfg_.width, rows, s.pre.data(), cfg_.hidden, exec);
         core::buffer h(s.pre.size());
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::apply_activation<A>(s.pre.data(), h.data(), h.size());
+            core::for_ranges(exec, h.size(), detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::apply_activation<A>(s.pre.data() + b, h.data() + b, e - b);
+            });
         });
         fc2_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
@@ -113,11 +119,15 @@ public:
                   bool accumulate = false) const {
         core::buffer h(s.pre.size()), dh(rows * cfg_.hidden);
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::apply_activation<A>(s.pre.data(), h.data(), h.size());
+            core::for_ranges(exec, h.size(), detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::apply_activation<A>(s.pre.data() + b, h.data() + b, e - b);
+            });
         });
         fc2_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::activation_backward<A>(s.pre.data(), dh.data(), dh.data(), dh.size());
+            core::for_ranges(exec, dh.size(), detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::activation_backward<A>(s.pre.data() + b, dh.data() + b, dh.data() + b, e - b);
+            });
         });
         fc1_.backward(x, cfg_.width, rows, dh.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
     }
@@ -191,7 +201,9 @@ public:
         wi1_.forward(x, cfg_.width, rows, s.up.data(), cfg_.hidden, exec);
         core::buffer h(rows * cfg_.hidden);
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::gated_activation<A>(s.gate.data(), s.up.data(), h.data(), h.size());
+            core::for_ranges(exec, h.size(), detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::gated_activation<A>(s.gate.data() + b, s.up.data() + b, h.data() + b, e - b);
+            });
         });
         wo_.forward(h.data(), cfg_.hidden, rows, y, cfg_.width, exec, accumulate);
     }
@@ -203,11 +215,16 @@ public:
         const std::size_t n = rows * cfg_.hidden;
         core::buffer h(n), dh(n), dgate(n), dup(n);
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::gated_activation<A>(s.gate.data(), s.up.data(), h.data(), n);
+            core::for_ranges(exec, n, detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::gated_activation<A>(s.gate.data() + b, s.up.data() + b, h.data() + b, e - b);
+            });
         });
         wo_.backward(h.data(), cfg_.hidden, rows, dy, cfg_.width, dh.data(), cfg_.hidden, g, exec);
         detail::with_layer_activation<Act>(act_, [&]<class A>(std::type_identity<A>) {
-            kernels::gated_activation_backward<A>(s.gate.data(), s.up.data(), dh.data(), dgate.data(), dup.data(), n);
+            core::for_ranges(exec, n, detail::elementwise_grain, [&](std::size_t b, std::size_t e) {
+                kernels::gated_activation_backward<A>(s.gate.data() + b, s.up.data() + b, dh.data() + b, dgate.data() + b,
+                                                      dup.data() + b, e - b);
+            });
         });
         wi0_.backward(x, cfg_.width, rows, dgate.data(), cfg_.hidden, dx, cfg_.width, g, exec, accumulate);
         wi1_.backward(x, cfg_.width, rows, dup.data(), cfg_.hidden, dx, cfg_.width, g, exec, dx != nullptr);

@@ -445,7 +445,7 @@ inline std::size_t run_training(const train_options& o, const std::function<void
                 for (std::size_t i = 0; i < o.batch; ++i) batch.push_back(&examples[order.at(position++)]);
                 loss += detail::batch_loss(model, c, batch, tok, o, ps, pool, images);
             }
-            const auto st = opt.step(o.accumulate);
+            const auto st = opt.step(o.accumulate, pool);
             train_progress p;
             p.step = opt.steps();
             p.steps = o.steps;

@@ -7,6 +7,7 @@
 //   for (...) { params.zero_grad(); for (micro-batches) model.backward(..., params); opt.step(micro_batches); }
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "pali3/core/threading.hpp"
 #include "pali3/train/parameters.hpp"
 #include "pali3/weights/safetensors.hpp"
 
@@ -105,7 +107,10 @@ public:
     // One update from the gradients accumulated over `micro_batches` backward passes (each a
     // mean over its own batch: they are divided by micro_batches first). A non-finite gradient
     // norm is an error naming the first tensor with a non-finite gradient (nothing is updated).
-    step_stats step(std::size_t micro_batches = 1) {
+    // The element-wise update runs on exec's threads, each on an equal share of all trainable
+    // elements (the result does not depend on the thread count).
+    template <core::executor E = core::sequential>
+    step_stats step(std::size_t micro_batches = 1, E&& exec = E{}) {
         if (micro_batches == 0)
             throw value_error(core::describe("optimizer step over no micro-batches", "train::adamw", ">= 1", 0));
         if (micro_batches > 1) params_->scale_grad(1.f / static_cast<float>(micro_batches));
@@ -128,20 +133,33 @@ public:
         const float lr = static_cast<float>(st.lr), b1 = cfg_.beta1, b2 = cfg_.beta2;
         const float step_size = static_cast<float>(st.lr / c1), inv_sqrt_c2 = static_cast<float>(1.0 / std::sqrt(c2));
         auto& list = params_->list();
-        for (std::size_t i = 0; i < list.size(); ++i) {
-            parameter& p = list[i];
-            if (!p.trainable) continue;
-            float* w = p.value;
-            float* m = m_[i].data();
-            float* v = v_[i].data();
-            const float decay = p.decay ? 1.f - lr * cfg_.weight_decay : 1.f;
-            for (std::size_t j = 0; j < p.size(); ++j) {
-                const float g = p.grad[j] * clip;
-                m[j] = b1 * m[j] + (1.f - b1) * g;
-                v[j] = b2 * v[j] + (1.f - b2) * g * g;
-                w[j] = w[j] * decay - step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_c2 + cfg_.eps);
+        std::size_t total = 0;
+        for (const auto& p : list)
+            if (p.trainable) total += p.size();
+        const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), total / min_elements_per_thread));
+        exec.run(parts, [&](std::size_t t) {
+            const core::range share = core::split(total, parts, t);
+            std::size_t offset = 0;  // tensor i's first element among all trainable elements
+            for (std::size_t i = 0; i < list.size() && offset < share.end; ++i) {
+                parameter& p = list[i];
+                if (!p.trainable) continue;
+                const std::size_t begin = offset;
+                offset += p.size();
+                if (offset <= share.begin) continue;
+                const std::size_t first = std::max(begin, share.begin) - begin, last = std::min(offset, share.end) - begin;
+                float* w = p.value;
+                float* m = m_[i].data();
+                float* v = v_[i].data();
+                const float* grad = p.grad.data();
+                const float decay = p.decay ? 1.f - lr * cfg_.weight_decay : 1.f;
+                for (std::size_t j = first; j < last; ++j) {
+                    const float g = grad[j] * clip;
+                    m[j] = b1 * m[j] + (1.f - b1) * g;
+                    v[j] = b2 * v[j] + (1.f - b2) * g * g;
+                    w[j] = w[j] * decay - step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_c2 + cfg_.eps);
+                }
             }
-        }
+        });
         ++step_;
         return st;
     }
@@ -188,6 +206,8 @@ public:
     }
 
 private:
+    static constexpr std::size_t min_elements_per_thread = std::size_t{1} << 16;  // below: fork/join costs more
+
     static void copy_in(const weights::safetensors_source& src, const std::string& name, const shape_t& shape, float* dst) {
         const weights::param<float> t = weights::to_param<float>(src.get(name, shape));
         std::copy_n(t.data, shape_size(shape), dst);
