@@ -13,7 +13,8 @@ Two measurements on scenes with ground truth (`pali3 make-scenes`), both through
   3. The same kind of probe for colour: a linear classifier (least squares on one-hot targets) of
      the colour of the object under each token's centre, on the tokens that lie inside an object;
      accuracy on the held-out half (25 % = chance over the four colours). A stage whose tokens no
-     longer say the colour explains captions and answers with the wrong colour.
+     longer say the colour explains captions and answers with the wrong colour. And for the
+     object's shape (33 % = chance over the three shapes).
 
   /usr/bin/python3 scripts/shapes_diagnose.py CHECKPOINT SCENES_DIR TOKENIZER [--pali3 build/gcc/tools/pali3]
 Needs numpy (Debian: python3-numpy)."""
@@ -69,7 +70,9 @@ def main():
     feats = {n: [] for _, n in stages}
     grid = None
     colours = []  # per scene, per token: colour index of the object under the token's centre, -1 for none
+    shapes = []   # the same for its shape
     names = ["red", "green", "blue", "yellow"]
+    shape_names = ["circle", "square", "triangle"]
     for s in scenes[:a.scenes_probe]:
         dump(a, os.path.join(a.scenes, s["image"]), "detect circle", [0], tmp)
         for _, n in stages:
@@ -80,13 +83,16 @@ def main():
                 grid = int(round(np.sqrt(first.reshape(-1, first.shape[-1]).shape[0])))
             feats[n].append(x[:grid * grid])
         lab = np.full(grid * grid, -1)
+        shp = np.full(grid * grid, -1)
         for o in s["objects"]:
             y1, x1, y2, x2 = o["box"]
             for t in range(grid * grid):
                 cy, cx = (t // grid + 0.5) * 64 / grid, (t % grid + 0.5) * 64 / grid
                 if y1 <= cy < y2 and x1 <= cx < x2:
                     lab[t] = names.index(o["color"])
+                    shp[t] = shape_names.index(o["shape"])
         colours.append(lab)
+        shapes.append(shp)
     rows = np.repeat(np.arange(grid), grid)
     cols = np.tile(np.arange(grid), grid)
     print(f"linear probe of each image token's grid position ({grid} x {grid} tokens, {a.scenes_probe} scenes, R^2 on held-out half):")
@@ -100,17 +106,19 @@ def main():
             pred = x[half:] @ w
             r2.append(1 - ((pred - target[half:]) ** 2).mean() / target[half:].var())
         print(f"  {label:<26} row {r2[0]:6.3f}  column {r2[1]:6.3f}")
-    lab = np.concatenate(colours)
-    inside = lab >= 0
-    print(f"linear probe of the colour under each token ({inside.sum()} tokens inside objects; accuracy on held-out half, chance 25 %):")
-    for label, n in stages:
-        x = np.concatenate(feats[n]).astype(np.float64)[inside]
-        x = np.hstack([x, np.ones((len(x), 1))])
-        y = lab[inside]
-        half = len(x) // 2
-        w = np.linalg.lstsq(x[:half], np.eye(4)[y[:half]], rcond=None)[0]
-        acc = ((x[half:] @ w).argmax(1) == y[half:]).mean()
-        print(f"  {label:<26} {100 * acc:5.1f} %")
+    for what, per_scene, classes in (("colour", colours, len(names)), ("shape", shapes, len(shape_names))):
+        lab = np.concatenate(per_scene)
+        inside = lab >= 0
+        print(f"linear probe of the {what} under each token ({inside.sum()} tokens inside objects; accuracy on held-out half, "
+              f"chance {100 / classes:.0f} %):")
+        for label, n in stages:
+            x = np.concatenate(feats[n]).astype(np.float64)[inside]
+            x = np.hstack([x, np.ones((len(x), 1))])
+            y = lab[inside]
+            half = len(x) // 2
+            w = np.linalg.lstsq(x[:half], np.eye(classes)[y[:half]], rcond=None)[0]
+            acc = ((x[half:] @ w).argmax(1) == y[half:]).mean()
+            print(f"  {label:<26} {100 * acc:5.1f} %")
 
 
 if __name__ == "__main__":
