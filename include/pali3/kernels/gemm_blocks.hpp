@@ -265,7 +265,7 @@ void pack_a(const float* a, std::size_t lda, std::size_t mc, std::size_t kc, flo
                 }
             }
 #elif defined(__AVX__)
-            if constexpr (MR <= 8) {
+            if constexpr (MR >= 4 && MR <= 8) {
                 // 8 k at a time: MR rows (zero-padded to 8) transposed in registers, each column
                 // stored as MR floats — the scalar gather below took ~8 % of a shapes PaLI-3
                 // training step on AVX2 (bench train_pali3_step). Columns are stored whole, in
