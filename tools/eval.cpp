@@ -2,6 +2,7 @@
 // truth (DIR/scenes.jsonl from `pali3 make-scenes`, or any renderer's in the same format):
 // caption exact match, detection (IoU >= 0.5 per object asked for; no box for a shape that is not
 // there) and VQA exact match (docs/shapes.md).
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -30,6 +31,16 @@ struct tally {
         return x;
     }
 };
+
+// The kind of a shapes-world question (docs/shapes.md) by its opening words: a model can be good
+// at counting and poor at shapes, and one VQA number hides which.
+constexpr std::array<const char*, 4> vqa_kinds = {"count", "colour", "shape", "other"};
+inline std::size_t vqa_kind(const std::string& question) {
+    if (question.rfind("how many ", 0) == 0) return 0;
+    if (question.rfind("what color ", 0) == 0) return 1;
+    if (question.rfind("what shape ", 0) == 0) return 2;
+    return 3;
+}
 
 // Calls fn(scene, where) for each line of the ground truth (at most `limit`, 0: all); returns how many.
 template <class F>
@@ -122,6 +133,7 @@ void add_eval(CLI::App& app) {
         }
         const auto p = open_pali3(a->o);
         tally caption, found, absent, vqa;
+        std::array<tally, vqa_kinds.size()> vqa_by_kind;
         pipeline::stopwatch sw;
         const std::size_t n = for_each_scene(path, a->limit, [&](const json::value& v, const std::string& where) {
             const auto image = (fs::path(a->scenes) / v.at("image", where).as_string(where)).string();
@@ -169,6 +181,7 @@ void add_eval(CLI::App& app) {
                 const auto question = q.at("question", where).as_string(where), want = q.at("answer", where).as_string(where);
                 const auto ans = p->vqa(image, question);
                 vqa.add(ans.text == want);
+                vqa_by_kind[vqa_kind(question)].add(ans.text == want);
                 if (ans.text != want && a->verbose) std::printf("%s %s \"%s\" (want \"%s\")\n", image.c_str(), question.c_str(), ans.text.c_str(), want.c_str());
             }
         });
@@ -180,6 +193,10 @@ void add_eval(CLI::App& app) {
             out.set("detection", found.to_json());
             out.set("detection_absent", absent.to_json());
             out.set("vqa", vqa.to_json());
+            json::value kinds = json::value::make_object();
+            for (std::size_t k = 0; k < vqa_kinds.size(); ++k)
+                if (vqa_by_kind[k].total) kinds.set(vqa_kinds[k], vqa_by_kind[k].to_json());
+            out.set("vqa_by_kind", std::move(kinds));
             out.set("seconds", json::number(sw.ms() / 1000.0));
             std::printf("%s\n", json::dump(out).c_str());
             return;
@@ -189,6 +206,10 @@ void add_eval(CLI::App& app) {
         std::printf("detection IoU >= 0.5       %6.2f %% (%zu / %zu objects)\n", 100 * found.rate(), found.right, found.total);
         std::printf("no box for an absent shape %6.2f %% (%zu / %zu)\n", 100 * absent.rate(), absent.right, absent.total);
         std::printf("VQA exact match            %6.2f %% (%zu / %zu)\n", 100 * vqa.rate(), vqa.right, vqa.total);
+        for (std::size_t k = 0; k < vqa_kinds.size(); ++k)
+            if (vqa_by_kind[k].total)
+                std::printf("  %-24s %6.2f %% (%zu / %zu)\n", vqa_kinds[k], 100 * vqa_by_kind[k].rate(), vqa_by_kind[k].right,
+                            vqa_by_kind[k].total);
         std::printf("%.1f s\n", sw.ms() / 1000.0);
     });
 }

@@ -15,6 +15,7 @@ void add_train(CLI::App& app) {
         float min_lr_ratio = 0.f;
         bool quiet = false;
         std::string loc_init = "random";
+        std::vector<std::string> lr_scale;
     };
     auto a = std::make_shared<args>();
     a->o.adamw.lr = 1e-3f;
@@ -54,6 +55,8 @@ void add_train(CLI::App& app) {
     c->add_option("--image-cache-mb", a->o.image_cache_mb, "preprocessed images kept in memory (0: decode on every use)")
         ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 20))->capture_default_str();
     c->add_option("--freeze", a->o.freeze, "keep tensors under this name prefix fixed (repeatable; img. = the image tower, PaLI-3's stage 1)");
+    c->add_option("--lr-scale", a->lr_scale,
+                  "PREFIX=F: tensors under this name prefix learn at F x the learning rate (repeatable; img.=0.1: a slower image tower)");
     c->add_option("--loc-init", a->loc_init, "rows of PaLI's <loc> tokens: random, or ordinal (sinusoids of the bin: nearby bins start close)")
         ->check(CLI::IsMember({"random", "ordinal"}))->capture_default_str();
     c->add_flag("--quiet", a->quiet, "no progress line per step");
@@ -65,6 +68,21 @@ void add_train(CLI::App& app) {
         o.schedule.min_ratio = a->min_lr_ratio;
         const bool quiet = a->quiet;
         o.ordinal_loc = a->loc_init == "ordinal";
+        for (const auto& arg : a->lr_scale) {
+            const auto eq = arg.rfind('=');
+            float f = -1.f;
+            std::size_t used = 0;
+            if (eq != std::string::npos && eq > 0 && eq + 1 < arg.size()) {
+                try {
+                    f = std::stof(arg.substr(eq + 1), &used);
+                } catch (const std::exception&) {
+                    used = 0;
+                }
+            }
+            if (eq == std::string::npos || eq == 0 || used == 0 || eq + 1 + used != arg.size())
+                throw value_error(core::describe("--lr-scale", arg, "PREFIX=FACTOR (img.=0.1)", arg));
+            o.lr_scale.emplace_back(arg.substr(0, eq), f);
+        }
         o.note = [](const std::string& s) { std::printf("%s\n", s.c_str()); };
         const std::size_t last = pipeline::run_training(o, [quiet](const pipeline::train_progress& p) {
             if (quiet && p.step != p.steps) return;

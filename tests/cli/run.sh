@@ -284,6 +284,10 @@ expect 0 "image tower: 37 tensors from .*hfs/model.safetensors \\(vision" -- "$P
 expect 0 "<loc> rows from sinusoids in 2 token table" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --loc-init ordinal --batch 2 --steps 1 --out "$W/run_loc"
 expect 0 "frozen: 37 tensors under img\\." -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --init-vision "$W/hfs/model.safetensors" --freeze img. --batch 2 --steps 1 --out "$W/run_frozen"
 expect 1 "--freeze matches no tensor" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --freeze nothing. --batch 2 --steps 1 --out "$W/x"
+expect 0 "learning rate x 0.2: [0-9]+ tensors under img\\." -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --lr-scale img.=0.2 --batch 2 --steps 1 --out "$W/run_lr_scale"
+expect 1 "--lr-scale matches no trainable tensor" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --lr-scale nothing.=0.5 --batch 2 --steps 1 --out "$W/x"
+expect 1 "--lr-scale.*PREFIX=FACTOR" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --lr-scale img.=fast --batch 2 --steps 1 --out "$W/x"
+expect 1 "learning-rate scale.*a finite factor >= 0" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --config "$W/pali3_on_siglip.json" --lr-scale img.=-1 --batch 2 --steps 1 --out "$W/x"
 expect 1 "pretrained image tower of another shape" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init-vision "$W/hfs/model.safetensors" --preset pali3_tiny --steps 1 --out "$W/x"
 expect 1 "two starting points" -- "$P" train --data "$W/data/img.jsonl" --tokenizer "$D/tokenizer.model" --init "$D/model.safetensors" --init-vision "$W/hfs/model.safetensors" --steps 1 --out "$W/x"
 expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "$W/run_resumed" --resume --seed 2
@@ -291,9 +295,9 @@ expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "
 # The world of shapes (docs/shapes.md): scenes with ground truth, scored by eval (random weights: ~0 %).
 expect 0 "wrote 4 scenes .* and [0-9]+ training examples" -- "$P" make-scenes "$W/scenes" --count 4 --seed 2
 if [[ -s "$W/scenes/000003.png" && $(wc -l < "$W/scenes/scenes.jsonl") -eq 4 && $(wc -l < "$W/scenes/siglip.jsonl") -eq 4 && -f "$W/scenes/siglip_single.jsonl" ]]; then ok "scene files"; else bad "scene files"; fi
-expect 0 "VQA exact match" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
+expect 0 "^  count +[0-9.]+ % \\([0-9]+ / [0-9]+\\)" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
 out=$("$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 1 --json 2>/dev/null)
-if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
+if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'"vqa_by_kind":{"count":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
 expect 1 "cannot open ground truth" -- "$P" eval --scenes "$W/missing" "${F[@]}"
 expect 0 "zero-shot top-1 over 12 texts .*single-object scenes" -- "$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model"
 # The shipped shapes SigLIP (examples/models/shapes/) on 300 fresh scenes: its zero-shot target.

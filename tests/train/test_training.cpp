@@ -214,6 +214,37 @@ TEST_CASE("AdamW: PyTorch's update, schedules, clipping, accumulation", "[train]
     // bias: no decay, |update| = lr on the first steps (sign of the gradient)
     CHECK(ps.at("bias").value[0] == Approx(b0[0] - 0.2f).epsilon(1e-5));
 
+    // a per-tensor learning-rate scale: the same formula at lr x 0.3 (decay too); the bias keeps lr
+    train::parameters psc(lin);
+    for (std::size_t i = 0; i < 6; ++i) psc.at("weight").value[i] = w0[i];
+    psc.at("bias").value[0] = b0[0];
+    CHECK(psc.scale_lr([](const std::string& n) { return n == "weight"; }, 0.3f) == 1);
+    CHECK_THROWS_WITH(psc.scale_lr([](const std::string&) { return true; }, -0.5f), Catch::Contains("a finite factor >= 0"));
+    CHECK_THROWS_WITH(psc.scale_lr([](const std::string&) { return true; }, std::nanf("")), Catch::Contains("learning-rate scale"));
+    train::adamw osc(psc, {0.1f, 0.9f, 0.99f, 1e-8f, 0.5f, 0.f});
+    std::fill(m.begin(), m.end(), 0.0);
+    std::fill(v.begin(), v.end(), 0.0);
+    w.assign(w0.begin(), w0.end());
+    for (int step = 1; step <= 2; ++step) {
+        const auto& gs = step == 1 ? g1 : g2;
+        std::copy(gs.begin(), gs.end(), psc.at("weight").grad.begin());
+        psc.at("bias").grad = {1.f, -1.f};
+        osc.step();
+        for (std::size_t i = 0; i < 6; ++i) {
+            w[i] *= 1 - 0.03 * 0.5;
+            m[i] = 0.9 * m[i] + 0.1 * gs[i];
+            v[i] = 0.99 * v[i] + 0.01 * gs[i] * gs[i];
+            const double mh = m[i] / (1 - std::pow(0.9, step)), vh = v[i] / (1 - std::pow(0.99, step));
+            w[i] -= 0.03 * mh / (std::sqrt(vh) + 1e-8);
+        }
+    }
+    double err_scaled = 0;
+    for (std::size_t i = 0; i < 6; ++i)
+        err_scaled = std::max(err_scaled, std::abs(psc.at("weight").value[i] - w[i]) / std::abs(w[i]));
+    std::printf("  adamw at lr x 0.3, two steps vs the formula in double: max rel. error %.2e\n", err_scaled);
+    CHECK(err_scaled < 1e-6);
+    CHECK(psc.at("bias").value[0] == Approx(b0[0] - 0.2f).epsilon(1e-5));
+
     train::schedule cos{train::schedule::cosine, 10, 110, 0.1f};
     CHECK(cos.factor(0) == Approx(0.1));
     CHECK(cos.factor(9) == Approx(1.0));

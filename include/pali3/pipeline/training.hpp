@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "pali3/core/files.hpp"
@@ -124,6 +126,7 @@ struct train_options {
     std::string init_vision;  // a SigLIP / ViT / PaLI-3 checkpoint whose image tower starts the model's
     std::size_t image_cache_mb = 1024;  // preprocessed images kept in memory (0: decode every time)
     std::vector<std::string> freeze;  // name prefixes kept frozen ("img.": PaLI-3's stage 1)
+    std::vector<std::pair<std::string, float>> lr_scale;  // (prefix, factor): a slower (or faster) part
     bool ordinal_loc = false;  // <loc> rows of the embedding and the head from sinusoids (train/init.hpp)
     std::function<void(const std::string&)> note;  // one-off reports (what was loaded from where)
     config_request config;
@@ -409,6 +412,19 @@ inline std::size_t run_training(const train_options& o, const std::function<void
                 throw value_error(core::describe("--freeze matches no tensor", prefix, "a prefix of the model's tensor names (pali3 inspect)",
                                                  "none"));
             if (o.note) o.note("frozen: " + std::to_string(n) + " tensors under " + prefix);
+        }
+        for (const auto& scale : o.lr_scale) {
+            const std::string& prefix = scale.first;
+            const float factor = scale.second;
+            const std::size_t n = ps.scale_lr([&](const std::string& name) { return name.starts_with(prefix); }, factor);
+            if (n == 0)
+                throw value_error(core::describe("--lr-scale matches no trainable tensor", prefix,
+                                                 "a prefix of the model's trainable tensor names (pali3 inspect)", "none"));
+            if (o.note) {
+                char f[32];
+                std::snprintf(f, sizeof f, "%g", static_cast<double>(factor));
+                o.note("learning rate x " + std::string(f) + ": " + std::to_string(n) + " tensors under " + prefix);
+            }
         }
         train::adamw opt(ps, o.adamw, o.schedule);
         std::uint64_t position = 0;

@@ -136,9 +136,9 @@ public:
         std::size_t total = 0;
         for (const auto& p : list)
             if (p.trainable) total += p.size();
-        const std::size_t parts = std::max<std::size_t>(1, std::min(exec.size(), total / min_elements_per_thread));
-        exec.run(parts, [&](std::size_t t) {
-            const core::range share = core::split(total, parts, t);
+        // Element-wise, so any cut of the trainable elements gives the same bits.
+        core::for_ranges(exec, total, min_elements_per_thread, [&](std::size_t share_begin, std::size_t share_end) {
+            const core::range share{share_begin, share_end};
             std::size_t offset = 0;  // tensor i's first element among all trainable elements
             for (std::size_t i = 0; i < list.size() && offset < share.end; ++i) {
                 parameter& p = list[i];
@@ -151,12 +151,13 @@ public:
                 float* m = m_[i].data();
                 float* v = v_[i].data();
                 const float* grad = p.grad.data();
-                const float decay = p.decay ? 1.f - lr * cfg_.weight_decay : 1.f;
+                const float decay = p.decay ? 1.f - lr * p.lr_scale * cfg_.weight_decay : 1.f;
+                const float size = step_size * p.lr_scale;
                 for (std::size_t j = first; j < last; ++j) {
                     const float g = grad[j] * clip;
                     m[j] = b1 * m[j] + (1.f - b1) * g;
                     v[j] = b2 * v[j] + (1.f - b2) * g * g;
-                    w[j] = w[j] * decay - step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_c2 + cfg_.eps);
+                    w[j] = w[j] * decay - size * m[j] / (std::sqrt(v[j]) * inv_sqrt_c2 + cfg_.eps);
                 }
             }
         });

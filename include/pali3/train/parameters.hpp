@@ -33,6 +33,7 @@ struct parameter {
     std::vector<float> grad;    // d(loss)/d(value), accumulated by backward passes
     bool trainable = true;      // frozen: backward skips its products, the optimiser leaves it
     bool decay = true;          // AdamW weight decay applies (default: tensors of rank >= 2)
+    float lr_scale = 1.f;       // this tensor's learning rate (and decay) = the schedule's x lr_scale
     std::size_t uses = 1;       // > 1: a tied tensor (several modules read it)
 
     std::size_t size() const { return shape_size(shape); }
@@ -115,6 +116,21 @@ public:
             if (p.trainable && pred(p.name)) {
                 p.trainable = false;
                 std::vector<float>().swap(p.grad);
+                ++n;
+            }
+        return n;
+    }
+
+    // Scales the learning rate of every trainable tensor whose name satisfies pred (a LiT-style
+    // slower tower: "img." x 0.1); returns how many. factor >= 0 and finite (0: frozen in effect,
+    // but its gradient is still computed: prefer freeze).
+    std::size_t scale_lr(const std::function<bool(const std::string&)>& pred, float factor) {
+        if (!(factor >= 0.f && std::isfinite(factor)))
+            throw value_error(core::describe("learning-rate scale", "train::parameters", "a finite factor >= 0", factor));
+        std::size_t n = 0;
+        for (auto& p : list_)
+            if (p.trainable && pred(p.name)) {
+                p.lr_scale = factor;
                 ++n;
             }
         return n;
