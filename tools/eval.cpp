@@ -5,6 +5,8 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string>
 
 #include <pali3/data/shapes.hpp>
 
@@ -134,6 +136,12 @@ void add_eval(CLI::App& app) {
         const auto p = open_pali3(a->o);
         tally caption, found, absent, vqa;
         std::array<tally, vqa_kinds.size()> vqa_by_kind;
+        // The same per number of objects in the scene: a model that answers by position or by
+        // the whole image is right on one object and at chance among several.
+        struct by_count {
+            tally caption, found, vqa;
+        };
+        std::map<std::size_t, by_count> by_objects;
         pipeline::stopwatch sw;
         const std::size_t n = for_each_scene(path, a->limit, [&](const json::value& v, const std::string& where) {
             const auto image = (fs::path(a->scenes) / v.at("image", where).as_string(where)).string();
@@ -150,9 +158,11 @@ void add_eval(CLI::App& app) {
                 for (std::size_t i = 0; i < 4; ++i) t.box[i] = static_cast<float>(b[i].as_double(where));
                 objects.push_back(t);
             }
+            auto& mine = by_objects[objects.size()];
             const auto cap = p->caption(image);
             const bool cap_ok = cap.text == v.at("caption", where).as_string(where);
             caption.add(cap_ok);
+            mine.caption.add(cap_ok);
             if (!cap_ok && a->verbose) std::printf("%s caption: \"%s\" (want \"%s\")\n", image.c_str(), cap.text.c_str(),
                                                    v.at("caption", where).as_string(where).c_str());
             for (const char* shape : data::shape_names) {
@@ -174,6 +184,7 @@ void add_eval(CLI::App& app) {
                             hit = true;
                         }
                     found.add(hit);
+                    mine.found.add(hit);
                     if (!hit && a->verbose) std::printf("%s detect %s: \"%s\" misses a box\n", image.c_str(), shape, det.text.c_str());
                 }
             }
@@ -182,6 +193,7 @@ void add_eval(CLI::App& app) {
                 const auto ans = p->vqa(image, question);
                 vqa.add(ans.text == want);
                 vqa_by_kind[vqa_kind(question)].add(ans.text == want);
+                mine.vqa.add(ans.text == want);
                 if (ans.text != want && a->verbose) std::printf("%s %s \"%s\" (want \"%s\")\n", image.c_str(), question.c_str(), ans.text.c_str(), want.c_str());
             }
         });
@@ -197,6 +209,15 @@ void add_eval(CLI::App& app) {
             for (std::size_t k = 0; k < vqa_kinds.size(); ++k)
                 if (vqa_by_kind[k].total) kinds.set(vqa_kinds[k], vqa_by_kind[k].to_json());
             out.set("vqa_by_kind", std::move(kinds));
+            json::value counts = json::value::make_object();
+            for (const auto& [k, t] : by_objects) {
+                json::value x = json::value::make_object();
+                x.set("caption", t.caption.to_json());
+                x.set("detection", t.found.to_json());
+                x.set("vqa", t.vqa.to_json());
+                counts.set(std::to_string(k), std::move(x));
+            }
+            out.set("by_objects", std::move(counts));
             out.set("seconds", json::number(sw.ms() / 1000.0));
             std::printf("%s\n", json::dump(out).c_str());
             return;
@@ -210,6 +231,21 @@ void add_eval(CLI::App& app) {
             if (vqa_by_kind[k].total)
                 std::printf("  %-24s %6.2f %% (%zu / %zu)\n", vqa_kinds[k], 100 * vqa_by_kind[k].rate(), vqa_by_kind[k].right,
                             vqa_by_kind[k].total);
+        std::printf("by objects in the scene    ");
+        for (const auto& entry : by_objects) std::printf("  %6zu  ", entry.first);
+        std::printf("\n");
+        auto row = [&](const char* name, tally by_count::*which) {
+            std::printf("  %-24s", name);
+            for (const auto& entry : by_objects) {
+                const tally& t = entry.second.*which;
+                if (t.total) std::printf("  %6.2f %%", 100 * t.rate());
+                else std::printf("  %8s", "-");
+            }
+            std::printf("\n");
+        };
+        row("caption", &by_count::caption);
+        row("detection", &by_count::found);
+        row("VQA", &by_count::vqa);
         std::printf("%.1f s\n", sw.ms() / 1000.0);
     });
 }

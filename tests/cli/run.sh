@@ -296,8 +296,9 @@ expect 1 "resuming with another seed" -- "$P" train "${TT[@]}" --steps 7 --out "
 expect 0 "wrote 4 scenes .* and [0-9]+ training examples" -- "$P" make-scenes "$W/scenes" --count 4 --seed 2
 if [[ -s "$W/scenes/000003.png" && $(wc -l < "$W/scenes/scenes.jsonl") -eq 4 && $(wc -l < "$W/scenes/siglip.jsonl") -eq 4 && -f "$W/scenes/siglip_single.jsonl" ]]; then ok "scene files"; else bad "scene files"; fi
 expect 0 "^  count +[0-9.]+ % \\([0-9]+ / [0-9]+\\)" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
+expect 0 "^  VQA( +([0-9.]+ %|-))+$" -- "$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 2
 out=$("$P" eval --scenes "$W/scenes" "${F[@]}" --max-new-tokens 8 --limit 1 --json 2>/dev/null)
-if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'"vqa_by_kind":{"count":'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
+if [[ $out == '{"command":"eval","scenes":1,"caption":{"accuracy":'*'"detection":'*'"vqa":'*'"vqa_by_kind":{"count":'*'"by_objects":{"'*'}' ]]; then ok "eval --json"; else bad "eval --json: $out"; fi
 expect 1 "cannot open ground truth" -- "$P" eval --scenes "$W/missing" "${F[@]}"
 expect 0 "zero-shot top-1 over 12 texts .*single-object scenes" -- "$P" eval --scenes "$W/scenes" --weights "$W/siglip.safetensors" --tokenizer "$D/tokenizer.model"
 # The shipped shapes SigLIP (examples/models/shapes/) on 300 fresh scenes: its zero-shot target.
