@@ -193,22 +193,28 @@ TEST_CASE("AdamW: PyTorch's update, schedules, clipping, accumulation", "[train]
     std::vector<float> w0(ps.at("weight").value, ps.at("weight").value + 6), b0(ps.at("bias").value, ps.at("bias").value + 2);
     train::adamw opt(ps, {0.1f, 0.9f, 0.99f, 1e-8f, 0.5f, 0.f});
     const std::vector<float> g1{0.5f, -1, 2, 0.25f, 3, -0.1f}, g2{-0.2f, 0.4f, 1, 2, -1, 0.3f};
-    std::vector<double> m(6, 0), v(6, 0), w(w0.begin(), w0.end());
-    for (int step = 1; step <= 2; ++step) {
-        const auto& gs = step == 1 ? g1 : g2;
-        std::copy(gs.begin(), gs.end(), ps.at("weight").grad.begin());
-        ps.at("bias").grad = {1.f, -1.f};
-        opt.step();
-        for (std::size_t i = 0; i < 6; ++i) {  // torch.optim.AdamW, double
-            w[i] *= 1 - 0.1 * 0.5;
-            m[i] = 0.9 * m[i] + 0.1 * gs[i];
-            v[i] = 0.99 * v[i] + 0.01 * gs[i] * gs[i];
-            const double mh = m[i] / (1 - std::pow(0.9, step)), vh = v[i] / (1 - std::pow(0.99, step));
-            w[i] -= 0.1 * mh / (std::sqrt(vh) + 1e-8);
+    // Two steps of `opt` on the weight (gradients g1, g2; the bias's {1, -1}) against
+    // torch.optim.AdamW's formula in double at learning rate `lr`; returns the max rel. error.
+    auto two_steps_error = [&](train::parameters& p, train::adamw& o, double lr) {
+        std::vector<double> m(6, 0), v(6, 0), w(w0.begin(), w0.end());
+        for (int step = 1; step <= 2; ++step) {
+            const auto& gs = step == 1 ? g1 : g2;
+            std::copy(gs.begin(), gs.end(), p.at("weight").grad.begin());
+            p.at("bias").grad = {1.f, -1.f};
+            o.step();
+            for (std::size_t i = 0; i < 6; ++i) {
+                w[i] *= 1 - lr * 0.5;
+                m[i] = 0.9 * m[i] + 0.1 * gs[i];
+                v[i] = 0.99 * v[i] + 0.01 * gs[i] * gs[i];
+                const double mh = m[i] / (1 - std::pow(0.9, step)), vh = v[i] / (1 - std::pow(0.99, step));
+                w[i] -= lr * mh / (std::sqrt(vh) + 1e-8);
+            }
         }
-    }
-    double err = 0;
-    for (std::size_t i = 0; i < 6; ++i) err = std::max(err, std::abs(ps.at("weight").value[i] - w[i]) / std::abs(w[i]));
+        double err = 0;
+        for (std::size_t i = 0; i < 6; ++i) err = std::max(err, std::abs(p.at("weight").value[i] - w[i]) / std::abs(w[i]));
+        return err;
+    };
+    const double err = two_steps_error(ps, opt, 0.1);
     std::printf("  adamw two steps vs the formula in double: max rel. error %.2e\n", err);
     CHECK(err < 1e-6);
     // bias: no decay, |update| = lr on the first steps (sign of the gradient)
@@ -222,25 +228,7 @@ TEST_CASE("AdamW: PyTorch's update, schedules, clipping, accumulation", "[train]
     CHECK_THROWS_WITH(psc.scale_lr([](const std::string&) { return true; }, -0.5f), Catch::Contains("a finite factor >= 0"));
     CHECK_THROWS_WITH(psc.scale_lr([](const std::string&) { return true; }, std::nanf("")), Catch::Contains("learning-rate scale"));
     train::adamw osc(psc, {0.1f, 0.9f, 0.99f, 1e-8f, 0.5f, 0.f});
-    std::fill(m.begin(), m.end(), 0.0);
-    std::fill(v.begin(), v.end(), 0.0);
-    w.assign(w0.begin(), w0.end());
-    for (int step = 1; step <= 2; ++step) {
-        const auto& gs = step == 1 ? g1 : g2;
-        std::copy(gs.begin(), gs.end(), psc.at("weight").grad.begin());
-        psc.at("bias").grad = {1.f, -1.f};
-        osc.step();
-        for (std::size_t i = 0; i < 6; ++i) {
-            w[i] *= 1 - 0.03 * 0.5;
-            m[i] = 0.9 * m[i] + 0.1 * gs[i];
-            v[i] = 0.99 * v[i] + 0.01 * gs[i] * gs[i];
-            const double mh = m[i] / (1 - std::pow(0.9, step)), vh = v[i] / (1 - std::pow(0.99, step));
-            w[i] -= 0.03 * mh / (std::sqrt(vh) + 1e-8);
-        }
-    }
-    double err_scaled = 0;
-    for (std::size_t i = 0; i < 6; ++i)
-        err_scaled = std::max(err_scaled, std::abs(psc.at("weight").value[i] - w[i]) / std::abs(w[i]));
+    const double err_scaled = two_steps_error(psc, osc, 0.03);
     std::printf("  adamw at lr x 0.3, two steps vs the formula in double: max rel. error %.2e\n", err_scaled);
     CHECK(err_scaled < 1e-6);
     CHECK(psc.at("bias").value[0] == Approx(b0[0] - 0.2f).epsilon(1e-5));
