@@ -86,8 +86,12 @@ void bm_gemm(benchmark::State& state) {
     set_gflops(state, 2.0 * m * n * k);
 }
 
-// int8 W (one scale per row) at the GEMM shapes: gemm_int8 (more than 4 rows: W dequantised in
-// slabs for the f32 GEMM, issue 25). GOP/s counted as the f32 GEMM's flops.
+// int8 W (one scale per row) at the GEMM shapes: gemm_int8 (more than 4 rows): integer products
+// on the CPU's engine (int8_products.hpp: AVX512-VNNI `vpdpbusd`, A quantised per row) where it
+// has one; PORTABLE: f32 products on W dequantised while packed (the only path without VNNI).
+// PREPACK: W packed once for the integer GEMM (int8_products::pack_weights, as linear::prepack).
+// GOP/s counted as 2 m n k, as the f32 GEMM's flops.
+template <bool PORTABLE = false, bool PREPACK = false>
 void bm_gemm_int8(benchmark::State& state) {
     const std::size_t m = state.range(0), k = state.range(1), n = state.range(2);
     const auto a = random_floats(m * k, 1);
@@ -95,14 +99,21 @@ void bm_gemm_int8(benchmark::State& state) {
     std::vector<std::int8_t> q(n * k);
     std::vector<float> scales(n);
     quantize_int8(wf.data(), n, k, k, 0, q.data(), k, scales.data());
-    const int8_matrix w{q.data(), n, k, k, scales.data(), 0};
+    int8_matrix w{q.data(), n, k, k, scales.data(), 0};
+    const auto packed = PREPACK ? int8_products::pack_weights(w) : nullptr;
+    w.prepacked = packed.get();
     std::vector<float> c(m * n);
     core::thread_pool pool(static_cast<std::size_t>(state.range(3)));
+    gemm_tiling<default_arch> tiling;
+    if (PORTABLE) tiling.int8_engine = int8_products::backend::none;
     for (auto _ : state) {
-        gemm_int8(m, a.data(), k, w, c.data(), n, epilogue<>{}, pool);
+        gemm_int8(m, a.data(), k, w, c.data(), n, epilogue<>{}, pool, tiling);
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
     }
+    state.SetLabel(PORTABLE ? "f32 products"
+                            : std::string(int8_products::backend_name(int8_products::backend_in_use())) +
+                                  (packed ? ", prepacked" : ""));
     set_gflops(state, 2.0 * m * n * k);
 }
 
@@ -355,7 +366,9 @@ BENCHMARK(bm_gemm<float, weight_layout::kn>)->Name("gemm_f32_kn")->Apply(gemm_sh
 BENCHMARK(bm_gemm<float, weight_layout::nk, true, true>)->Name("gemm_f32_prepacked")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk>)->Name("gemm_bf16")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemm<bf16, weight_layout::nk, false>)->Name("gemm_bf16_xsimd")->Apply(gemm_shapes)->UseRealTime();
-BENCHMARK(bm_gemm_int8)->Name("gemm_int8")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm_int8<>)->Name("gemm_int8")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm_int8<false, true>)->Name("gemm_int8_prepacked")->Apply(gemm_shapes)->UseRealTime();
+BENCHMARK(bm_gemm_int8<true>)->Name("gemm_int8_f32products")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_openblas_sgemm)->Name("openblas_sgemm")->Apply(gemm_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<bf16>)->Name("gemv_bf16")->Apply(gemv_shapes)->UseRealTime();
 BENCHMARK(bm_gemv<float>)->Name("gemv_f32")->Apply(gemv_shapes)->UseRealTime();

@@ -155,7 +155,7 @@ BENCHMARK(bm_t5_decode_step)->Name("t5_decode_step/UL2")->Args({16, 1, 1})->Args
 namespace {
 // Whole SigLIP ViT-B/16 tower at 224 px, batch 1 (ONNX Runtime and PyTorch on the same tower, same
 // weights, same run: scripts/peers.sh, docs/benchmarks.md "Peers").
-template <class S = float, bool AMX = true, bool PREPACK = false, bool INT8 = false>
+template <class S = float, bool AMX = true, bool PREPACK = false, bool INT8 = false, bool INT8_PRODUCTS = true>
 void bm_vit_tower(benchmark::State& state) {
     const auto c = models::presets::vit_b16_224::value;
     models::vision_tower<S> tower(c, weights::cursor(seeded, "img"));
@@ -164,16 +164,21 @@ void bm_vit_tower(benchmark::State& state) {
     const auto image = input(3 * 224 * 224);
     std::vector<float> tokens(c.tokens() * c.width);
     const bool amx_on = kernels::bf16_products::enabled();
+    const bool int8_on = kernels::int8_products::enabled();
     if constexpr (!AMX) kernels::bf16_products::set_enabled(false);
-    if constexpr (PREPACK) layers::prepack(tower);
+    if constexpr (!INT8_PRODUCTS) kernels::int8_products::set_enabled(false);
     if constexpr (INT8) layers::quantize_int8(tower);  // every linear layer, one scale per row
+    if constexpr (PREPACK) layers::prepack(tower);      // int8: the integer GEMM's panels (VNNI)
     for (auto _ : state) {
         tower.forward(image.data(), 1, image_layout::nchw, tokens.data(), ws, pool);
         benchmark::DoNotOptimize(tokens.data());
     }
     kernels::bf16_products::set_enabled(amx_on);
+    kernels::int8_products::set_enabled(int8_on);
     if (INT8)
-        state.SetLabel("int8 linear layers");
+        state.SetLabel(std::string("int8 linear layers, ") +
+                       (INT8_PRODUCTS && int8_on ? kernels::int8_products::backend_name(kernels::int8_products::backend_in_use())
+                                                 : "f32 products") + (PREPACK ? ", prepacked" : ""));
     else if (std::is_same_v<S, bf16>)
         state.SetLabel(AMX && kernels::bf16_products::enabled()
                            ? std::string(kernels::bf16_products::backend_name(kernels::bf16_products::backend_in_use())) + (PREPACK ? ", prepacked" : "")
@@ -191,3 +196,5 @@ BENCHMARK(bm_vit_tower<bf16, true, true>)->Name("vit_tower_bf16_prepacked/B16/22
 BENCHMARK(bm_vit_tower<bf16, true>)->Name("vit_tower_bf16/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, false>)->Name("vit_tower_bf16_xsimd/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(bm_vit_tower<bf16, true, false, true>)->Name("vit_tower_int8/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_vit_tower<bf16, true, true, true>)->Name("vit_tower_int8_prepacked/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(bm_vit_tower<bf16, true, false, true, false>)->Name("vit_tower_int8_f32products/B16/224")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

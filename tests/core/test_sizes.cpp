@@ -113,13 +113,17 @@ TEST_CASE("footprint: run memory estimate and its limit", "[models][sizes]") {
     CHECK(estimate_memory(c, r).weights == 2 * m.weights);
     // int8: the linear layers' matrices at 1 byte (4.9 GB measured for the 5B preset's 722 layers),
     // the embedding table and patch embedding in bf16 (~1.05 GB); scales per 32 add 4 / 32 byte per
-    // weight; no packed copy of int8 matrices.
+    // weight. Prepacked, per-row int8 matrices get the integer GEMM's panels (+1 byte per weight, an
+    // upper bound: only where a VNNI engine packs them), per-group ones no packed copy.
     r.int8 = true;
+    r.prepack = false;
     const auto q = estimate_memory(c, r);
     CHECK(q.weights > std::size_t{5'500'000'000});
     CHECK(q.weights < std::size_t{6'500'000'000});
     const std::size_t matrices = linear_weights(c), rest = min_weights(c) - matrices;
     CHECK(q.weights == matrices + 2 * rest);
+    r.prepack = true;
+    CHECK(estimate_memory(c, r).weights == 2 * matrices + 2 * rest);
     r.int8_group = 32;
     CHECK(estimate_memory(c, r).weights == matrices + matrices * 4 / 32 + 2 * rest);
     r.int8 = false;

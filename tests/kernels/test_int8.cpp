@@ -2,7 +2,10 @@
 // reference of its integer products (int8 weights x int16 A, exact) and scales, for odd shapes,
 // 1..4 rows of A, per-row and per-group scales, strides, epilogues, both thread counts, the
 // AVX2 and the portable path, the largest sums, and against the f32 weights and A it came from;
-// gemm_int8 past 4 rows against gemm on the dequantised weights (bit for bit) and a double reference.
+// gemm_int8 past 4 rows on the portable path against gemm on the dequantised weights (bit for bit)
+// and a double reference; the integer-product engine (int8_products.hpp, AVX512-VNNI) against a
+// double reference of its exact integer sums, its largest sums and non-finite rows, and which
+// engine gemm_int8 takes (the VNNI cases are skipped with a warning on CPUs without it).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,7 +16,9 @@
 
 #include "pali3/kernels/activation.hpp"
 #include "pali3/kernels/gemm.hpp"
+#include "pali3/core/threading.hpp"
 #include "pali3/kernels/int8.hpp"
+#include "pali3/kernels/int8_products.hpp"
 #include "../common.hpp"
 
 using namespace pali3;
@@ -138,9 +143,15 @@ TEST_CASE("gemv_int8 equals the double reference of its integer products; thread
                 CHECK(c1 == c2);
                 gemv_int8<portable_arch>(m, a.data(), sh.lda, w, c3.data(), ldc, ep);
                 if (sh.group == 0) CHECK(c1 == c3);  // exact integer sums, the same scaling: the same bits
+                // The AVX2 lanes also where the default is AVX-512 (32-value steps): they must agree too.
+                std::vector<float> c4(c3);
+#if defined(__AVX2__)
+                gemv_int8<xsimd::fma3<xsimd::avx2>>(m, a.data(), sh.lda, w, c4.data(), ldc, ep);
+                if (sh.group == 0) CHECK(c4 == c3);
+#endif
                 // Each output's error against the sum of its terms' magnitudes (the integer sums are
-                // exact; the scaling rounds), and the NMSE over all outputs; both paths.
-                for (const auto* c : {&c1, &c3}) {
+                // exact; the scaling rounds), and the NMSE over all outputs; every path.
+                for (const auto* c : {&c1, &c3, &c4}) {
                     double worst = 0;
                     std::vector<float> got;
                     std::vector<double> want;
@@ -203,6 +214,8 @@ TEST_CASE("gemm_int8 past 4 rows: the f32 GEMM on W dequantised while packed, bi
         const auto c0 = test::random_vector(sh.m * ldc, 174);
         for (const std::size_t kc : {std::size_t{0}, std::size_t{40}}) {
             gemm_tiling<default_arch> tiling;
+            tiling.int8_engine = int8_products::backend::none;  // the portable path (integer products: below)
+            tiling.inplace_rows = 0;  // gemm's packed path on AVX-512 too (gemm_int8 never reads W in place)
             if (kc) tiling.kc = kc;
             INFO("m " << sh.m << " n " << sh.n << " k " << sh.k << " group " << sh.group << " kc " << tiling.kc);
             {  // plain product
@@ -326,4 +339,202 @@ TEST_CASE("gemv_int8: what int8 costs against the f32 weights it came from; bad 
                       Catch::Contains("gemm_int8 operands") && Catch::Contains("lda >= k = 4"));
     CHECK_THROWS_WITH(gemm_int8(6, x.data(), 4, int8_matrix{q.data(), 1, 4, 4, s.data(), 0}, c.data(), 0),
                       Catch::Contains("gemm_int8 operands") && Catch::Contains("ldc >= n = 1"));
+}
+
+namespace {
+// The double reference of the integer-product engine: A quantised per row (quantize_uint8), the
+// exact integer sums of (q_a - 128) q_w, then alpha s_a s_w, the bias, GELU (tanh), + C.
+struct vnni_reference {
+    std::vector<std::uint8_t> qa;
+    std::vector<float> sa;
+    vnni_reference(const std::vector<float>& a, std::size_t m, std::size_t k, std::size_t lda) : qa(m * k), sa(m) {
+        for (std::size_t r = 0; r < m; ++r) sa[r] = int8_products::quantize_uint8(a.data() + r * lda, k, qa.data() + r * k);
+    }
+    double dot(std::size_t r, const int8_matrix& w, std::size_t j) const {
+        std::int64_t s = 0;
+        for (std::size_t i = 0; i < w.k; ++i) s += (std::int64_t{qa[r * w.k + i]} - 128) * w.q[j * w.ld + i];
+        return static_cast<double>(s) * sa[r] * w.scales[j];
+    }
+};
+}  // namespace
+
+TEST_CASE("int8_products: quantize_uint8 within half a step of 1/127, the largest value at 1 or 255, zero rows at 128, non-finite rows NaN", "[kernels][int8]") {
+    const std::size_t k = 301;
+    auto a = test::random_vector(k, 81, 3.f);
+    std::vector<std::uint8_t> q(k);
+    const float s = int8_products::quantize_uint8(a.data(), k, q.data());
+    float amax = 0.f;
+    for (float v : a) amax = std::max(amax, std::fabs(v));
+    CHECK(s == amax / 127.f);
+    int extreme = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+        REQUIRE(q[i] >= 1);
+        const int v = int(q[i]) - 128;
+        REQUIRE(std::fabs(double(a[i]) - double(s) * v) <= 0.5 * s * (1 + 1e-5));
+        extreme = std::max(extreme, std::abs(v));
+    }
+    CHECK(extreme == 127);
+    std::vector<float> zero(k, 0.f);
+    CHECK(int8_products::quantize_uint8(zero.data(), k, q.data()) == 0.f);
+    CHECK(std::all_of(q.begin(), q.end(), [](std::uint8_t v) { return v == 128; }));
+    a[17] = std::numeric_limits<float>::infinity();
+    CHECK(std::isnan(int8_products::quantize_uint8(a.data(), k, q.data())));
+    CHECK(std::all_of(q.begin(), q.end(), [](std::uint8_t v) { return v == 128; }));
+}
+
+TEST_CASE("int8_products: the vpdpbusd GEMM against a double reference of its integer products, odd shapes, strides, epilogues, threads", "[kernels][int8]") {
+    using int8_products::backend;
+    if (!int8_products::available(backend::avx512_vnni)) {
+        WARN("this CPU has no AVX512-VNNI: the integer-product engine is not tested here");
+        return;
+    }
+    struct shape {
+        std::size_t m, n, k, ld;
+    };
+    core::thread_pool pool(2);
+    for (const shape sh : {shape{5, 17, 33, 33}, shape{37, 45, 130, 132}, shape{70, 300, 67, 67}, shape{9, 16, 64, 64},
+                           shape{33, 257, 1, 1}, shape{600, 33, 129, 131}, shape{200, 70, 1000, 1000}}) {
+        INFO("m " << sh.m << " n " << sh.n << " k " << sh.k << " ld " << sh.ld);
+        const auto wf = test::random_vector(sh.n * sh.ld, 271);
+        std::vector<std::int8_t> q(sh.n * sh.ld, 0);
+        std::vector<float> s(sh.n);
+        quantize_int8(wf.data(), sh.n, sh.k, sh.ld, 0, q.data(), sh.ld, s.data());
+        const int8_matrix w{q.data(), sh.n, sh.k, sh.ld, s.data(), 0};
+        const std::size_t lda = sh.k + 3, ldc = sh.n + 2;
+        auto a = test::random_vector(sh.m * lda, 272, 2.f);
+        for (std::size_t i = 0; i < sh.k; ++i) a[2 * lda + i] = 0.f;  // an all-zero row
+        const auto bias = test::random_vector(sh.n, 273);
+        const auto c0 = test::random_vector(sh.m * ldc, 274);
+        const vnni_reference ref(a, sh.m, sh.k, lda);
+        const epilogue<act::gelu_tanh> ep{bias.data(), 0.5f, true};
+        std::vector<float> c1(c0), c2(c0), c3(c0), c4(c0);
+        int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, w, c1.data(), ldc, epilogue<>{}, pool);
+        int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, w, c2.data(), ldc, epilogue<>{}, pool, 3, 0);
+        core::sequential seq;
+        int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, w, c3.data(), ldc, ep, seq);
+        int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, w, c4.data(), ldc, ep, pool, 3, 0);
+        CHECK(c1 == c2);  // one order of summation for any thread count
+        CHECK(c3 == c4);
+        {  // W packed once (int8_products::pack_weights): the same bits; a pack of another matrix is ignored
+            const auto packed = int8_products::pack_weights(w);
+            REQUIRE(packed);
+            CHECK(packed->made_from(w));
+            int8_matrix wp = w;
+            wp.prepacked = packed.get();
+            std::vector<float> c5(c0), c6(c0);
+            int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, wp, c5.data(), ldc, epilogue<>{}, pool, 3, 0);
+            int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, wp, c6.data(), ldc, ep, seq);
+            CHECK(c5 == c1);
+            CHECK(c6 == c3);
+            std::vector<float> other_s(s);
+            other_s[0] *= 2.f;
+            wp.scales = other_s.data();  // same values, other scales: the pack does not fit
+            CHECK_FALSE(packed->made_from(wp));
+            std::vector<float> c7(c0), c8(c0);
+            int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, wp, c7.data(), ldc, epilogue<>{}, seq);
+            wp.prepacked = nullptr;
+            int8_products::gemm_int8(backend::avx512_vnni, sh.m, a.data(), lda, wp, c8.data(), ldc, epilogue<>{}, seq);
+            CHECK(c7 == c8);
+            CHECK(c7 != c1);
+        }
+        std::vector<float> got, got_ep;
+        std::vector<double> want, want_ep;
+        for (std::size_t r = 0; r < sh.m; ++r) {
+            for (std::size_t j = 0; j < sh.n; ++j) {
+                const double d = ref.dot(r, w, j);
+                got.push_back(c1[r * ldc + j]);
+                want.push_back(d);
+                const double x = 0.5 * d + bias[j];
+                const double g = 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+                got_ep.push_back(c3[r * ldc + j]);
+                want_ep.push_back(g + c0[r * ldc + j]);
+                if (r == 2) REQUIRE(c1[r * ldc + j] == 0.f);
+            }
+            for (std::size_t j = sh.n; j < ldc; ++j) {  // the padding between rows of C is untouched
+                REQUIRE(c1[r * ldc + j] == c0[r * ldc + j]);
+                REQUIRE(c3[r * ldc + j] == c0[r * ldc + j]);
+            }
+        }
+        const double e = test::nmse(got, want), e_ep = test::nmse(got_ep, want_ep);
+        INFO("nmse against the exact integer products, scaled in double: " << e << ", with the epilogue " << e_ep);
+        CHECK(e < 1e-13);
+        CHECK(e_ep < 1e-11);
+        // Against the f32 product of the dequantised weights: what quantising A per row costs.
+        std::vector<double> exact;
+        for (std::size_t r = 0; r < sh.m; ++r)
+            for (std::size_t j = 0; j < sh.n; ++j) {
+                double x = 0;
+                for (std::size_t i = 0; i < sh.k; ++i) x += double(a[r * lda + i]) * s[j] * q[j * sh.ld + i];
+                exact.push_back(x);
+            }
+        const double eq = test::nmse(got, exact);
+        INFO("nmse against the f32 A: " << eq);
+        CHECK(eq < (sh.k == 1 ? 1e-4 : 3e-4));
+    }
+}
+
+TEST_CASE("int8_products: the largest sums (k = max_k) stay exact in int32; NaN or Inf in a row of A gives NaN in that row only", "[kernels][int8]") {
+    using int8_products::backend;
+    if (!int8_products::available(backend::avx512_vnni)) {
+        WARN("this CPU has no AVX512-VNNI: the integer-product engine is not tested here");
+        return;
+    }
+    const std::size_t m = 6, n = 19, k = int8_products::max_k;
+    std::vector<float> a(m * k, 1.f), c(m * n);
+    for (std::size_t i = 0; i < k; ++i) a[k + i] = -1.f;  // row 1: q_a = -127 (u8 1)
+    std::vector<std::int8_t> q(n * k, 127);
+    for (std::size_t i = 0; i < k; ++i) q[k + i] = -127;  // W row 1: -127
+    std::vector<float> s(n, 1.f / 127.f);
+    a[3 * k + 5] = std::numeric_limits<float>::quiet_NaN();
+    a[4 * k + 7] = -std::numeric_limits<float>::infinity();
+    const int8_matrix w{q.data(), n, k, k, s.data(), 0};
+    core::sequential seq;
+    int8_products::gemm_int8(backend::avx512_vnni, m, a.data(), k, w, c.data(), n, epilogue<>{}, seq);
+    for (std::size_t r : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{5}})
+        for (std::size_t j = 0; j < n; ++j) {
+            const double want = (r == 1 ? -1.0 : 1.0) * (j == 1 ? -1.0 : 1.0) * double(k);
+            INFO("row " << r << " column " << j);
+            REQUIRE(std::fabs(c[r * n + j] - want) <= 1e-6 * k);
+        }
+    for (std::size_t j = 0; j < n; ++j) {
+        REQUIRE(std::isnan(c[3 * n + j]));
+        REQUIRE(std::isnan(c[4 * n + j]));
+    }
+    // Past max_k, and per-group scales, are the portable path's: this engine refuses them by name.
+    std::vector<float> s32(n * int8_groups(k, 32), 1.f);
+    CHECK_THROWS_WITH(int8_products::gemm_int8(backend::avx512_vnni, m, a.data(), k, int8_matrix{q.data(), n, k, k, s32.data(), 32},
+                                               c.data(), n, epilogue<>{}, seq),
+                      Catch::Contains("one scale per row") && Catch::Contains("group 32"));
+}
+
+TEST_CASE("gemm_int8 takes the integer-product engine by default where the CPU has it, the portable path for groups or when told", "[kernels][int8]") {
+    using int8_products::backend;
+    const std::size_t m = 23, n = 40, k = 96;
+    const auto wf = test::random_vector(n * k, 281), a = test::random_vector(m * k, 282);
+    std::vector<std::int8_t> q(n * k);
+    std::vector<float> s(n * int8_groups(k, 32));
+    core::sequential seq;
+    gemm_tiling<default_arch> portable;
+    portable.int8_engine = backend::none;
+    for (const std::size_t group : {std::size_t{0}, std::size_t{32}}) {
+        quantize_int8(wf.data(), n, k, k, group, q.data(), k, s.data());
+        const int8_matrix w{q.data(), n, k, k, s.data(), group};
+        std::vector<float> c_default(m * n), c_portable(m * n), c_engine(m * n);
+        gemm_int8(m, a.data(), k, w, c_default.data(), n);
+        gemm_int8(m, a.data(), k, w, c_portable.data(), n, epilogue<>{}, seq, portable);
+        INFO("group " << group << ", engine in use " << int8_products::backend_name(int8_products::backend_in_use()));
+        if (group == 0 && int8_products::enabled()) {
+            int8_products::gemm_int8(int8_products::backend_in_use(), m, a.data(), k, w, c_engine.data(), n, epilogue<>{}, seq);
+            CHECK(c_default == c_engine);
+            CHECK(c_default != c_portable);  // A quantised to int8 here, exact in f32 there
+            CHECK(test::rel_diff(c_default, c_portable) < 2e-2);
+        } else {
+            CHECK(c_default == c_portable);
+        }
+        gemm_tiling<default_arch> named;
+        named.int8_engine = backend::avx512_vnni;
+        if (!int8_products::available(backend::avx512_vnni))
+            CHECK_THROWS_WITH(gemm_int8(m, a.data(), k, w, c_engine.data(), n, epilogue<>{}, seq, named),
+                              Catch::Contains("int8-product engine not available") && Catch::Contains("AVX512-VNNI"));
+    }
 }

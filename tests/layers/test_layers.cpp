@@ -611,8 +611,8 @@ TEST_CASE("linear (xtensor API) and embedding lookups", "[layers][linear]") {
 }
 
 // int8 weights in a linear layer (layers::linear::quantize_int8): against the double reference of its
-// dequantised matrix on both kernel paths (up to 4 rows: integer products; more: the f32 GEMM on
-// dequantised slabs), and what it refuses.
+// dequantised matrix on both kernel paths (up to 4 rows: integer products, A in int16; more: integer
+// products with A in int8 on AVX512-VNNI, else the f32 GEMM on dequantised slabs), and what it refuses.
 TEST_CASE("linear::quantize_int8: both kernel paths against the double reference of the int8 matrix", "[layers][int8]") {
     const std::size_t in = 203, out = 77;
     weights::memory_source src;
@@ -645,9 +645,11 @@ TEST_CASE("linear::quantize_int8: both kernel paths against the double reference
                     want[r * out + j] = s;
                 }
             // Up to 4 rows multiply A as int16 (~1e-5 of the row's largest value per value); more
-            // rows are f32 products of the dequantised matrix.
-            INFO("group " << group << ", rows " << rows);
-            CHECK(test::nmse(y, want) < (rows <= kernels::gemv_max_rows ? 1e-9 : 1e-11));
+            // rows: A as int8 (half a step of 1/127 of the row's largest value) on the integer-product
+            // engine where the CPU has one (per-row scales), else f32 products of the dequantised matrix.
+            const bool int8_a = rows > kernels::gemv_max_rows && group == 0 && kernels::int8_products::enabled();
+            INFO("group " << group << ", rows " << rows << (int8_a ? ", A in int8" : ""));
+            CHECK(test::nmse(y, want) < (rows <= kernels::gemv_max_rows ? 1e-9 : int8_a ? 2e-4 : 1e-11));
         }
         // Training through it is refused; quantising again with another group too.
         std::vector<float> dy(out, 1.f), x(in, 1.f), dx(in);
@@ -656,7 +658,16 @@ TEST_CASE("linear::quantize_int8: both kernel paths against the double reference
                           Catch::Contains("int8-quantised linear layer"));
         CHECK_THROWS_WITH(lin.quantize_int8(group ? 0 : 32), Catch::Contains("another group"));
         CHECK(lin.quantize_int8(group) == bytes);  // the same group: nothing to do
-        CHECK(lin.prepack() == 0);
+        {  // prepacked for the integer-product engine (per-row scales on a VNNI CPU), else nothing to pack
+            const auto x = test::random_vector(37 * in, 39);
+            std::vector<float> y0(37 * out), y1(37 * out);
+            lin.forward(x.data(), in, 37, y0.data(), out);
+            const bool packs = group == 0 && kernels::int8_products::enabled();
+            const std::size_t padded = (out + 47) / 48 * 48;
+            CHECK(lin.prepack() == (packs ? (out + 15) / 16 * 16 * ((in + 3) / 4 * 4) + padded * 8 : 0));
+            lin.forward(x.data(), in, 37, y1.data(), out);
+            CHECK(y0 == y1);
+        }
         // Loading again brings the bf16 matrix back in use.
         layers::load(lin, weights::cursor(src));
         CHECK(lin.int8_weight() == nullptr);

@@ -29,7 +29,6 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -49,11 +48,6 @@
 namespace pali3::kernels::bf16_products {
 
 namespace detail {
-inline std::atomic<int>& state() {  // -1 unknown, else a backend
-    static std::atomic<int> s{-1};
-    return s;
-}
-
 // Whether the AVX512-BF16 engine may be used, and whether it is the one to prefer.
 inline bool probe_dot(bool& preferred) {
     preferred = false;
@@ -105,28 +99,21 @@ inline bool available(backend b) {
 // True when a bf16-product engine is chosen by default in this process.
 inline bool available() { return detail::preferred_backend() != backend::none; }
 
+using engine = engine_switch<backend, detail::preferred_backend>;
+
 // The engine bf16 GEMMs use now: preferred by default; set_enabled(false) or set_backend(none)
 // switches to the portable f32 path (benchmarks and tests compare the paths).
-inline backend backend_in_use() {
-    int s = detail::state().load(std::memory_order_relaxed);
-    if (s < 0) {
-        s = static_cast<int>(detail::preferred_backend());
-        detail::state().store(s, std::memory_order_relaxed);
-    }
-    return static_cast<backend>(s);
-}
+inline backend backend_in_use() { return engine::in_use(); }
 
 // Whether bf16 GEMMs take a bf16-product path (A rounded to bf16) at all.
 inline bool enabled() { return backend_in_use() != backend::none; }
 
-inline void set_enabled(bool on) {
-    detail::state().store(static_cast<int>(on ? detail::preferred_backend() : backend::none), std::memory_order_relaxed);
-}
+inline void set_enabled(bool on) { engine::set_enabled(on); }
 
 // Picks an engine explicitly; false (and nothing changed) when it cannot run here.
 inline bool set_backend(backend b) {
     if (!available(b)) return false;
-    detail::state().store(static_cast<int>(b), std::memory_order_relaxed);
+    engine::set(b);
     return true;
 }
 

@@ -22,6 +22,7 @@
 #include "pali3/kernels/bf16_blocks.hpp"
 #include "pali3/kernels/elementwise.hpp"
 #include "pali3/kernels/int8_matrix.hpp"
+#include "pali3/kernels/int8_products.hpp"
 #include "pali3/kernels/matrix.hpp"
 #include "pali3/kernels/simd.hpp"
 
@@ -51,6 +52,10 @@ struct gemm_tiling {
     // The bf16-product engine for bf16 weights on this call (none: the portable path); unset: the
     // process's choice (bf16_products::backend_in_use()). An engine this CPU cannot run throws.
     std::optional<bf16_products::backend> bf16_engine{};
+    // The integer-product engine for int8 weights (one scale per row) on this call (none: the
+    // portable path, f32 products on W dequantised while packed); unset: the process's choice
+    // (int8_products::backend_in_use()). An engine this CPU cannot run throws.
+    std::optional<int8_products::backend> int8_engine{};
     // Up to this many rows, W is packed one column panel at a time, interleaved with the
     // micro-kernels that use it, instead of a kc x nc block ahead of them. Measured (1 thread):
     // 64 rows 1.07-1.15x, 112 1.04-1.06x; 197-257 rows -5..+6 % by shape (C walked a column

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -72,13 +73,7 @@ inline void quantize_int8(const float* w, std::size_t n, std::size_t k, std::siz
 // ~1e-5 of the output's scale at worst and far below the int8 weights' own (~4e-3 per weight).
 inline float quantize_int16(const float* a, std::size_t k, std::int16_t* q) noexcept {
     float amax = 0.f;
-    bool finite = true;
-    for (std::size_t i = 0; i < k; ++i) {
-        const float v = std::fabs(a[i]);
-        finite = finite && v <= std::numeric_limits<float>::max();
-        amax = v > amax ? v : amax;
-    }
-    if (!finite) {
+    if (!detail::finite_absmax(a, k, amax)) {
         std::fill(q, q + k, std::int16_t{0});
         return std::numeric_limits<float>::quiet_NaN();
     }
@@ -91,10 +86,12 @@ inline float quantize_int16(const float* a, std::size_t k, std::int16_t* q) noex
 namespace detail {
 
 // Always inlined: as an ordinary inline function g++ 12 found it free of side effects (pure-const)
-// and deleted the calls before inlining them, so no prefetch was ever issued.
+// and deleted the calls before inlining them, so no prefetch was ever issued. Into L2
+// (prefetcht1), not L1: on a Zen 4 the L1 form held the 1-row GEMV at ~12 GB/s from DRAM, the
+// L2 form reads at the limit (~22 GB/s on 1 thread; speed log 29): far more misses in flight.
 [[gnu::always_inline]] inline void prefetch_line(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
-    __builtin_prefetch(p, 0, 3);
+    __builtin_prefetch(p, 0, 2);
 #else
     (void)p;
 #endif
@@ -139,56 +136,113 @@ void gemv_int8_scalar(const std::int16_t* qa, std::size_t ldq, const float* sa, 
 }
 
 #if defined(__AVX2__)
-// Exact sum of the eight int32 lanes.
-[[gnu::always_inline]] inline std::int64_t hsum_epi32(__m256i v) noexcept {
-    const __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
-                                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
-    const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
-    return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
-}
+// The vector forms of the integer GEMV's step: `step` int8 weights widened in-lane to int16
+// (vpmovsxbw) and multiplied by `step` int16 values of A, pairs summed into int32 lanes, exactly.
+// AVX2: 16 values per step (vpmaddwd + vpaddd), 16 registers.
+struct int8_lanes_avx2 {
+    using ivec = __m256i;
+    using fvec = __m256;
+    static constexpr std::size_t step = 16, registers = 16;
+    static ivec zero() noexcept { return _mm256_setzero_si256(); }
+    static fvec fzero() noexcept { return _mm256_setzero_ps(); }
+    static ivec load_a(const std::int16_t* p) noexcept { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+    static ivec load_w(const std::int8_t* p) noexcept {
+        return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static ivec dot(ivec acc, ivec a, ivec w) noexcept { return _mm256_add_epi32(acc, _mm256_madd_epi16(a, w)); }
+    static std::int64_t hsum(ivec v) noexcept {  // exact sum of the lanes
+        const __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                              _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+        const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
+        return _mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1);
+    }
+    static fvec scaled(fvec f, ivec acc, float s) noexcept { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(s), f); }
+    static float fhsum(fvec f) noexcept { return kernels::hsum<xsimd::avx2>(fbatch<xsimd::avx2>(f)); }
+};
+#endif
 
+#if defined(__AVX512BW__)
+// AVX-512: 32 values per step, 32 registers; `vpdpwssd` (AVX512-VNNI: the pairs' products summed
+// into the lanes in one instruction) where the target has it, else vpmaddwd + vpaddd. The GEMV
+// reads W at the memory limit only with few instructions per byte (speed log 29: the AVX2 step
+// reached 47-57 % of the read limit on a Zen 4).
+struct int8_lanes_avx512 {
+    using ivec = __m512i;
+    using fvec = __m512;
+    static constexpr std::size_t step = 32, registers = 32;
+    static ivec zero() noexcept { return _mm512_setzero_si512(); }
+    static fvec fzero() noexcept { return _mm512_setzero_ps(); }
+    static ivec load_a(const std::int16_t* p) noexcept { return _mm512_loadu_si512(p); }
+    static ivec load_w(const std::int8_t* p) noexcept {
+        return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static ivec dot(ivec acc, ivec a, ivec w) noexcept {
+#if defined(__AVX512VNNI__)
+        return _mm512_dpwssd_epi32(acc, a, w);
+#else
+        return _mm512_add_epi32(acc, _mm512_madd_epi16(a, w));
+#endif
+    }
+    static std::int64_t hsum(ivec v) noexcept {
+        return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)),
+                                                        _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1))));
+    }
+    static fvec scaled(fvec f, ivec acc, float s) noexcept { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(s), f); }
+    static float fhsum(fvec f) noexcept { return _mm512_reduce_add_ps(f); }
+};
+#endif
+
+#if defined(__AVX2__)
 // Rows of W per step. One scale per row: R x M int32 accumulators, M vectors of A and one of W
-// in the 16 registers. Per group: R x M int32 and R x M f32 accumulators, at most 4 rows (6 fit
-// for one row of A but ran 1.2-1.6x slower: speed log 24).
-template <std::size_t M, bool Grouped>
+// in the registers. Per group: R x M int32 and R x M f32 accumulators, at most 4 rows (6 fit
+// for one row of A on AVX2 but ran 1.2-1.6x slower: speed log 24). With 32 registers, a power
+// of two (a divisor of the 64-output chunks): 6 rows for 4 rows of A ran 1.3-1.6x slower than 4
+// on 2 threads (speed log 29).
+template <class V, std::size_t M, bool Grouped>
+inline constexpr std::size_t int8_step_rows_fit =
+    Grouped ? std::clamp<std::size_t>((V::registers - M - 2) / (2 * M), 1, 4) : std::clamp<std::size_t>((V::registers - M - 1) / M, 1, 8);
+template <class V, std::size_t M, bool Grouped>
 inline constexpr std::size_t int8_step_rows =
-    Grouped ? std::clamp<std::size_t>((16 - M - 2) / (2 * M), 1, 4) : std::clamp<std::size_t>((16 - M - 1) / M, 1, 8);
+    V::registers == 32 ? std::bit_floor(int8_step_rows_fit<V, M, Grouped>) : int8_step_rows_fit<V, M, Grouped>;
 
-// Outputs [j0, j1) with AVX2 integer products: 16 int8 weights widened in-lane to int16
-// (vpmovsxbw) and multiplied by 16 int16 values of A with vpmaddwd (pairs summed into 8 int32
-// lanes): three instructions per 16 weights and row of A where the f32 path takes six. Per row
-// scale: lanes flushed into int64 every int8_flush_values (exact), the total times both scales
-// in double, as the portable path. Per group: each group's lanes converted to f32 and multiplied
-// by the group's scale into f32 lanes (exact for groups of 32: a lane's sum is below 2^24).
-template <std::size_t M, bool Grouped, class Act>
-[[gnu::noinline]] void gemv_int8_avx2(const std::int16_t* qa, std::size_t ldq, const float* sa, const int8_matrix& w,
-                                      float* c, std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
-    constexpr std::size_t R = int8_step_rows<M, Grouped>;
-    constexpr std::size_t lines = (R * 16 + 63) / 64;  // cache lines of W one step reads
+// Outputs [j0, j1) with integer products, V::step weights per row and step (int8_lanes_*: three
+// instructions per 16 weights and row of A on AVX2, where the f32 path takes six; two per 32 with
+// AVX512-VNNI). Per row scale: lanes flushed into int64 every int8_flush_values (exact), the
+// total times both scales in double, as the portable path. Per group: each group's lanes
+// converted to f32 and multiplied by the group's scale into f32 lanes (exact for groups of 32: a
+// lane's sum is below 2^24).
+template <class V, std::size_t M, bool Grouped, class Act>
+[[gnu::noinline]] void gemv_int8_lanes(const std::int16_t* qa, std::size_t ldq, const float* sa, const int8_matrix& w,
+                                       float* c, std::size_t ldc, const epilogue<Act>& ep, std::size_t j0, std::size_t j1) {
+    using ivec = typename V::ivec;
+    using fvec = typename V::fvec;
+    constexpr std::size_t R = int8_step_rows<V, M, Grouped>, S = V::step;
+    constexpr std::size_t lines = (R * S + 63) / 64;  // cache lines of W one step reads
     const std::size_t g = w.group_size(), groups = w.groups(), k = w.k;
-    // acc[r][i] += qa row i . W row j + r over [p, i1) in whole steps of 16; returns where they stop.
-    auto steps = [&]<std::size_t RR>(std::size_t j, std::size_t p, std::size_t i1, __m256i (&acc)[RR][M])
+    // acc[r][i] += qa row i . W row j + r over [p, i1) in whole steps; returns where they stop.
+    auto steps = [&]<std::size_t RR>(std::size_t j, std::size_t p, std::size_t i1, ivec (&acc)[RR][M])
         __attribute__((always_inline)) {
-        for (; p + 16 <= i1; p += 16) {
-            // The next RR rows, `lines` cache lines per step, so that they are in cache when their
-            // turn comes (rows of a few KB are short streams for the hardware prefetcher).
+        for (; p + S <= i1; p += S) {
+            // The RR rows after the next RR, `lines` cache lines per step, so that they are in
+            // cache when their turn comes (rows of a few KB are short streams for the hardware
+            // prefetcher; two groups ahead: 1.1-1.3x the mean rate of one, speed log 29).
             for (std::size_t t = 0; t < lines; ++t) {
-                const std::size_t idx = p / 16 * lines + t, rn = j + RR + idx % RR, off = idx / RR * 64;
+                const std::size_t idx = p / S * lines + t, rn = j + 2 * RR + idx % RR, off = idx / RR * 64;
                 if (rn < w.n && off < k) prefetch_line(w.q + rn * w.ld + off);
             }
-            __m256i av[M];
-            static_for<M>([&](auto i) { av[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + i * ldq + p)); });
+            ivec av[M];
+            static_for<M>([&](auto i) { av[i] = V::load_a(qa + i * ldq + p); });
             static_for<RR>([&](auto r) {
-                __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.q + (j + r) * w.ld + p)));
-                asm("" : "+x"(wv));  // keep the widened W in a register (not folded into each vpmaddwd)
-                static_for<M>([&](auto i) { acc[r][i] = _mm256_add_epi32(acc[r][i], _mm256_madd_epi16(av[i], wv)); });
+                ivec wv = V::load_w(w.q + (j + r) * w.ld + p);
+                asm("" : "+v"(wv));  // keep the widened W in a register (not folded into each product)
+                static_for<M>([&](auto i) { acc[r][i] = V::dot(acc[r][i], av[i], wv); });
             });
         }
         return p;
     };
     auto rows = [&]<std::size_t RR>(std::size_t j, std::integral_constant<std::size_t, RR>) __attribute__((always_inline)) {
-        __m256i acc[RR][M];
-        auto zero = [&] { static_for<RR>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = _mm256_setzero_si256(); }); }); };
+        ivec acc[RR][M];
+        auto zero = [&] { static_for<RR>([&](auto r) { static_for<M>([&](auto i) { acc[r][i] = V::zero(); }); }); };
         zero();
         if constexpr (!Grouped) {
             std::int64_t total[RR][M] = {};
@@ -197,7 +251,7 @@ template <std::size_t M, bool Grouped, class Act>
                 const std::size_t p = steps(j, b0, b1, acc);
                 static_for<RR>([&](auto r) {
                     static_for<M>([&](auto i) {
-                        total[r][i] += hsum_epi32(acc[r][i]) + int_dot(qa + i * ldq, w.q + (j + r) * w.ld, p, b1);
+                        total[r][i] += V::hsum(acc[r][i]) + int_dot(qa + i * ldq, w.q + (j + r) * w.ld, p, b1);
                     });
                 });
                 zero();
@@ -208,17 +262,17 @@ template <std::size_t M, bool Grouped, class Act>
                 });
             });
         } else {
-            __m256 facc[RR][M];
+            fvec facc[RR][M];
             float tail[RR][M] = {};
-            static_for<RR>([&](auto r) { static_for<M>([&](auto i) { facc[r][i] = _mm256_setzero_ps(); }); });
+            static_for<RR>([&](auto r) { static_for<M>([&](auto i) { facc[r][i] = V::fzero(); }); });
             for (std::size_t gi = 0; gi < groups; ++gi) {
                 const std::size_t i0 = gi * g, i1 = std::min(k, i0 + g);
                 for (std::size_t b0 = i0; b0 < i1; b0 += int8_flush_values) {
                     const std::size_t b1 = std::min(i1, b0 + int8_flush_values);
                     const std::size_t p = steps(j, b0, b1, acc);
                     static_for<RR>([&](auto r) {
-                        const __m256 sv = _mm256_set1_ps(w.scales[(j + r) * groups + gi]);
-                        static_for<M>([&](auto i) { facc[r][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][i]), sv, facc[r][i]); });
+                        const float sv = w.scales[(j + r) * groups + gi];
+                        static_for<M>([&](auto i) { facc[r][i] = V::scaled(facc[r][i], acc[r][i], sv); });
                     });
                     if (p < b1)  // the last group's values past the last whole step
                         static_for<RR>([&](auto r) {
@@ -231,9 +285,7 @@ template <std::size_t M, bool Grouped, class Act>
                 }
             }
             static_for<RR>([&](auto r) {
-                static_for<M>([&](auto i) {
-                    finish((hsum<xsimd::avx2>(fbatch<xsimd::avx2>(facc[r][i])) + tail[r][i]) * sa[i], j + r, c + i * ldc, ep);
-                });
+                static_for<M>([&](auto i) { finish((V::fhsum(facc[r][i]) + tail[r][i]) * sa[i], j + r, c + i * ldc, ep); });
             });
         }
     };
@@ -258,10 +310,17 @@ void gemv_int8_rows(const float* a, std::size_t lda, const int8_matrix& w, float
     const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
     exec.run(parts, [&](std::size_t t) {
         const core::range r = core::split(w.n, parts, t, grain);
+#if defined(__AVX512BW__)
+        if constexpr (is_avx512<Arch>) {
+            if (w.groups() > 1) gemv_int8_lanes<int8_lanes_avx512, M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            else gemv_int8_lanes<int8_lanes_avx512, M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            return;
+        }
+#endif
 #if defined(__AVX2__)
         if constexpr (is_avx2<Arch> || is_avx512<Arch>) {
-            if (w.groups() > 1) gemv_int8_avx2<M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
-            else gemv_int8_avx2<M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            if (w.groups() > 1) gemv_int8_lanes<int8_lanes_avx2, M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+            else gemv_int8_lanes<int8_lanes_avx2, M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
             return;
         }
 #endif
@@ -299,15 +358,25 @@ void gemv_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix
 }
 
 // C (m, n) = Act(alpha A (m, k) . W^T + bias) [+ C] with int8 W, any m. Up to gemv_max_rows rows
-// read the int8 W once (gemv_int8: A in int16, integer products). More rows take the f32 GEMM,
-// whose W packer dequantises the int8 values as it packs them (gemm_blocks.hpp): one conversion
-// per weight and call against m multiply-adds per weight, and no f32 copy of W. The products are
-// f32 (integer products with vpdpbusd on VNNI CPUs are the next step of issue 25).
+// read the int8 W once (gemv_int8: A in int16, integer products). More rows, on a CPU with
+// AVX512-VNNI and W with one scale per row: integer products (int8_products.hpp: A quantised per
+// row to int8, `vpdpbusd`), unless the tiling names another engine (tiling.int8_engine, or the
+// process's choice, int8_products::set_enabled). Otherwise the f32 GEMM, whose W packer
+// dequantises the int8 values as it packs them (gemm_blocks.hpp): one conversion per weight and
+// call against m multiply-adds per weight, no f32 copy of W, and A exact in f32.
 template <class Arch = default_arch, activation Act = act::identity, core::executor E = core::sequential>
 void gemm_int8(std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c, std::size_t ldc,
                const epilogue<Act>& ep = {}, E&& exec = E{}, const gemm_tiling<Arch>& tiling = {}) {
     detail::check_int8_operands("gemm_int8", m, a, lda, w, c, ldc);
     if (m <= gemv_max_rows) return detail::gemv_int8_checked<Arch>(m, a, lda, w, c, ldc, ep, exec);
+    const auto engine = tiling.int8_engine.value_or(int8_products::backend_in_use());
+    if (engine != int8_products::backend::none) {
+        if (int8_products::supports(w))
+            return int8_products::gemm_int8(engine, m, a, lda, w, c, ldc, ep, exec, tiling.chunks_per_thread,
+                                            tiling.parallel_min_macs);
+        // Per-group scales or k past max_k: the portable path, but an engine the call names must exist here.
+        if (tiling.int8_engine) int8_products::require(engine, "gemm_int8");
+    }
     detail::check_tiling(tiling, "gemm_int8");
     const std::size_t threads = m * w.n * w.k >= tiling.parallel_min_macs ? exec.size() : 1;
     detail::gemm_packed(m, detail::a_operand{a, lda}, w, c, ldc, ep, exec, tiling, threads);

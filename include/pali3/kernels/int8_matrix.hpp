@@ -5,6 +5,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -33,6 +35,9 @@ struct int8_matrix {
     std::size_t n = 0, k = 0, ld = 0;
     const float* scales = nullptr;  // (n, int8_groups(k, group)) row-major
     std::size_t group = 0;          // 0: one scale per row
+    // int8_products::packed_weights made from these values and scales (int8_products::pack_weights),
+    // or null: the integer-product GEMM then packs W per call. A pack of another matrix is ignored.
+    const void* prepacked = nullptr;
 
     std::size_t groups() const noexcept { return int8_groups(k, group); }
     std::size_t group_size() const noexcept { return group == 0 ? k : group; }
@@ -47,6 +52,19 @@ struct int8_matrix {
 };
 
 namespace detail {
+
+// amax = max |a[i]| over i < k; false when a value is NaN or infinite (the row quantisers of A
+// then give NaN outputs).
+inline bool finite_absmax(const float* a, std::size_t k, float& amax) noexcept {
+    amax = 0.f;
+    bool finite = true;
+    for (std::size_t i = 0; i < k; ++i) {
+        const float v = std::fabs(a[i]);
+        finite = finite && v <= std::numeric_limits<float>::max();
+        amax = v > amax ? v : amax;
+    }
+    return finite;
+}
 
 // out[i] = s * q[i] for i < len (vector conversion where the target has one).
 inline void scale_int8(const std::int8_t* q, std::size_t len, float s, float* out) noexcept {

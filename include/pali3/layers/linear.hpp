@@ -55,12 +55,19 @@ public:
 
     // Keeps a copy of the matrix in the layout its GEMM streams, so forward passes skip packing
     // it (the weights are immutable after loading): f32 -> the f32 GEMM's panels (+4 bytes per
-    // weight), bf16 with a bf16-product engine -> the VNNI panels (+2 bytes per weight). Returns
-    // the bytes added (0 when not applicable: f16, or bf16 without an engine). GEMV (m <= 4 rows)
-    // keeps reading the original.
+    // weight), bf16 with a bf16-product engine -> the VNNI panels (+2 bytes per weight), int8 with
+    // one scale per row and an integer-product engine (AVX512-VNNI) -> its quad panels (+1 byte
+    // per weight). Returns the bytes added (0 when not applicable: f16, bf16 without an engine,
+    // int8 per group or without one). GEMV (m <= 4 rows) keeps reading the original.
     std::size_t prepack() {
         require_loaded();
-        if (int8_active()) return 0;
+        if (int8_active()) {
+            auto p = kernels::int8_products::pack_weights(int8_->view);
+            const std::size_t bytes = p ? p->bytes() : 0;
+            packed_ = std::move(p);
+            packed_source_ = int8_->view.q;
+            return bytes;
+        }
         const auto w = kernels::weight_nk(weight_.data, cfg_.out, cfg_.in);
         std::size_t bytes = 0;
         if constexpr (std::is_same_v<Storage, bf16>) {
@@ -147,7 +154,11 @@ public:
                  bool accumulate = false) const {
         require_loaded();
         kernels::epilogue<Act> ep{bias(), 1.f, accumulate};
-        if (int8_active()) return kernels::gemm_int8(rows, x, ldx, int8_->view, y, ldy, ep, exec);
+        if (int8_active()) {
+            kernels::int8_matrix w = int8_->view;
+            if (packed_ && packed_source_ == static_cast<const void*>(w.q)) w.prepacked = packed_.get();
+            return kernels::gemm_int8(rows, x, ldx, w, y, ldy, ep, exec);
+        }
         kernels::gemm(rows, x, ldx, weight(), y, ldy, ep, exec);
     }
 
@@ -205,7 +216,7 @@ private:
     linear_config cfg_;
     param<Storage> weight_;
     param<float> bias_;
-    std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32) or bf16_products::packed_weights (bf16)
+    std::shared_ptr<const void> packed_;  // kernels::packed_panels (f32), bf16_products::packed_weights (bf16) or int8_products::packed_weights
     const void* packed_source_ = nullptr;
     std::shared_ptr<const int8_form> int8_;  // set by quantize_int8, in use while weight_ is released
 };

@@ -95,7 +95,7 @@ struct run_request {
     std::size_t weight_bytes = 4;  // per weight: 4 f32, 2 bf16
     bool int8 = false;             // linear layers' matrices as int8 (1 byte per weight + f32 scales)
     std::size_t int8_group = 0;    // their scales: one per row (0) or per this many weights
-    bool prepack = false;          // a second, packed copy of the matrices (none for int8 ones)
+    bool prepack = false;          // a second, packed copy of the matrices (int8: 1 byte per weight, where VNNI packs them)
     std::size_t batch = 1;         // images / sequences at once
     std::size_t prompt_tokens = 64, new_tokens = 32, beam = 1;
     bool training = false;         // + gradients and AdamW moments (3 more f32 per weight)
@@ -109,6 +109,7 @@ inline memory_estimate estimate_memory(const any_config& c, const run_request& r
     if (r.int8) {
         const std::size_t scales = r.int8_group ? mul(count.linear, 4) / r.int8_group : 0;
         m.weights = add(add(count.linear, scales), mul(count.tables, r.weight_bytes));
+        if (r.prepack && r.int8_group == 0) m.weights = add(m.weights, count.linear);  // the integer GEMM's panels (at most)
     } else {
         m.weights = mul(n_weights, add(r.weight_bytes, r.prepack ? r.weight_bytes : 0));
     }
