@@ -111,9 +111,9 @@ void bm_gemm_int8(benchmark::State& state) {
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
     }
-    state.SetLabel(PORTABLE ? "f32 products"
-                            : std::string(int8_products::backend_name(int8_products::backend_in_use())) +
-                                  (packed ? ", prepacked" : ""));
+    state.SetLabel(PORTABLE || !int8_products::enabled()
+                       ? std::string("f32 products")
+                       : std::string(int8_products::backend_name(int8_products::backend_in_use())) + (packed ? ", prepacked" : ""));
     set_gflops(state, 2.0 * m * n * k);
 }
 

@@ -15,9 +15,10 @@
 // the error this path adds to the int8 weights' own. A row holding NaN or Inf gives NaN outputs.
 //
 // Blocks: as the AVX512-BF16 engine (bf16_blocks.hpp): A packed once per 512-row block (k rounded
-// up to 4, rows to 32), W once per 256-column block into 16-column panels of k quads (64 bytes:
-// 16 columns x 4 consecutive k), 32 x 32 blocks of C computed by 8 rows x 2 panels of int32
-// accumulators. k is never split, so an output is summed in one order for any thread count.
+// up to 4, rows to 32), W once per 240-column block (or once for all: pack_weights) into 16-column
+// panels of k quads (64 bytes: 16 columns x 4 consecutive k), 32 x 48 blocks of C computed by
+// 8 rows x 3 panels of int32 accumulators. k is never split, so an output is summed in one order
+// for any thread count.
 //
 // Which engine: per call when the caller names one (gemm_tiling::int8_engine), else the process's
 // default (`backend_in_use()`): avx512_vnni where the CPU has AVX512-VNNI (with F, DQ, BW, VL),
@@ -367,8 +368,8 @@ inline std::shared_ptr<const packed_weights> pack_weights(const int8_matrix& w) 
 
 // C (m, n) = Act(alpha A W^T + bias) [+ C] on `engine` (see require()) for W that supports(w).
 // Per block of up to mc rows, threads quantise and pack A together (a row slice each, one shared
-// buffer), then take column chunks (about `chunks_per_thread` each, 32-column boundaries) from a
-// queue (on block_cols boundaries). Products under `parallel_min_macs` multiply-adds run on the calling thread.
+// buffer), then take column chunks (about `chunks_per_thread` each, on block_cols boundaries) from
+// a queue. Products under `parallel_min_macs` multiply-adds run on the calling thread.
 template <class Act, core::executor E>
 void gemm_int8(backend engine, std::size_t m, const float* a, std::size_t lda, const int8_matrix& w, float* c,
                std::size_t ldc, const epilogue<Act>& ep, E& exec, std::size_t chunks_per_thread = 3,
