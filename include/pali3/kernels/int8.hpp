@@ -310,21 +310,23 @@ void gemv_int8_rows(const float* a, std::size_t lda, const int8_matrix& w, float
     const std::size_t parts = std::min<std::size_t>(exec.size(), (w.n + grain - 1) / grain);
     exec.run(parts, [&](std::size_t t) {
         const core::range r = core::split(w.n, parts, t, grain);
+        // One branch per ISA, chained by `else` so that an AVX-512 build instantiates only the
+        // AVX-512 lanes (the AVX2 ones are tested through the AVX2 arch tag, tests/kernels/test_int8.cpp).
 #if defined(__AVX512BW__)
         if constexpr (is_avx512<Arch>) {
             if (w.groups() > 1) gemv_int8_lanes<int8_lanes_avx512, M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
             else gemv_int8_lanes<int8_lanes_avx512, M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
-            return;
-        }
+        } else
 #endif
 #if defined(__AVX2__)
         if constexpr (is_avx2<Arch> || is_avx512<Arch>) {
             if (w.groups() > 1) gemv_int8_lanes<int8_lanes_avx2, M, true>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
             else gemv_int8_lanes<int8_lanes_avx2, M, false>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
-            return;
-        }
+        } else
 #endif
-        gemv_int8_scalar<M>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+        {
+            gemv_int8_scalar<M>(qa, ldq, sa, w, c, ldc, ep, r.begin, r.end);
+        }
     });
 }
 
