@@ -29,6 +29,19 @@
         return;                                                                     \
     } while (false)
 
+// For a case run once per bf16-product engine (PALI3_BF16_ENGINES, a Catch GENERATE): the run of an
+// engine this CPU lacks ends with a warning, and the case reports Skipped to CTest only where no
+// engine of the list can run (otherwise the runs that did test something would be hidden).
+#define PALI3_BF16_ENGINE_UNAVAILABLE(why)                                                    \
+    do {                                                                                      \
+        if (::pali3::kernels::amx::available(::pali3::kernels::amx::backend::tiles) ||       \
+            ::pali3::kernels::amx::available(::pali3::kernels::amx::backend::avx512_bf16)) { \
+            WARN(why);                                                                        \
+            return;                                                                           \
+        }                                                                                     \
+        PALI3_TEST_SKIP(why);                                                                 \
+    } while (false)
+
 namespace pali3::test {
 
 // Normal(0, scale) values, seeded; no exact zeros.

@@ -169,8 +169,9 @@ TEST_CASE("bf16-product GEMM (AMX tiles, AVX512-BF16) matches the double referen
     const amx::backend engine = PALI3_BF16_ENGINES;
     const test::bf16_engine_scope use(engine);
     if (!use.active) {
-        PALI3_TEST_SKIP(amx::backend_name(engine) << " is not available on this CPU/kernel (or switched off by "
-                                                     "PALI3_NO_AMX / PALI3_BF16_DOT=0)");
+        PALI3_BF16_ENGINE_UNAVAILABLE(amx::backend_name(engine)
+                                      << " is not available on this CPU/kernel (or switched off by PALI3_NO_AMX / "
+                                         "PALI3_BF16_DOT=0)");
     }
     INFO("engine " << amx::backend_name(engine));
     // A is rounded to bf16 (relative error 2^-9 per element): NMSE ~ 4e-6 for random data.

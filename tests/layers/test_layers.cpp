@@ -444,7 +444,7 @@ TEST_CASE("attention with bf16 products matches the double reference to bf16 rou
     const kernels::amx::backend engine = PALI3_BF16_ENGINES;
     const test::bf16_engine_scope use(engine);
     if (!use.active) {
-        PALI3_TEST_SKIP(kernels::amx::backend_name(engine) << " is not available here: bf16 products on it are not exercised");
+        PALI3_BF16_ENGINE_UNAVAILABLE(kernels::amx::backend_name(engine) << " is not available here: bf16 products on it are not exercised");
     }
     struct shape {
         std::size_t tq, tk, dh, ld;
