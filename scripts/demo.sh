@@ -29,6 +29,27 @@ for i in 000000 000002 000007; do
 done
 "$P" eval --scenes "$SCENES" --weights "$S/siglip.safetensors" --tokenizer "$S/tokenizer.model" | sed -n 2p
 
+echo
+echo "PaLI-3 (SigLIP-style ViT, projector, T5 encoder-decoder; 1.2 M parameters, bf16): captions, answers, boxes"
+FS=(--weights "$S/pali3.safetensors" --tokenizer "$S/tokenizer.model")
+output() { sed -n 's/^output: "\(.*\)" ([0-9]* tokens.*/\1/p'; }
+truth_of() { grep "\"image\":\"$1.png\"" "$SCENES/scenes.jsonl" | grep -o "\"$2\":\"[^\"]*\"" | sed 's/.*:"\([^"]*\)"/\1/'; }
+for i in 000001 000003 000009; do
+  printf '  %s  caption en: %-52s (truth: %s)\n' "$i.png" "\"$("$P" caption "$SCENES/$i.png" "${FS[@]}" | output)\"" "$(truth_of $i caption)"
+done
+for iq in "000003|how many shapes are there?" "000003|what color is the square?" "000009|what shape is green?" "000001|what color is the triangle?"; do
+  i=${iq%%|*}; q=${iq#*|}
+  answer=$(grep "\"image\":\"$i.png\"" "$SCENES/scenes.jsonl" | grep -o "\"question\":\"$q\",\"answer\":\"[^\"]*\"" | sed 's/.*"answer":"\([^"]*\)"/\1/')
+  printf '  %s  %-30s %-10s (truth: %s)\n' "$i.png" "$q" "\"$("$P" vqa "$SCENES/$i.png" "$q" "${FS[@]}" | output)\"" "$answer"
+done
+mkdir -p "$D"
+echo "  000009.png  detect square ; circle   (boxes in pixels y1 x1 y2 x2; overlay: $D/shapes_detect.png)"
+"$P" detect "$SCENES/000009.png" "square ; circle" "${FS[@]}" --out "$D/shapes_detect.png" | grep '^object' | sed 's/^/    /'
+grep '"image":"000009.png"' "$SCENES/scenes.jsonl" | grep -o '"shape":"[a-z]*","color":"[a-z]*","box":\[[0-9,]*\]' |
+  sed 's/"shape":"\([a-z]*\)".*"box":\[\([0-9]*\),\([0-9]*\),\([0-9]*\),\([0-9]*\)\]/    truth  "\1": box y1=\2 x1=\3 y2=\4 x2=\5/' | grep -E '"(square|circle)"'
+echo "  every task on the $(wc -l < "$SCENES/scenes.jsonl") sample scenes (pali3 eval):"
+"$P" eval --scenes "$SCENES" "${FS[@]}" | sed -n '2,5p' | sed 's/^/    /'
+
 banner "Part 2: the whole pipeline with RANDOM weights (output is noise; every stage is real)"
 banner "pali3 make-demo $D   (tiny PaLI-3, random weights, trained tokenizer, VQ-VAE)"
 "$P" make-demo "$D" 2>/dev/null
