@@ -44,7 +44,7 @@ for iq in "000003|how many shapes are there?" "000003|what color is the square?"
 done
 mkdir -p "$D"
 echo "  000009.png  detect square ; circle   (boxes in pixels y1 x1 y2 x2; overlay: $D/shapes_detect.png)"
-"$P" detect "$SCENES/000009.png" "square ; circle" "${FS[@]}" --out "$D/shapes_detect.png" | grep '^object' | sed 's/^/    /'
+"$P" detect "$SCENES/000009.png" "square ; circle" "${FS[@]}" --out "$D/shapes_detect.png" | { grep '^object' || echo "no box"; } | sed 's/^/    /'
 grep '"image":"000009.png"' "$SCENES/scenes.jsonl" | grep -o '"shape":"[a-z]*","color":"[a-z]*","box":\[[0-9,]*\]' |
   sed 's/"shape":"\([a-z]*\)".*"box":\[\([0-9]*\),\([0-9]*\),\([0-9]*\),\([0-9]*\)\]/    truth  "\1": box y1=\2 x1=\3 y2=\4 x2=\5/' | grep -E '"(square|circle)"'
 echo "  every task on the $(wc -l < "$SCENES/scenes.jsonl") sample scenes (pali3 eval):"
