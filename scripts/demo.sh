@@ -33,14 +33,15 @@ echo
 echo "PaLI-3 (SigLIP-style ViT, projector, T5 encoder-decoder; 1.2 M parameters, bf16): captions, answers, boxes"
 FS=(--weights "$S/pali3.safetensors" --tokenizer "$S/tokenizer.model")
 output() { sed -n 's/^output: "\(.*\)" ([0-9]* tokens.*/\1/p'; }
-truth_of() { grep "\"image\":\"$1.png\"" "$SCENES/scenes.jsonl" | grep -o "\"$2\":\"[^\"]*\"" | sed 's/.*:"\([^"]*\)"/\1/'; }
+# truth_of SCENE PATTERN: the quoted value that ends the first match of PATTERN in SCENE's ground truth
+truth_of() { grep "\"image\":\"$1.png\"" "$SCENES/scenes.jsonl" | grep -o "$2\":\"[^\"]*\"" | head -1 | sed 's/.*:"\([^"]*\)"/\1/'; }
 for i in 000001 000003 000009; do
-  printf '  %s  caption en: %-52s (truth: %s)\n' "$i.png" "\"$("$P" caption "$SCENES/$i.png" "${FS[@]}" | output)\"" "$(truth_of $i caption)"
+  printf '  %s  caption en: %-52s (truth: %s)\n' "$i.png" "\"$("$P" caption "$SCENES/$i.png" "${FS[@]}" | output)\"" "$(truth_of $i '"caption')"
 done
 for iq in "000003|how many shapes are there?" "000003|what color is the square?" "000009|what shape is green?" "000001|what color is the triangle?"; do
   i=${iq%%|*}; q=${iq#*|}
-  answer=$(grep "\"image\":\"$i.png\"" "$SCENES/scenes.jsonl" | grep -o "\"question\":\"$q\",\"answer\":\"[^\"]*\"" | sed 's/.*"answer":"\([^"]*\)"/\1/')
-  printf '  %s  %-30s %-10s (truth: %s)\n' "$i.png" "$q" "\"$("$P" vqa "$SCENES/$i.png" "$q" "${FS[@]}" | output)\"" "$answer"
+  printf '  %s  %-30s %-10s (truth: %s)\n' "$i.png" "$q" "\"$("$P" vqa "$SCENES/$i.png" "$q" "${FS[@]}" | output)\"" \
+    "$(truth_of $i "\"question\":\"$q\",\"answer")"
 done
 mkdir -p "$D"
 echo "  000009.png  detect square ; circle   (boxes in pixels y1 x1 y2 x2; overlay: $D/shapes_detect.png)"
