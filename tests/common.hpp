@@ -2,6 +2,8 @@
 // double-precision references.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -34,8 +36,7 @@
 // engine of the list can run (otherwise the runs that did test something would be hidden).
 #define PALI3_BF16_ENGINE_UNAVAILABLE(why)                                                    \
     do {                                                                                      \
-        if (::pali3::kernels::amx::available(::pali3::kernels::amx::backend::tiles) ||       \
-            ::pali3::kernels::amx::available(::pali3::kernels::amx::backend::avx512_bf16)) { \
+        if (::pali3::test::any_bf16_engine_available()) {                                   \
             WARN(why);                                                                        \
             return;                                                                           \
         }                                                                                     \
@@ -79,7 +80,12 @@ struct bf16_engine_scope {
 };
 
 // The engines to run a bf16-product test on (Catch2 GENERATE), each where it can run.
-#define PALI3_BF16_ENGINES GENERATE(kernels::amx::backend::tiles, kernels::amx::backend::avx512_bf16)
+inline constexpr std::array<kernels::amx::backend, 2> bf16_engines{kernels::amx::backend::tiles,
+                                                                   kernels::amx::backend::avx512_bf16};
+inline bool any_bf16_engine_available() {
+    return std::any_of(bf16_engines.begin(), bf16_engines.end(), [](auto b) { return kernels::amx::available(b); });
+}
+#define PALI3_BF16_ENGINES GENERATE(from_range(::pali3::test::bf16_engines))
 
 // NMSE bound for a layer with storage T: `exact` on the f32 paths; with bf16 weights on a CPU with
 // a bf16-product engine (AMX tiles, AVX512-BF16) the GEMMs round activations to bf16
