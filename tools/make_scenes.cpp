@@ -1,4 +1,4 @@
-// pali3 make-scenes: the world of shapes (docs/shapes.md) as files: DIR/NNNNNN.png, the ground
+// pali3 make-scenes: the world of shapes (docs/shapes.md) as files: DIR/NNNNNN.png (or .jpg), the ground
 // truth DIR/scenes.jsonl (objects with pixel boxes, caption, questions and answers) and the
 // training examples DIR/train.jsonl that `pali3 train` reads (PaLI-3 prefix/suffix; "text" = the
 // caption, for SigLIP).
@@ -20,6 +20,7 @@ void add_make_scenes(CLI::App& app) {
         std::size_t count = 1000, seed = 0, max_objects = 3;
         bool no_antialias = false, tokenizer = false;
         float noise = 4.f;
+        std::vector<int> jpeg;  // quality range; empty: PNG
     };
     auto a = std::make_shared<args>();
     auto* c = app.add_subcommand("make-scenes", "scenes of coloured shapes with their captions, boxes and answers (docs/shapes.md)");
@@ -29,6 +30,9 @@ void add_make_scenes(CLI::App& app) {
     c->add_option("--max-objects", a->max_objects, "objects per scene, 1..3")->check(CLI::Range(std::size_t{1}, std::size_t{3}))->capture_default_str();
     c->add_option("--noise", a->noise, "largest pixel noise sigma")->check(CLI::Range(0.f, 4.f))->capture_default_str();
     c->add_flag("--no-antialias", a->no_antialias, "hard shape edges");
+    c->add_option("--jpeg", a->jpeg, "write JPEGs, each at a quality drawn from LO..HI (the spec allows >= 85), not PNGs")
+        ->expected(2)
+        ->check(CLI::Range(1, 100));
     c->add_flag("--tokenizer", a->tokenizer, "also train DIR/tokenizer.model on the world's words (PaLI's <loc>/<seg> added on load)");
     c->callback([a] {
         namespace fs = std::filesystem;
@@ -42,13 +46,20 @@ void add_make_scenes(CLI::App& app) {
         o.antialias = !a->no_antialias;
         o.max_noise = a->noise;
         o.max_objects = a->max_objects;
-        std::mt19937_64 gen(a->seed + 17);
+        if (!a->jpeg.empty() && a->jpeg[0] > a->jpeg[1])
+            throw value_error(core::describe("JPEG quality range", "--jpeg", "LO <= HI", std::to_string(a->jpeg[0]) + " " + std::to_string(a->jpeg[1])));
+        std::mt19937_64 gen(a->seed + 17), quality_gen(a->seed + 29);
         std::size_t examples = 0;
         for (std::size_t i = 0; i < a->count; ++i) {
             const auto sc = data::make_scene(a->seed, i, o);
             char name[32];
-            std::snprintf(name, sizeof name, "%06zu.png", i);
-            io::write_png((fs::path(a->dir) / name).string(), data::scene_side, data::scene_side, 3, sc.rgb.data());
+            std::snprintf(name, sizeof name, a->jpeg.empty() ? "%06zu.png" : "%06zu.jpg", i);
+            const auto path = (fs::path(a->dir) / name).string();
+            if (a->jpeg.empty())
+                io::write_png(path, data::scene_side, data::scene_side, 3, sc.rgb.data());
+            else
+                io::write_jpeg(path, data::scene_side, data::scene_side, 3, sc.rgb.data(),
+                               std::uniform_int_distribution<int>(a->jpeg[0], a->jpeg[1])(quality_gen));
             json::value t = json::value::make_object();
             t.set("image", json::string(name));
             json::value objs = json::value::make_array();
@@ -103,8 +114,8 @@ void add_make_scenes(CLI::App& app) {
             std::printf("tokenizer: %s/tokenizer.model, %zu pieces + PaLI's <loc>/<seg> = %zu ids\n", a->dir.c_str(),
                         tok.model_pieces(), tok.vocab_size());
         }
-        std::printf("wrote %zu scenes (%s/NNNNNN.png, scenes.jsonl) and %zu training examples (train.jsonl; SigLIP pairs: siglip.jsonl, siglip_single.jsonl)\n", a->count,
-                    a->dir.c_str(), examples);
+        std::printf("wrote %zu scenes (%s/NNNNNN.%s, scenes.jsonl) and %zu training examples (train.jsonl; SigLIP pairs: siglip.jsonl, siglip_single.jsonl)\n", a->count,
+                    a->dir.c_str(), a->jpeg.empty() ? "png" : "jpg", examples);
     });
 }
 

@@ -116,7 +116,7 @@ TEST_CASE("tokenizer: round trips, PaLI tokens as single ids, bad input", "[text
     CHECK_THROWS_WITH(text::tokenizer::load((dir / "bad.model").string()), Contains("cannot load sentencepiece model"));
 }
 
-TEST_CASE("images: PNG/BMP round trip, grey and RGBA to RGB, corrupt and absurd files", "[image]") {
+TEST_CASE("images: PNG/BMP/JPEG round trip, grey and RGBA to RGB, corrupt and absurd files", "[image]") {
     const auto dir = temp_dir("images");
     const std::size_t w = 13, h = 7;
     std::vector<std::uint8_t> rgba(w * h * 4);
@@ -127,6 +127,40 @@ TEST_CASE("images: PNG/BMP round trip, grey and RGBA to RGB, corrupt and absurd 
     REQUIRE(img.height == h);
     for (std::size_t p = 0; p < w * h; ++p)
         for (std::size_t c = 0; c < 3; ++c) REQUIRE(img.rgb[p * 3 + c] == rgba[p * 4 + c]);
+    // JPEG (lossy): a smooth 37 x 23 image comes back close at quality 95, less close at 20, and the
+    // file is one stb_image reads as JPEG; quality and size out of range are refused by name.
+    {
+        const std::size_t jw = 37, jh = 23;
+        std::vector<std::uint8_t> smooth(jw * jh * 3);
+        for (std::size_t y = 0; y < jh; ++y)
+            for (std::size_t x = 0; x < jw; ++x)
+                for (std::size_t c = 0; c < 3; ++c)
+                    smooth[(y * jw + x) * 3 + c] = static_cast<std::uint8_t>(60 + 3 * x + 4 * y + 25 * c);
+        const auto err_at = [&](int quality) {
+            const auto path = (dir / ("q" + std::to_string(quality) + ".jpg")).string();
+            io::write_jpeg(path, jw, jh, 3, smooth.data(), quality);
+            std::ifstream f(path, std::ios::binary);
+            REQUIRE(f.get() == 0xFF);
+            REQUIRE(f.get() == 0xD8);  // SOI: a JPEG stream
+            const auto back = io::load_image(path);
+            REQUIRE((back.width == jw && back.height == jh));
+            double num = 0, den = 0;
+            for (std::size_t i = 0; i < smooth.size(); ++i) {
+                num += std::pow(double(back.rgb[i]) - double(smooth[i]), 2);
+                den += std::pow(double(smooth[i]), 2);
+            }
+            return std::sqrt(num / den);
+        };
+        const double hi = err_at(95), lo = err_at(20);
+        INFO("relative RMS error at quality 95: " << hi << ", at 20: " << lo);
+        CHECK(hi < 0.02);
+        CHECK(hi < lo);
+        CHECK(hi > 0);  // lossy: not a PNG in disguise
+        CHECK_THROWS_WITH(io::write_jpeg((dir / "x.jpg").string(), jw, jh, 3, smooth.data(), 0), Contains("JPEG quality") && Contains("1..100"));
+        CHECK_THROWS_WITH(io::write_jpeg((dir / "x.jpg").string(), jw, jh, 3, smooth.data(), 101), Contains("JPEG quality"));
+        CHECK_THROWS_WITH(io::write_jpeg((dir / "x.jpg").string(), 0, jh, 3, smooth.data(), 90), Contains("JPEG size"));
+        CHECK_THROWS_WITH(io::write_jpeg((dir / "no/such/dir.jpg").string(), jw, jh, 3, smooth.data(), 90), Contains("cannot create JPEG"));
+    }
     std::vector<std::uint8_t> grey(w * h, 77);
     stbi_write_bmp((dir / "grey.bmp").string().c_str(), static_cast<int>(w), static_cast<int>(h), 1, grey.data());
     const auto g = io::load_image((dir / "grey.bmp").string());

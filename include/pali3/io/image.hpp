@@ -93,18 +93,37 @@ inline image load_image(const std::string& path, image_limits limits = {}) {
     return decode_image(bytes.data(), bytes.size(), path, limits);
 }
 
-// Writes 8-bit pixels (channels 1, 3 or 4) as PNG: encoded in memory, then written with every
-// write checked (a full disk or /dev/full is an error naming the reason, not a silent success).
-inline void write_png(const std::string& path, std::size_t width, std::size_t height, int channels, const std::uint8_t* data) {
+namespace detail {
+// Encodes 8-bit pixels (channels 1, 3 or 4) with stb_image_write in memory, then writes the file
+// with every write checked (a full disk or /dev/full is an error naming the reason, not a silent
+// success). `what` is "PNG" or "JPEG"; `encode(append, ctx)` returns stb's status.
+template <class Encode>
+void write_encoded(const std::string& path, std::size_t width, std::size_t height, int channels, const char* what, Encode encode) {
     if (width == 0 || height == 0 || width > 65535 || height > 65535 || (channels != 1 && channels != 3 && channels != 4))
-        throw value_error(core::describe("PNG size", path, "1..65535 pixels a side, 1, 3 or 4 channels",
+        throw value_error(core::describe(std::string(what) + " size", path, "1..65535 pixels a side, 1, 3 or 4 channels",
                                          std::to_string(width) + "x" + std::to_string(height) + "x" + std::to_string(channels)));
     std::string bytes;
     const auto append = [](void* ctx, void* chunk, int n) { static_cast<std::string*>(ctx)->append(static_cast<const char*>(chunk), static_cast<std::size_t>(n)); };
-    if (!stbi_write_png_to_func(append, &bytes, static_cast<int>(width), static_cast<int>(height), channels, data,
-                                static_cast<int>(width) * channels))
-        throw format_error(core::describe("cannot encode PNG", path, "an encodable image", "stb_image_write failed (out of memory)"));
-    core::write_file_checked(path, bytes, "PNG");
+    if (!encode(+append, static_cast<void*>(&bytes)))
+        throw format_error(core::describe(std::string("cannot encode ") + what, path, "an encodable image", "stb_image_write failed (out of memory)"));
+    core::write_file_checked(path, bytes, what);
+}
+}  // namespace detail
+
+// Writes 8-bit pixels (channels 1, 3 or 4) as PNG.
+inline void write_png(const std::string& path, std::size_t width, std::size_t height, int channels, const std::uint8_t* data) {
+    detail::write_encoded(path, width, height, channels, "PNG", [&](stbi_write_func* f, void* ctx) {
+        return stbi_write_png_to_func(f, ctx, static_cast<int>(width), static_cast<int>(height), channels, data, static_cast<int>(width) * channels);
+    });
+}
+
+// Writes 8-bit pixels (channels 1, 3 or 4; alpha is dropped) as baseline JPEG at `quality` 1..100
+// (stb_image_write's encoder: 4:2:0 chroma up to quality 90, 4:4:4 above).
+inline void write_jpeg(const std::string& path, std::size_t width, std::size_t height, int channels, const std::uint8_t* data, int quality) {
+    if (quality < 1 || quality > 100) throw value_error(core::describe("JPEG quality", path, "1..100", quality));
+    detail::write_encoded(path, width, height, channels, "JPEG", [&](stbi_write_func* f, void* ctx) {
+        return stbi_write_jpg_to_func(f, ctx, static_cast<int>(width), static_cast<int>(height), channels, data, quality);
+    });
 }
 inline void write_png(const std::string& path, const image& img) { write_png(path, img.width, img.height, 3, img.rgb.data()); }
 
