@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies, builds the `pali3` command line, then
-#   1. runs the models trained here on the world of shapes (examples/models/shapes/, docs/shapes.md)
+#   1. runs the models trained here on the world of shapes (examples/models/shapes/, docs/shapes.md:
+#      captions, answers, boxes and masks)
 #      on committed sample scenes: their answers are meant to be right;
 #   2. runs the whole pipeline on real files with a tiny PaLI-3 of RANDOM weights (a sentencepiece
 #      model trained on examples/data/corpus.txt, the VQ-VAE as .npz, the bundled sample image):
@@ -30,7 +31,7 @@ done
 "$P" eval --scenes "$SCENES" --weights "$S/siglip.safetensors" --tokenizer "$S/tokenizer.model" | sed -n 2p
 
 echo
-echo "PaLI-3 (SigLIP-style ViT, projector, T5 encoder-decoder; 1.2 M parameters, bf16): captions, answers, boxes"
+echo "PaLI-3 (SigLIP-style ViT, projector, T5 encoder-decoder; 1.2 M parameters, bf16): captions, answers, boxes, masks"
 FS=(--weights "$S/pali3.safetensors" --tokenizer "$S/tokenizer.model")
 output() { sed -n 's/^output: "\(.*\)" ([0-9]* tokens.*/\1/p'; }
 # truth_of SCENE PATTERN: the quoted value that ends the first match of PATTERN in SCENE's ground truth
@@ -48,8 +49,11 @@ echo "  000009.png  detect square ; circle   (boxes in pixels y1 x1 y2 x2; overl
 "$P" detect "$SCENES/000009.png" "square ; circle" "${FS[@]}" --out "$D/shapes_detect.png" | { grep '^object' || echo "no box"; } | sed 's/^/    /'
 grep '"image":"000009.png"' "$SCENES/scenes.jsonl" | grep -o '"shape":"[a-z]*","color":"[a-z]*","box":\[[0-9,]*\]' |
   sed 's/"shape":"\([a-z]*\)".*"box":\[\([0-9]*\),\([0-9]*\),\([0-9]*\),\([0-9]*\)\]/    truth  "\1": box y1=\2 x1=\3 y2=\4 x2=\5/' | grep -E '"(square|circle)"'
-echo "  every task on the $(wc -l < "$SCENES/scenes.jsonl") sample scenes (pali3 eval):"
-"$P" eval --scenes "$SCENES" "${FS[@]}" | sed -n '2,5p' | sed 's/^/    /'
+echo "  000001.png  segment triangle   (box, 16 <seg> codes -> the VQ-VAE's mask; overlay: $D/shapes_segment.png)"
+"$P" segment "$SCENES/000001.png" triangle "${FS[@]}" --vqvae "$S/vqvae.safetensors" --out "$D/shapes_segment.png" |
+  { grep -E '^(object|mask)' || echo "no mask"; } | sed 's/^/    /'
+echo "  every task on the $(wc -l < "$SCENES/scenes.jsonl") sample scenes (pali3 eval; masks by $S/vqvae.safetensors):"
+"$P" eval --scenes "$SCENES" "${FS[@]}" --vqvae "$S/vqvae.safetensors" | sed -n '2,7p' | sed 's/^/    /'
 
 banner "Part 2: the whole pipeline with RANDOM weights (output is noise; every stage is real)"
 banner "pali3 make-demo $D   (tiny PaLI-3, random weights, trained tokenizer, VQ-VAE)"

@@ -1,7 +1,8 @@
 // pali3 eval --scenes DIR: a PaLI-3 checkpoint's accuracy per task on scenes with their ground
 // truth (DIR/scenes.jsonl from `pali3 make-scenes`, or any renderer's in the same format):
 // caption exact match, detection (IoU >= 0.5 per object asked for; no box for a shape that is not
-// there) and VQA exact match (docs/shapes.md).
+// there) and VQA exact match (docs/shapes.md); with --vqvae also segmentation (the mask IoU of each
+// object asked for against the spec's shape in its true box).
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -124,17 +125,24 @@ void add_eval(CLI::App& app) {
     c->add_option("--scenes", a->scenes, "directory with scenes.jsonl and its images")->required();
     c->add_option("--limit", a->limit, "only the first N scenes (0: all)")->capture_default_str();
     c->add_flag("--verbose", a->verbose, "print every wrong answer");
+    c->add_option("--vqvae", a->o.vqvae, "also score segmentation, masks decoded by this VQ-VAE (examples/models/shapes/vqvae.safetensors)");
     add_pipeline_flags(c, a->o, a->json);
-    c->callback([a] {
+    c->callback([a, c] {
         namespace fs = std::filesystem;
         const auto path = (fs::path(a->scenes) / "scenes.jsonl").string();
+        if (!a->o.vqvae.empty()) default_segment_tokens(c, a->o);
         {
             const auto ckpt = weights::checkpoint::open(a->o.weights);
-            if (pipeline::require_config(a->o.config, &ckpt, a->o.weights).config.kind == models::model_kind::siglip)
+            if (pipeline::require_config(a->o.config, &ckpt, a->o.weights).config.kind == models::model_kind::siglip) {
+                if (!a->o.vqvae.empty())
+                    throw value_error(core::describe("--vqvae with a SigLIP pair", a->o.weights, "a PaLI-3 checkpoint (segmentation)", "a SigLIP pair"));
                 return eval_siglip(a->o, a->scenes, path, a->limit, a->json, a->verbose);
+            }
         }
         const auto p = open_pali3(a->o);
-        tally caption, found, absent, vqa;
+        tally caption, found, absent, vqa, seg_found, seg_absent;
+        double seg_iou_sum = 0;
+        const bool segment = !a->o.vqvae.empty();
         std::array<tally, vqa_kinds.size()> vqa_by_kind;
         // The same per number of objects in the scene: a model that answers by position or by
         // the whole image is right on one object and at chance among several.
@@ -142,13 +150,45 @@ void add_eval(CLI::App& app) {
             tally caption, found, vqa;
         };
         std::map<std::size_t, by_count> by_objects;
+        struct truth {
+            std::string shape;
+            std::array<float, 4> box;
+            std::vector<std::uint8_t> mask;  // with --vqvae: the spec's mask of the shape in its box
+        };
+        // "segment SHAPE": each object of that shape is matched to an unused mask of the same label
+        // with the largest mask IoU; it counts as found at IoU >= 0.5, its IoU (0 when unmatched)
+        // goes into the mean; an absent shape must give no object.
+        const auto score_segment = [&](pipeline::pali3_pipeline& model, const std::string& image, const char* shape,
+                                       const std::vector<const truth*>& want) {
+            const auto seg = model.segment(image, shape);
+            if (want.empty()) {
+                seg_absent.add(seg.objects.empty());
+                if (!seg.objects.empty() && a->verbose) std::printf("%s segment %s: objects for an absent shape\n", image.c_str(), shape);
+                return;
+            }
+            std::vector<bool> used(seg.objects.size(), false);
+            for (const auto* t : want) {
+                double best = 0;
+                std::size_t at = seg.objects.size();
+                for (std::size_t k = 0; k < seg.objects.size(); ++k) {
+                    if (used[k] || seg.objects[k].label != shape || seg.masks[k].size() != t->mask.size()) continue;
+                    std::size_t inter = 0, uni = 0;
+                    for (std::size_t i = 0; i < t->mask.size(); ++i) {
+                        inter += seg.masks[k][i] && t->mask[i];
+                        uni += seg.masks[k][i] || t->mask[i];
+                    }
+                    const double v = uni ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;
+                    if (v > best || at == seg.objects.size()) best = v, at = k;
+                }
+                if (at < seg.objects.size()) used[at] = true;
+                seg_found.add(best >= 0.5);
+                seg_iou_sum += best;
+                if (best < 0.5 && a->verbose) std::printf("%s segment %s: \"%s\" mask IoU %.2f\n", image.c_str(), shape, seg.text.c_str(), best);
+            }
+        };
         pipeline::stopwatch sw;
         const std::size_t n = for_each_scene(path, a->limit, [&](const json::value& v, const std::string& where) {
             const auto image = (fs::path(a->scenes) / v.at("image", where).as_string(where)).string();
-            struct truth {
-                std::string shape;
-                std::array<float, 4> box;
-            };
             std::vector<truth> objects;
             for (const auto& o : v.at("objects", where).items(where)) {
                 truth t;
@@ -156,6 +196,7 @@ void add_eval(CLI::App& app) {
                 const auto& b = o.at("box", where).items(where);
                 if (b.size() != 4) throw format_error(core::describe("box", where, "[y1, x1, y2, x2]", b.size()));
                 for (std::size_t i = 0; i < 4; ++i) t.box[i] = static_cast<float>(b[i].as_double(where));
+                if (segment) t.mask = data::object_mask(data::shape_index(t.shape), t.box[0], t.box[1], t.box[2], t.box[3]);
                 objects.push_back(t);
             }
             auto& mine = by_objects[objects.size()];
@@ -169,6 +210,7 @@ void add_eval(CLI::App& app) {
                 std::vector<const truth*> want;
                 for (const auto& t : objects)
                     if (t.shape == shape) want.push_back(&t);
+                if (segment) score_segment(*p, image, shape, want);
                 const auto det = p->detect(image, shape);
                 if (want.empty()) {
                     absent.add(det.objects.empty());
@@ -205,6 +247,12 @@ void add_eval(CLI::App& app) {
             out.set("detection", found.to_json());
             out.set("detection_absent", absent.to_json());
             out.set("vqa", vqa.to_json());
+            if (segment) {
+                json::value sg = seg_found.to_json();
+                sg.set("mean_iou", json::number(seg_found.total ? seg_iou_sum / static_cast<double>(seg_found.total) : 0.0));
+                out.set("segmentation", std::move(sg));
+                out.set("segmentation_absent", seg_absent.to_json());
+            }
             json::value kinds = json::value::make_object();
             for (std::size_t k = 0; k < vqa_kinds.size(); ++k)
                 if (vqa_by_kind[k].total) kinds.set(vqa_kinds[k], vqa_by_kind[k].to_json());
@@ -227,6 +275,11 @@ void add_eval(CLI::App& app) {
         std::printf("detection IoU >= 0.5       %6.2f %% (%zu / %zu objects)\n", 100 * found.rate(), found.right, found.total);
         std::printf("no box for an absent shape %6.2f %% (%zu / %zu)\n", 100 * absent.rate(), absent.right, absent.total);
         std::printf("VQA exact match            %6.2f %% (%zu / %zu)\n", 100 * vqa.rate(), vqa.right, vqa.total);
+        if (segment) {
+            std::printf("mask IoU >= 0.5 (segment)  %6.2f %% (%zu / %zu objects), mean mask IoU %.3f\n", 100 * seg_found.rate(), seg_found.right,
+                        seg_found.total, seg_found.total ? seg_iou_sum / static_cast<double>(seg_found.total) : 0.0);
+            std::printf("no mask for an absent shape %6.2f %% (%zu / %zu)\n", 100 * seg_absent.rate(), seg_absent.right, seg_absent.total);
+        }
         for (std::size_t k = 0; k < vqa_kinds.size(); ++k)
             if (vqa_by_kind[k].total)
                 std::printf("  %-24s %6.2f %% (%zu / %zu)\n", vqa_kinds[k], 100 * vqa_by_kind[k].rate(), vqa_by_kind[k].right,

@@ -14,10 +14,11 @@ void add_segment(CLI::App& app) {
     auto* c = app.add_subcommand("segment", "box and mask of a thing (prompt \"segment THING\", masks by the VQ-VAE)");
     c->add_option("image", a->image, "image file")->required();
     c->add_option("thing", a->thing, "what to segment")->required();
-    c->add_option("--vqvae", a->o.vqvae, "the VQ-VAE mask decoder (big_vision's vae-oid.npz)");
+    c->add_option("--vqvae", a->o.vqvae, "the VQ-VAE mask decoder (big_vision's vae-oid.npz, or examples/models/shapes/vqvae.safetensors)");
     c->add_option("--out", a->out, "overlay PNG to write")->capture_default_str();
     add_pipeline_flags(c, a->o, a->json);
-    c->callback([a] {
+    c->callback([a, c] {
+        default_segment_tokens(c, a->o);
         if (a->o.vqvae.empty()) throw value_error(core::describe("missing flag", "--vqvae", "the VQ-VAE mask decoder (vae-oid.npz)", "none"));
         const auto p = open_pali3(a->o);
         auto ans = p->segment(a->image, a->thing);

@@ -91,3 +91,51 @@ TEST_CASE("captions, detection targets and questions", "[data][shapes]") {
     for (const auto& e : ex) absent = absent || (e.prompt == "detect triangle" && e.target.empty());
     CHECK(absent);
 }
+
+TEST_CASE("object masks: the pixels the renderer colours, areas of the spec's shapes, bad input refused", "[data][shapes]") {
+    // Hard edges, no noise: a pixel is drawn in the object's colour exactly where its one sample
+    // is inside; the 4 x 4-sample mask may differ only at the edge (a pixel at most half covered).
+    std::size_t checked = 0, edge_disagreements = 0, drawn = 0;
+    for (std::uint64_t i = 0; i < 40; ++i) {
+        const auto sc = shapes::make_scene(11, i, {false, 0.f, 3});
+        for (const auto& o : sc.objects) {
+            const auto m = shapes::object_mask(o.shape, o.y1, o.x1, o.y2, o.x2);
+            REQUIRE(m.size() == 64u * 64u);
+            for (std::size_t p = 0; p < m.size(); ++p) {
+                const auto* px = sc.rgb.data() + p * 3;
+                const bool coloured = px[0] == o.rgb[0] && px[1] == o.rgb[1] && px[2] == o.rgb[2];
+                const int y = static_cast<int>(p / 64), x = static_cast<int>(p % 64);
+                const bool in_box = y >= o.y1 && y < o.y2 && x >= o.x1 && x < o.x2;
+                if (!in_box) {
+                    CHECK(m[p] == 0);
+                    continue;
+                }
+                ++checked;
+                drawn += coloured;
+                if (coloured != (m[p] == 1)) {
+                    ++edge_disagreements;
+                    const float cov = shapes::detail::coverage(o.shape, o.x1, o.y1, o.x2 - o.x1, x, y, 16);
+                    CHECK(cov > 0.1f);
+                    CHECK(cov < 0.9f);
+                }
+            }
+        }
+    }
+    INFO("box pixels " << checked << ", drawn " << drawn << ", edge disagreements " << edge_disagreements);
+    CHECK(edge_disagreements * 20 < drawn);  // under 5 %: edge pixels only
+    // Areas against the continuous shapes (side 20 at a fractional offset): circle pi r^2, square
+    // s^2, triangle s^2 / 2, each within a perimeter's worth of pixels.
+    const float s = 20.f, y0 = 10.3f, x0 = 7.6f;
+    const double want[3] = {3.14159265 * 100.0, 400.0, 200.0};
+    for (int shape = 0; shape < 3; ++shape) {
+        const auto m = shapes::object_mask(shape, y0, x0, y0 + s, x0 + s);
+        double area = 0;
+        for (const auto v : m) area += v;
+        INFO("shape " << shape << " area " << area << " want " << want[shape]);
+        CHECK(std::abs(area - want[shape]) / want[shape] < 0.05);
+    }
+    CHECK(shapes::shape_index("triangle") == 2);
+    CHECK_THROWS_WITH(shapes::shape_index("hexagon"), Catch::Contains("circle, square or triangle") && Catch::Contains("hexagon"));
+    CHECK_THROWS_WITH(shapes::object_mask(3, 0, 0, 10, 10), Catch::Contains("shape index"));
+    CHECK_THROWS_WITH(shapes::object_mask(0, 5, 0, 5, 10), Catch::Contains("y2 > y1"));
+}

@@ -129,6 +129,28 @@ inline scene make_scene(std::uint64_t seed, std::uint64_t index, const scene_opt
     return sc;
 }
 
+// The ground-truth mask of one object (side x side, 0/1): the pixels whose 4 x 4 samples are at
+// least half inside the shape drawn in the object's box, as the spec defines it (any renderer's
+// scenes.jsonl gives the box and the shape; boxes may be fractional).
+inline std::vector<std::uint8_t> object_mask(int shape, float y1, float x1, float y2, float x2, std::size_t side = scene_side) {
+    if (shape < 0 || shape > 2) throw value_error(core::describe("shape index", "object_mask", "0..2", shape));
+    if (!(y2 > y1 && x2 > x1)) throw value_error(core::describe("box", "object_mask", "y2 > y1 and x2 > x1", std::to_string(y1) + ", " + std::to_string(x1) + ", " + std::to_string(y2) + ", " + std::to_string(x2)));
+    std::vector<std::uint8_t> mask(side * side, 0);
+    const float s = 0.5f * ((y2 - y1) + (x2 - x1));
+    const int lo_y = std::max(0, static_cast<int>(std::floor(y1))), hi_y = std::min(static_cast<int>(side), static_cast<int>(std::ceil(y2)));
+    const int lo_x = std::max(0, static_cast<int>(std::floor(x1))), hi_x = std::min(static_cast<int>(side), static_cast<int>(std::ceil(x2)));
+    for (int py = lo_y; py < hi_y; ++py)
+        for (int px = lo_x; px < hi_x; ++px)
+            mask[static_cast<std::size_t>(py) * side + static_cast<std::size_t>(px)] = detail::coverage(shape, x1, y1, s, px, py, 4) >= 0.5f;
+    return mask;
+}
+
+inline int shape_index(const std::string& name) {
+    for (std::size_t i = 0; i < shape_names.size(); ++i)
+        if (name == shape_names[i]) return static_cast<int>(i);
+    throw value_error(core::describe("shape name", "shapes world", "circle, square or triangle", name));
+}
+
 // ---- the tasks' texts ------------------------------------------------------------------------
 
 // "a red circle", "a red circle and a blue square", "a red circle, a blue square and a green triangle".

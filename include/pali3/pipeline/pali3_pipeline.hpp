@@ -102,10 +102,14 @@ public:
         if (!o.vqvae.empty()) {
             sw.reset();
             vae_file_.emplace(weights::checkpoint::open(o.vqvae));
-            std::size_t codebook = 128, embed = 512;
-            for (const auto& t : vae_file_->list())
+            // vae-oid's sizes unless the file says otherwise (a smaller VQ-VAE, e.g. the shapes
+            // world's: the codebook's shape and decoder.0's output width)
+            std::size_t codebook = 128, embed = 512, width = 128;
+            for (const auto& t : vae_file_->list()) {
                 if (t.name == "_vq_vae._embedding" && t.shape.size() == 2) codebook = t.shape[0], embed = t.shape[1];
-            vae_.emplace(vision::vqvae_config{codebook, embed, 128}, weights::cursor(*vae_file_));
+                if (t.name == "decoder.0.weight" && t.shape.size() == 4) width = t.shape[0];
+            }
+            vae_.emplace(vision::vqvae_config{codebook, embed, width}, weights::cursor(*vae_file_));
             load_times_.add("load VQ-VAE", sw.ms());
         }
         sw.reset();
