@@ -122,7 +122,7 @@ TEST_CASE("object masks: the pixels the renderer colours, areas of the spec's sh
         }
     }
     INFO("box pixels " << checked << ", drawn " << drawn << ", edge disagreements " << edge_disagreements);
-    CHECK(edge_disagreements * 20 < drawn);  // under 5 %: edge pixels only
+    CHECK(edge_disagreements * 100 < drawn);  // under 1 % (8 of 23188 here): edge pixels only
     // Areas against the continuous shapes (side 20 at a fractional offset): circle pi r^2, square
     // s^2, triangle s^2 / 2, each within a perimeter's worth of pixels.
     const float s = 20.f, y0 = 10.3f, x0 = 7.6f;
