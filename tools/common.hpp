@@ -120,7 +120,6 @@ inline void add_dtype_flags(CLI::App* c, std::string& dtype, std::size_t& int8_g
         ->capture_default_str();  // a multiple of 32: checked with the other flags before loading
 }
 
-// Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 // Segmentation outputs are long (per object 4 <loc> + 16 <seg> + the label): when the user left
 // --max-new-tokens at its default (32: one object), segment and eval --vqvae allow 96 (three
 // objects with room for a label of several pieces).
@@ -129,6 +128,7 @@ inline void default_segment_tokens(const CLI::App* c, pipeline::options& o) {
     if (c->get_option("--max-new-tokens")->count() == 0) o.max_new_tokens = std::max(o.max_new_tokens, segment_new_tokens);
 }
 
+// Every flag of the PaLI-3 pipeline commands (caption, vqa, generate, detect, segment).
 inline void add_pipeline_flags(CLI::App* c, pipeline::options& o, bool& json) {
     c->add_option("--weights", o.weights, "checkpoint: safetensors file, directory or shard index, or .npz (any naming)");
     c->add_option("--tokenizer", o.tokenizer, "sentencepiece model (PaLI's <loc>/<seg> tokens are added)");
