@@ -158,9 +158,8 @@ void add_eval(CLI::App& app) {
         // "segment SHAPE": each object of that shape is matched to an unused mask of the same label
         // with the largest mask IoU; it counts as found at IoU >= 0.5, its IoU (0 when unmatched)
         // goes into the mean; an absent shape must give no object.
-        const auto score_segment = [&](pipeline::pali3_pipeline& model, const std::string& image, const char* shape,
-                                       const std::vector<const truth*>& want) {
-            const auto seg = model.segment(image, shape);
+        const auto score_segment = [&](const std::string& image, const char* shape, const std::vector<const truth*>& want) {
+            const auto seg = p->segment(image, shape);
             if (want.empty()) {
                 seg_absent.add(seg.objects.empty());
                 if (!seg.objects.empty() && a->verbose) std::printf("%s segment %s: objects for an absent shape\n", image.c_str(), shape);
@@ -210,7 +209,7 @@ void add_eval(CLI::App& app) {
                 std::vector<const truth*> want;
                 for (const auto& t : objects)
                     if (t.shape == shape) want.push_back(&t);
-                if (segment) score_segment(*p, image, shape, want);
+                if (segment) score_segment(image, shape, want);
                 const auto det = p->detect(image, shape);
                 if (want.empty()) {
                     absent.add(det.objects.empty());
